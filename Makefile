@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# kdbt's entry points. On a fresh Debian machine, `make demo` and `make check` install
+# what they need (apt) and build everything.
+#
+#   make demo                 boot the guest, load the module, show what kdbt does
+#   make check                every test: swift test, the kernel build, guest tests
+#   make kmod                 build kmod/kdbt.ko (warnings are fatal)
+#   make vm-run SCRIPT=F [VMFILES=DIR]   run a script as root in the guest
+#
+# KVER/KDIR pick the guest kernel (default: newest /boot/vmlinuz-* with headers).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Recursive (=) so they are evaluated after `deps` has installed the headers.
+KVER = $(shell scripts/kver)
+KDIR = /lib/modules/$(KVER)/build
+# Identifies the module's sources; reported by `kdbt version`.
+BUILD_ID = $(shell cat $$(find Sources/Protocol Sources/Engine kmod -name '*.swift' -o -name '*.c' \
+	-o -name '*.h' -o -name Kbuild -o -name '*.sh' | sort) | sha256sum | cut -c1-16)
+SWIFT_BUILD = swift build
+GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client
+
+.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean
+
+all: build kmod
+
+deps:
+	@scripts/ensure-deps
+
+build: deps
+	$(SWIFT_BUILD) --product kdbt
+	$(SWIFT_BUILD) --product kdbt-guest-client
+
+# Any modpost or objtool warning fails the build: the log is checked after Kbuild.
+kmod: deps
+	@mkdir -p build
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/kmod KDBT_BUILD_ID=0x$(BUILD_ID) modules 2>&1 | tee build/kmod.log
+	@if grep -inE 'warning|objtool:' build/kmod.log; then \
+		echo "make kmod: the kernel build printed warnings (above); they are fatal" >&2; exit 1; fi
+
+unit-test: deps
+	swift test
+
+guest-test: build kmod
+	scripts/guest-tests
+
+test check: unit-test kmod guest-test
+
+demo: build kmod
+	scripts/vm-run --extra-bin .build/debug/kdbt-guest-client scripts/demo-guest.sh
+
+vm-run: build kmod
+	@test -n "$(SCRIPT)" || { echo "usage: make vm-run SCRIPT=FILE [VMFILES=DIR]" >&2; exit 64; }
+	scripts/vm-run $(if $(VMFILES),--vmfiles $(VMFILES)) --extra-bin .build/debug/kdbt-guest-client $(SCRIPT)
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/kmod clean
+	rm -rf build .build

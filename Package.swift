@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// One package, two builds of the Engine: this manifest is the hosted build (tests,
+// CLI, user-mode host). The kernel build compiles the same Sources/Protocol and
+// Sources/Engine files as one Embedded Swift module; see kmod/Kbuild and Makefile.
+import PackageDescription
+
+// Flags shared by every target that is also compiled into the kernel module.
+let engineSwiftSettings: [SwiftSetting] = [
+    .enableExperimentalFeature("Extern"),
+]
+
+let package = Package(
+    name: "kdbt",
+    products: [
+        .executable(name: "kdbt", targets: ["kdbt-cli"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The uAPI: ioctl numbers and request layouts, shared by module and CLI.
+        .target(name: "Protocol", swiftSettings: engineSwiftSettings),
+        // Decoder, translator, dispatch: hosted here, Embedded Swift in kdbt.ko.
+        .target(name: "Engine", dependencies: ["Protocol"], swiftSettings: engineSwiftSettings),
+        // ioctl(2) is variadic and not imported into Swift: a tiny C wrapper.
+        .target(name: "CKdbtSys"),
+        // The CLI's library: device access, rendering; commands stay thin.
+        .target(name: "KdbtClient", dependencies: ["Protocol", "CKdbtSys"]),
+        .executableTarget(
+            name: "kdbt-cli",
+            dependencies: [
+                "KdbtClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Runs inside the guest: drives /dev/kdbt with malformed requests.
+        .executableTarget(
+            name: "kdbt-guest-client",
+            dependencies: ["Protocol", "KdbtClient", "CKdbtSys"],
+            path: "Tests/GuestClient"
+        ),
+        .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
+        .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
+    ]
+)

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// What the Engine needs from where it runs. Two implementations: the kernel shim
+// (Kernel/KernelHost.swift over kmod/shim.c) and user-mode hosts (tests, user-mode
+// translation). The Engine is generic over its host, so calls are direct, not
+// through existentials (which the kernel build does not allow).
+
+#if canImport(Protocol)
+import Protocol
+#endif
+
+public protocol EngineHost {
+    /// Copies `count` bytes from the caller's address space; false on a fault.
+    func copyFromUser(_ destination: UnsafeMutableRawPointer, _ source: UInt64, _ count: Int) -> Bool
+    /// Copies `count` bytes to the caller's address space; false on a fault.
+    func copyToUser(_ destination: UInt64, _ source: UnsafeRawPointer, _ count: Int) -> Bool
+    /// Whether `count` user bytes at `address` are all zero: 1 yes, 0 no, -EFAULT.
+    func checkZeroedUser(_ address: UInt64, _ count: Int) -> Int32
+
+    /// A zeroed block of memory for the Engine's arenas; nil when none is left.
+    func allocateArena(bytes: Int) -> UnsafeMutableRawPointer?
+    /// Returns a block from `allocateArena`.
+    func freeArena(_ block: UnsafeMutableRawPointer)
+    /// The host's own count of live allocations, arenas included (proves cleanup).
+    var liveAllocations: UInt64 { get }
+    var liveBytes: UInt64 { get }
+
+    var nanosecondsSinceLoad: UInt64 { get }
+    var onlineCPUs: UInt32 { get }
+    /// Identifies the sources this Engine was built from.
+    var buildID: UInt64 { get }
+}

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// The ioctl dispatch of /dev/kdbt. The shim checks CAP_SYS_ADMIN and serializes
+// calls; everything about request layouts is decided here, once, for both hosts.
+// Userland pointers and sizes are never trusted: every byte crosses through the
+// host's copy functions, sizes are bounded before use.
+
+#if canImport(Protocol)
+import Protocol
+#endif
+
+/// The largest reply layout this Engine knows; the stack buffer holds one.
+private let largestRequest = 128
+
+extension Engine {
+    /// Serves one ioctl: 0 or a negative errno.
+    public func ioctl(number: UInt32, argument: UInt64) -> Int32 {
+        guard let command = KdbtCommand(number: number) else { return -Errno.ENOTTY }
+        state.pointee.ioctlCalls &+= 1
+        return withUnsafeTemporaryAllocation(byteCount: largestRequest, alignment: 8) { buffer in
+            serve(command, argument, buffer)
+        }
+    }
+
+    private func serve(_ command: KdbtCommand, _ argument: UInt64,
+                       _ buffer: UnsafeMutableRawBufferPointer) -> Int32 {
+        let known = command.firstLayoutSize  // every command is at its first layout today
+        let userSize = readExtensibleRequest(from: argument, knownSize: known, into: buffer)
+        if userSize < 0 { return Int32(userSize) }
+        let reader = LayoutReader(UnsafeRawBufferPointer(rebasing: buffer[0..<known]))
+        let writer = LayoutWriter(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<known]))
+        switch command {
+        case .version:
+            let bad = VersionReply.validate(reader)
+            if bad != 0 { return -bad }
+            version.encode(writer)
+        case .status:
+            let bad = StatusReply.validate(reader)
+            if bad != 0 { return -bad }
+            status.encode(writer)
+        }
+        return writeReply(to: argument, userSize: userSize, knownSize: known, from: buffer)
+    }
+
+    /// copy_struct_from_user semantics: the caller's `size` comes first; it must cover
+    /// the first layout and stay within a page; bytes past what we know must be zero.
+    /// On success the buffer holds `knownSize` bytes and the result is the caller's
+    /// size; on failure, a negative errno.
+    func readExtensibleRequest(
+        from address: UInt64, knownSize: Int, into buffer: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        var size32: UInt32 = 0
+        guard host.copyFromUser(&size32, address, 4) else { return -Int(Errno.EFAULT) }
+        let userSize = Int(size32)
+        if userSize < knownSize { return -Int(Errno.EINVAL) }
+        if userSize > kdbtMaxRequestSize { return -Int(Errno.E2BIG) }
+        if userSize > knownSize {
+            let zero = host.checkZeroedUser(address &+ UInt64(knownSize), userSize - knownSize)
+            if zero < 0 { return Int(zero) }
+            if zero == 0 { return -Int(Errno.E2BIG) }
+        }
+        guard host.copyFromUser(buffer.baseAddress!, address, knownSize) else {
+            return -Int(Errno.EFAULT)
+        }
+        return userSize
+    }
+
+    /// Writes the reply back: the `size` field says how many bytes we wrote.
+    func writeReply(to address: UInt64, userSize: Int, knownSize: Int,
+                    from buffer: UnsafeMutableRawBufferPointer) -> Int32 {
+        let count = min(userSize, knownSize)
+        LayoutWriter(buffer).u32(RequestHeader.sizeOffset, UInt32(count))
+        LayoutWriter(buffer).u32(RequestHeader.flagsOffset, 0)
+        return host.copyToUser(address, buffer.baseAddress!, count) ? 0 : -Errno.EFAULT
+    }
+}

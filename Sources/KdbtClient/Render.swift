@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// Turning replies into text and JSON. Formatting is kept apart from the requests so
+// every command renders the same way, and tests can check output without a device.
+
+import Protocol
+
+public enum OutputFormat: String, CaseIterable, Sendable {
+    case text
+    case json
+}
+
+public let cliVersion = "0.1.0"
+
+public func hex64(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: max(0, 16 - digits.count)) + digits
+}
+
+public func engineVersionString(_ v: UInt32) -> String {
+    let p = formatEngineVersion(v)
+    return "\(p.major).\(p.minor).\(p.patch)"
+}
+
+public func featureNames(_ f: FeatureBits) -> [String] {
+    var names: [String] = []
+    if f.contains(.status) { names.append("status") }
+    let unknown = f.rawValue & ~FeatureBits.known.rawValue
+    if unknown != 0 { names.append("unknown(0x\(String(unknown, radix: 16)))") }
+    return names
+}
+
+public func renderVersion(cliVersion: String, module: VersionReply?, format: OutputFormat) -> String {
+    switch format {
+    case .text:
+        var lines = ["kdbt CLI \(cliVersion) (protocol \(kdbtProtocolVersion))"]
+        if let m = module {
+            lines.append(
+                "module   \(engineVersionString(m.engineVersion)) (protocol \(m.protocolVersion), "
+                    + "build \(hex64(m.buildID)), \(m.cpus) CPUs, features: "
+                    + "\(featureNames(m.features).joined(separator: ",")))")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    case .json:
+        var json = JSONObject()
+        json.add("cli_version", .string(cliVersion))
+        json.add("cli_protocol", .int(Int64(kdbtProtocolVersion)))
+        if let m = module {
+            var mod = JSONObject()
+            mod.add("engine_version", .string(engineVersionString(m.engineVersion)))
+            mod.add("protocol", .int(Int64(m.protocolVersion)))
+            mod.add("build_id", .string(hex64(m.buildID)))
+            mod.add("cpus", .int(Int64(m.cpus)))
+            mod.add("features", .array(featureNames(m.features).map { .string($0) }))
+            json.add("module", .object(mod))
+        }
+        return json.value.serialized() + "\n"
+    }
+}
+
+public func renderStatus(_ s: StatusReply, format: OutputFormat) -> String {
+    let state = s.state == .attached ? "attached" : "detached"
+    switch format {
+    case .text:
+        return """
+            state:              \(state)
+            cpus:               \(s.cpus)
+            ioctl calls:        \(s.ioctlCalls)
+            arena:              \(s.arenaUsed) of \(s.arenaBytes) bytes used
+            live allocations:   \(s.liveAllocations) (\(s.liveBytes) bytes)
+            loaded for:         \(formatDuration(nanoseconds: s.loadedNanoseconds))
+
+            """
+    case .json:
+        var json = JSONObject()
+        json.add("state", .string(state))
+        json.add("cpus", .int(Int64(s.cpus)))
+        json.add("ioctl_calls", .uint(s.ioctlCalls))
+        json.add("arena_bytes", .uint(s.arenaBytes))
+        json.add("arena_used", .uint(s.arenaUsed))
+        json.add("live_allocations", .uint(s.liveAllocations))
+        json.add("live_bytes", .uint(s.liveBytes))
+        json.add("loaded_ns", .uint(s.loadedNanoseconds))
+        return json.value.serialized() + "\n"
+    }
+}
+
+public func formatDuration(nanoseconds: UInt64) -> String {
+    let ms = nanoseconds / 1_000_000
+    let s = ms / 1000
+    if s >= 60 { return "\(s / 60)m\(s % 60)s" }
+    let frac = ms % 1000
+    let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
+    return "\(s).\(pad)\(frac)s"
+}

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// Request layouts of the commands. Each has `sizeV1`, `validate` (what the module
+// checks on input) and encode/decode of the reply fields.
+
+/// `KDBT_IOC_VERSION`: what the module is and can do.
+///
+///     0  u32 size               in: caller's struct size; out: bytes written
+///     4  u32 flags              in: must be 0
+///     8  u32 protocol_version   out
+///    12  u32 engine_version     out: major << 16 | minor << 8 | patch
+///    16  u64 build_id           out: hash of the Engine, Protocol and shim sources
+///    24  u64 features           out: FeatureBits
+///    32  u32 cpus               out: CPUs online when the module loaded
+///    36  u32 reserved0          must be 0
+///    40  u64 reserved[2]        must be 0
+public struct VersionReply: Equatable, Sendable {
+    public static let sizeV1 = 56
+
+    public var protocolVersion: UInt32
+    public var engineVersion: UInt32
+    public var buildID: UInt64
+    public var features: FeatureBits
+    public var cpus: UInt32
+
+    public init(protocolVersion: UInt32, engineVersion: UInt32, buildID: UInt64,
+                features: FeatureBits, cpus: UInt32) {
+        self.protocolVersion = protocolVersion
+        self.engineVersion = engineVersion
+        self.buildID = buildID
+        self.features = features
+        self.cpus = cpus
+    }
+
+    /// Input check: flags and reserved fields zero. Output fields are ignored.
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(36, 4) || !r.isZero(40, 16) { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u32(8, protocolVersion)
+        w.u32(12, engineVersion)
+        w.u64(16, buildID)
+        w.u64(24, features.rawValue)
+        w.u32(32, cpus)
+        w.u32(36, 0)
+        w.u64(40, 0)
+        w.u64(48, 0)
+    }
+
+    public init(decoding r: LayoutReader) {
+        protocolVersion = r.u32(8)
+        engineVersion = r.u32(12)
+        buildID = r.u64(16)
+        features = FeatureBits(rawValue: r.u64(24))
+        cpus = r.u32(32)
+    }
+}
+
+/// What the module supports, as bits, so a CLI can ask before it tries.
+/// (Not an OptionSet: its array-literal conformance is an allocating type, which the
+/// kernel build rejects.)
+public struct FeatureBits: Equatable, Sendable {
+    public let rawValue: UInt64
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// Status query with engine statistics.
+    public static let status = FeatureBits(rawValue: 1 << 0)
+    /// Every bit this version defines.
+    public static let known = FeatureBits(rawValue: status.rawValue)
+
+    @inlinable public func contains(_ other: FeatureBits) -> Bool {
+        rawValue & other.rawValue == other.rawValue
+    }
+    @inlinable public func union(_ other: FeatureBits) -> FeatureBits {
+        FeatureBits(rawValue: rawValue | other.rawValue)
+    }
+}
+
+/// `KDBT_IOC_STATUS`: attachment state and engine statistics.
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u32 state              out: 0 detached, 1 attached
+///    12  u32 cpus               out
+///    16  u64 ioctl_calls        out: requests served since load
+///    24  u64 arena_bytes        out: memory the host handed the Engine
+///    32  u64 arena_used         out: bytes of it in use
+///    40  u64 live_allocations   out: the host's count of live allocations
+///    48  u64 live_bytes         out: bytes in those allocations
+///    56  u64 loaded_ns          out: time since the module loaded
+///    64  u64 reserved[4]        must be 0
+public struct StatusReply: Equatable, Sendable {
+    public static let sizeV1 = 96
+
+    public enum State: UInt32, Sendable {
+        case detached = 0
+        case attached = 1
+    }
+
+    public var state: State
+    public var cpus: UInt32
+    public var ioctlCalls: UInt64
+    public var arenaBytes: UInt64
+    public var arenaUsed: UInt64
+    public var liveAllocations: UInt64
+    public var liveBytes: UInt64
+    public var loadedNanoseconds: UInt64
+
+    public init(state: State, cpus: UInt32, ioctlCalls: UInt64, arenaBytes: UInt64,
+                arenaUsed: UInt64, liveAllocations: UInt64, liveBytes: UInt64,
+                loadedNanoseconds: UInt64) {
+        self.state = state
+        self.cpus = cpus
+        self.ioctlCalls = ioctlCalls
+        self.arenaBytes = arenaBytes
+        self.arenaUsed = arenaUsed
+        self.liveAllocations = liveAllocations
+        self.liveBytes = liveBytes
+        self.loadedNanoseconds = loadedNanoseconds
+    }
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(64, 32) { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u32(8, state.rawValue)
+        w.u32(12, cpus)
+        w.u64(16, ioctlCalls)
+        w.u64(24, arenaBytes)
+        w.u64(32, arenaUsed)
+        w.u64(40, liveAllocations)
+        w.u64(48, liveBytes)
+        w.u64(56, loadedNanoseconds)
+        var off = 64
+        while off < 96 { w.u64(off, 0); off += 8 }
+    }
+
+    /// nil when the module reports a state this CLI does not know.
+    public init?(decoding r: LayoutReader) {
+        guard let state = State(rawValue: r.u32(8)) else { return nil }
+        self.state = state
+        cpus = r.u32(12)
+        ioctlCalls = r.u64(16)
+        arenaBytes = r.u64(24)
+        arenaUsed = r.u64(32)
+        liveAllocations = r.u64(40)
+        liveBytes = r.u64(48)
+        loadedNanoseconds = r.u64(56)
+    }
+}
+
+/// Engine version as `major << 16 | minor << 8 | patch`.
+public let kdbtEngineVersion: UInt32 = (0 << 16) | (1 << 8) | 0
+
+public func formatEngineVersion(_ v: UInt32) -> (major: UInt32, minor: UInt32, patch: UInt32) {
+    (v >> 16, (v >> 8) & 0xFF, v & 0xFF)
+}

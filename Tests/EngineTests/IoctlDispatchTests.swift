@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// The real ioctl dispatch, driven through the in-process host: every validation rule
+// of the uAPI, and the arena accounting that unload relies on.
+
+import Engine
+import Protocol
+import Testing
+
+/// An Engine on an in-process host, with `pages` of mapped "user memory".
+final class Harness {
+    let world = InProcessWorld()
+    let engine: Engine<InProcessHost>
+    let user: UnsafeMutableRawBufferPointer
+
+    init(bytes: Int = 8192) {
+        engine = Engine.create(host: InProcessHost(world: world))!
+        user = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 16)
+        user.initializeMemory(as: UInt8.self, repeating: 0)
+        world.map(user)
+    }
+
+    deinit {
+        engine.destroy()
+        user.deallocate()
+    }
+
+    var address: UInt64 { UInt64(UInt(bitPattern: user.baseAddress)) }
+
+    /// Writes the size field at `offset` into user memory and issues `command`.
+    func call(_ command: KdbtCommand, size: Int, offset: Int = 0,
+              prepare: (UnsafeMutableRawBufferPointer) -> Void = { _ in }) -> Int32 {
+        user.initializeMemory(as: UInt8.self, repeating: 0)
+        user.storeBytes(of: UInt32(truncatingIfNeeded: size), toByteOffset: offset, as: UInt32.self)
+        prepare(UnsafeMutableRawBufferPointer(rebasing: user[offset...]))
+        return engine.ioctl(number: command.number, argument: address + UInt64(offset))
+    }
+}
+
+@Suite("ioctl dispatch")
+struct IoctlDispatchTests {
+    @Test("version reports the protocol, the engine version and the host's build id")
+    func version() {
+        let h = Harness()
+        #expect(h.call(.version, size: VersionReply.sizeV1) == 0)
+        let reply = VersionReply(decoding: LayoutReader(UnsafeRawBufferPointer(h.user)))
+        #expect(reply.protocolVersion == kdbtProtocolVersion)
+        #expect(reply.engineVersion == kdbtEngineVersion)
+        #expect(reply.buildID == InProcessHost(world: h.world).buildID)
+        #expect(reply.features.contains(.status))
+        #expect(h.user.load(as: UInt32.self) == UInt32(VersionReply.sizeV1))
+    }
+
+    @Test("status counts requests and reports the arena and live allocations")
+    func status() {
+        let h = Harness()
+        _ = h.call(.version, size: VersionReply.sizeV1)
+        #expect(h.call(.status, size: StatusReply.sizeV1) == 0)
+        let s = StatusReply(decoding: LayoutReader(UnsafeRawBufferPointer(h.user)))!
+        #expect(s.state == .detached)
+        #expect(s.ioctlCalls == 2)
+        #expect(s.arenaBytes == UInt64(Engine<InProcessHost>.initialArenaBytes))
+        #expect(s.arenaUsed > 0 && s.arenaUsed < s.arenaBytes)
+        #expect(s.liveAllocations == 1)
+        #expect(s.cpus == 2)
+    }
+
+    @Test("unknown numbers are ENOTTY", arguments: [UInt32(0), 0xC038_DB7F, 0xC03C_DB01, 0x4038_DB01])
+    func unknown(number: UInt32) {
+        let h = Harness()
+        #expect(h.engine.ioctl(number: number, argument: h.address) == -Errno.ENOTTY)
+    }
+
+    @Test("sizes below the first layout are EINVAL", arguments: [0, 4, 8, 55])
+    func short(size: Int) {
+        #expect(Harness().call(.version, size: size) == -Errno.EINVAL)
+    }
+
+    @Test("a longer struct with a zero tail is accepted; only the known size is written back")
+    func oversizedZero() {
+        let h = Harness()
+        #expect(h.call(.status, size: StatusReply.sizeV1 + 100) == 0)
+        #expect(h.user.load(as: UInt32.self) == UInt32(StatusReply.sizeV1))
+    }
+
+    @Test("a longer struct with a non-zero tail is E2BIG")
+    func oversizedNonZero() {
+        let h = Harness()
+        let r = h.call(.status, size: StatusReply.sizeV1 + 100) { $0[StatusReply.sizeV1 + 99] = 1 }
+        #expect(r == -Errno.E2BIG)
+    }
+
+    @Test("a size above one page is E2BIG")
+    func tooLarge() {
+        #expect(Harness().call(.status, size: kdbtMaxRequestSize + 1) == -Errno.E2BIG)
+    }
+
+    @Test("non-zero flags or reserved fields are EINVAL", arguments: [4, 36, 40, 55])
+    func reserved(offset: Int) {
+        let h = Harness()
+        #expect(h.call(.version, size: VersionReply.sizeV1) { $0[offset] = 1 } == -Errno.EINVAL)
+    }
+
+    @Test("pointers outside user memory are EFAULT")
+    func badPointer() {
+        let h = Harness()
+        #expect(h.engine.ioctl(number: KdbtCommand.version.number, argument: 0) == -Errno.EFAULT)
+        #expect(h.engine.ioctl(number: KdbtCommand.version.number, argument: 0xffff_ffff_8100_0000) == -Errno.EFAULT)
+        // The struct runs past the end of mapped memory.
+        let offset = h.user.count - 16
+        #expect(h.call(.version, size: VersionReply.sizeV1, offset: offset) == -Errno.EFAULT)
+    }
+
+    @Test("destroy releases every arena")
+    func cleanup() {
+        let world = InProcessWorld()
+        let engine = Engine.create(host: InProcessHost(world: world))!
+        #expect(world.liveAllocations == 1)
+        engine.destroy()
+        #expect(world.liveAllocations == 0)
+        #expect(world.liveBytes == 0)
+    }
+}
+
+@Suite("arena")
+struct ArenaTests {
+    @Test("allocations are aligned, bounded and never overlap")
+    func bump() {
+        let block = UnsafeMutableRawPointer.allocate(byteCount: 256, alignment: 16)
+        defer { block.deallocate() }
+        var arena = Arena(base: block, capacity: 256)
+        let a = arena.allocate(bytes: 3, alignment: 1)!
+        let b = arena.allocate(bytes: 8, alignment: 8)!
+        #expect(a == block)
+        #expect(b == block + 8)
+        #expect(arena.allocate(bytes: 300, alignment: 1) == nil)
+        #expect(arena.allocate(bytes: -1, alignment: 1) == nil)
+        #expect(arena.allocate(bytes: 240, alignment: 16) == block + 16)
+        #expect(arena.allocate(bytes: 1, alignment: 1) == nil)
+        #expect(arena.used == 256)
+    }
+}

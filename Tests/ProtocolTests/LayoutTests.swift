@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0-only
+import Protocol
+import Testing
+
+@Suite("uAPI layouts")
+struct LayoutTests {
+    @Test("ioctl numbers are _IOWR(0xDB, nr, first layout size)")
+    func ioctlNumbers() {
+        // Values computed by hand from asm-generic/ioctl.h: (3<<30)|(size<<16)|(0xDB<<8)|nr.
+        #expect(KdbtCommand.version.number == 0xC038_DB01)
+        #expect(KdbtCommand.status.number == 0xC060_DB02)
+        #expect(KdbtCommand(number: 0xC038_DB01) == .version)
+        #expect(KdbtCommand(number: 0xC060_DB02) == .status)
+    }
+
+    @Test("numbers that are not exactly ours are rejected", arguments: [
+        UInt32(0xC038_DB7F),  // unknown nr
+        0xC03C_DB01,  // another size
+        0x8038_DB01,  // read-only direction
+        0xC038_4201,  // another type
+        0,
+    ])
+    func foreignNumbers(number: UInt32) {
+        #expect(KdbtCommand(number: number) == nil)
+    }
+
+    @Test("version reply round-trips through its byte layout")
+    func versionRoundTrip() {
+        let reply = VersionReply(protocolVersion: 1, engineVersion: 0x0001_0203, buildID: 0xDEAD_BEEF_0123_4567,
+                                 features: .status, cpus: 2)
+        withBuffer(VersionReply.sizeV1) { buffer in
+            reply.encode(LayoutWriter(buffer))
+            let bytes = UnsafeRawBufferPointer(buffer)
+            #expect(bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self) == 1)
+            #expect(bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self) == 0x0001_0203)
+            #expect(bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self) == 0xDEAD_BEEF_0123_4567)
+            #expect(bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self) == 1)
+            #expect(bytes.loadUnaligned(fromByteOffset: 32, as: UInt32.self) == 2)
+            #expect(VersionReply(decoding: LayoutReader(bytes)) == reply)
+            #expect(VersionReply.validate(LayoutReader(bytes)) == 0)
+        }
+    }
+
+    @Test("status reply round-trips; an unknown state is refused")
+    func statusRoundTrip() {
+        let reply = StatusReply(state: .attached, cpus: 2, ioctlCalls: 7, arenaBytes: 65536, arenaUsed: 64,
+                                liveAllocations: 1, liveBytes: 65536, loadedNanoseconds: 123)
+        withBuffer(StatusReply.sizeV1) { buffer in
+            reply.encode(LayoutWriter(buffer))
+            #expect(StatusReply(decoding: LayoutReader(UnsafeRawBufferPointer(buffer))) == reply)
+            LayoutWriter(buffer).u32(8, 9)
+            #expect(StatusReply(decoding: LayoutReader(UnsafeRawBufferPointer(buffer))) == nil)
+        }
+    }
+
+    @Test("every reserved byte and the flags are checked", arguments: Array(4..<VersionReply.sizeV1))
+    func versionReserved(offset: Int) {
+        let inputChecked = (4..<8).contains(offset) || offset >= 36
+        withBuffer(VersionReply.sizeV1) { buffer in
+            buffer[offset] = 1
+            let result = VersionReply.validate(LayoutReader(UnsafeRawBufferPointer(buffer)))
+            #expect(result == (inputChecked ? Errno.EINVAL : 0))
+        }
+    }
+
+    @Test("status reserved bytes and flags are checked", arguments: Array(4..<StatusReply.sizeV1))
+    func statusReserved(offset: Int) {
+        let inputChecked = (4..<8).contains(offset) || offset >= 64
+        withBuffer(StatusReply.sizeV1) { buffer in
+            buffer[offset] = 0x80
+            let result = StatusReply.validate(LayoutReader(UnsafeRawBufferPointer(buffer)))
+            #expect(result == (inputChecked ? Errno.EINVAL : 0))
+        }
+    }
+
+    @Test("feature bits")
+    func features() {
+        #expect(FeatureBits.known.contains(.status))
+        #expect(!FeatureBits(rawValue: 0).contains(.status))
+        #expect(FeatureBits(rawValue: 0).union(.status) == .status)
+    }
+}
+
+func withBuffer(_ size: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0)
+    body(buffer)
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The interface between the C shim and the Engine (Embedded Swift).
+ * Engine entry points are @_cdecl functions in Sources/Engine/Kernel/KernelHost.swift;
+ * host services are declared there with @_extern(c) and defined in shim.c.
+ * Keep both sides in step: the signatures are checked only by the linker.
+ */
+#ifndef KDBT_SHIM_H
+#define KDBT_SHIM_H
+#include <linux/types.h>
+
+/* Engine entry points (Swift). */
+void *kdbt_engine_create(void);
+void kdbt_engine_destroy(void *engine);
+long kdbt_engine_ioctl(void *engine, u32 number, u64 argument);
+
+/* Host services (C), called by the Engine. Sizes are `long` (Swift Int). */
+void *kdbt_host_arena_alloc(long bytes);
+void kdbt_host_arena_free(void *block);
+u64 kdbt_host_live_allocations(void);
+u64 kdbt_host_live_bytes(void);
+int kdbt_host_copy_from_user(void *dst, u64 src, long n);
+int kdbt_host_copy_to_user(u64 dst, const void *src, long n);
+int kdbt_host_check_zeroed_user(u64 addr, long n);
+u64 kdbt_host_ns_since_load(void);
+u32 kdbt_host_online_cpus(void);
+u64 kdbt_host_build_id(void);
+#endif
