@@ -22,6 +22,7 @@ u64 kdbt_host_live_bytes(void);
 int kdbt_host_copy_from_user(void *dst, u64 src, long n);
 int kdbt_host_copy_to_user(u64 dst, const void *src, long n);
 int kdbt_host_check_zeroed_user(u64 addr, long n);
+int kdbt_host_read_kernel_text(void *dst, u64 addr, long n);
 u64 kdbt_host_ns_since_load(void);
 u32 kdbt_host_online_cpus(void);
 u64 kdbt_host_build_id(void);

@@ -10,6 +10,7 @@
 #include <linux/capability.h>
 #include <linux/cpumask.h>
 #include <linux/fs.h>
+#include <linux/kprobes.h>
 #include <linux/ktime.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -33,6 +34,34 @@ static u64 load_time_ns;
 static void *engine;
 /* Requests change Engine state; one at a time. Never taken in atomic context. */
 static DEFINE_MUTEX(engine_lock);
+
+/*
+ * Kernel functions the module needs but the kernel does not export, found at load
+ * through kallsyms_lookup_name, itself found with a kprobe (it is unexported since
+ * 5.7; DRK does the same, see LINUX-ENTRY.md section 5).
+ */
+static unsigned long (*lookup_name)(const char *name);
+static int (*kernel_text_address_fn)(unsigned long addr);
+
+static int find_kernel_symbols(void)
+{
+	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
+	int err = register_kprobe(&kp);
+
+	if (err) {
+		pr_err("kdbt: cannot find kallsyms_lookup_name through a kprobe (%d); "
+		       "kdbt needs CONFIG_KPROBES\n", err);
+		return err;
+	}
+	lookup_name = (void *)kp.addr;
+	unregister_kprobe(&kp);
+	kernel_text_address_fn = (void *)lookup_name("kernel_text_address");
+	if (!kernel_text_address_fn) {
+		pr_err("kdbt: kernel_text_address not found in kallsyms\n");
+		return -ENOENT;
+	}
+	return 0;
+}
 
 /* Each arena carries its size in front so frees can be counted exactly. */
 struct arena_header {
@@ -98,6 +127,25 @@ int kdbt_host_check_zeroed_user(u64 addr, long n)
 	return check_zeroed_user(u64_to_user_ptr(addr), n);
 }
 
+/*
+ * Reads live kernel text. Every page of the range must be text the kernel knows
+ * (core, init while present, modules, trampolines); the copy itself cannot fault.
+ */
+int kdbt_host_read_kernel_text(void *dst, u64 addr, long n)
+{
+	u64 page;
+
+	if (n <= 0 || n > PAGE_SIZE || addr + n < addr)
+		return -EINVAL;
+	for (page = addr & PAGE_MASK; page < addr + n; page += PAGE_SIZE) {
+		if (!kernel_text_address_fn(max(page, addr)))
+			return -EFAULT;
+	}
+	if (!kernel_text_address_fn(addr + n - 1))
+		return -EFAULT;
+	return copy_from_kernel_nofault(dst, (const void *)addr, n) ? -EFAULT : 0;
+}
+
 u64 kdbt_host_ns_since_load(void)
 {
 	return ktime_get_ns() - load_time_ns;
@@ -145,6 +193,9 @@ static int __init kdbt_init(void)
 	int err;
 
 	load_time_ns = ktime_get_ns();
+	err = find_kernel_symbols();
+	if (err)
+		return err;
 	engine = kdbt_engine_create();
 	if (!engine)
 		return -ENOMEM;

@@ -13,7 +13,13 @@ public struct EngineState {
     var arena: Arena
     var attached: Bool
     var ioctlCalls: UInt64
+    /// One page for staging data between kernel and user memory; requests are
+    /// serialized by the host, so one is enough.
+    var scratch: UnsafeMutableRawPointer
 }
+
+/// Size of `EngineState.scratch`.
+let scratchBytes = 4096
 
 public struct Engine<Host: EngineHost> {
     /// Size of the first arena, which holds the Engine state and small tables.
@@ -32,11 +38,13 @@ public struct Engine<Host: EngineHost> {
     public static func create(host: Host) -> Engine? {
         guard let block = host.allocateArena(bytes: initialArenaBytes) else { return nil }
         var arena = Arena(base: block, capacity: initialArenaBytes)
-        guard let state = arena.allocate(EngineState.self) else {
+        guard let state = arena.allocate(EngineState.self),
+              let scratch = arena.allocate(bytes: scratchBytes, alignment: 64)
+        else {
             host.freeArena(block)
             return nil
         }
-        state.initialize(to: EngineState(arena: arena, attached: false, ioctlCalls: 0))
+        state.initialize(to: EngineState(arena: arena, attached: false, ioctlCalls: 0, scratch: scratch))
         // The arena copy inside the state must account for the state itself.
         state.pointee.arena = arena
         return Engine(host: host, state: UnsafeMutableRawPointer(state))
@@ -62,6 +70,7 @@ public struct Engine<Host: EngineHost> {
     public var version: VersionReply {
         VersionReply(
             protocolVersion: kdbtProtocolVersion, engineVersion: kdbtEngineVersion,
-            buildID: host.buildID, features: .status, cpus: host.onlineCPUs)
+            buildID: host.buildID, features: FeatureBits.status.union(.readText),
+            cpus: host.onlineCPUs)
     }
 }

@@ -17,6 +17,10 @@ public protocol EngineHost {
     /// Whether `count` user bytes at `address` are all zero: 1 yes, 0 no, -EFAULT.
     func checkZeroedUser(_ address: UInt64, _ count: Int) -> Int32
 
+    /// Copies `count` bytes of kernel text at `address` (as the CPU executes them
+    /// now); false unless the whole range is text the kernel knows and is readable.
+    func readKernelText(_ destination: UnsafeMutableRawPointer, _ address: UInt64, _ count: Int) -> Bool
+
     /// A zeroed block of memory for the Engine's arenas; nil when none is left.
     func allocateArena(bytes: Int) -> UnsafeMutableRawPointer?
     /// Returns a block from `allocateArena`.

@@ -3,7 +3,8 @@
 // The ioctl dispatch of /dev/kdbt. The shim checks CAP_SYS_ADMIN and serializes
 // calls; everything about request layouts is decided here, once, for both hosts.
 // Userland pointers and sizes are never trusted: every byte crosses through the
-// host's copy functions, sizes are bounded before use.
+// host's copy functions, sizes are bounded before use, and arithmetic on user values
+// wraps (&+) instead of trapping: a Swift overflow trap in the kernel is an oops.
 
 #if canImport(Protocol)
 import Protocol
@@ -38,8 +39,37 @@ extension Engine {
             let bad = StatusReply.validate(reader)
             if bad != 0 { return -bad }
             status.encode(writer)
+        case .readText:
+            let bad = ReadTextRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = ReadTextRequest(decoding: reader)
+            let copied = copyKernelText(request)
+            if copied < 0 { return Int32(copied) }
+            request.bytesRead = UInt32(copied)
+            request.encode(writer)
         }
         return writeReply(to: argument, userSize: userSize, knownSize: known, from: buffer)
+    }
+
+    /// Copies the requested text to user memory a page at a time through the scratch
+    /// page: the number of bytes copied, or a negative errno (EFAULT for text the
+    /// kernel does not know, or a user buffer we cannot write).
+    func copyKernelText(_ request: ReadTextRequest) -> Int {
+        let scratch = state.pointee.scratch
+        let total = Int(request.length)
+        guard request.address &+ UInt64(total) > request.address else { return -Int(Errno.EFAULT) }
+        var done = 0
+        while done < total {
+            // Chunks never cross a page, so each page's mapping is checked on its own.
+            let address = request.address &+ UInt64(done)
+            let toPageEnd = scratchBytes - Int(address & UInt64(scratchBytes - 1))
+            let chunk = min(total - done, toPageEnd)
+            guard host.readKernelText(scratch, address, chunk),
+                  host.copyToUser(request.buffer &+ UInt64(done), scratch, chunk)
+            else { return -Int(Errno.EFAULT) }
+            done += chunk
+        }
+        return done
     }
 
     /// copy_struct_from_user semantics: the caller's `size` comes first; it must cover

@@ -36,6 +36,7 @@ public enum IoctlDirection {
 public enum KdbtCommand: UInt32, Sendable {
     case version = 1
     case status = 2
+    case readText = 3
 
     /// `_IOWR(0xDB, nr, <first layout>)`.
     @inlinable
@@ -51,6 +52,7 @@ public enum KdbtCommand: UInt32, Sendable {
         switch self {
         case .version: return VersionReply.sizeV1
         case .status: return StatusReply.sizeV1
+        case .readText: return ReadTextRequest.sizeV1
         }
     }
 

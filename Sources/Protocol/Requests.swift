@@ -67,8 +67,10 @@ public struct FeatureBits: Equatable, Sendable {
 
     /// Status query with engine statistics.
     public static let status = FeatureBits(rawValue: 1 << 0)
+    /// Reading the kernel's live text (KDBT_IOC_READ_TEXT).
+    public static let readText = FeatureBits(rawValue: 1 << 1)
     /// Every bit this version defines.
-    public static let known = FeatureBits(rawValue: status.rawValue)
+    public static let known = FeatureBits(rawValue: status.rawValue | readText.rawValue)
 
     @inlinable public func contains(_ other: FeatureBits) -> Bool {
         rawValue & other.rawValue == other.rawValue
@@ -158,4 +160,55 @@ public let kdbtEngineVersion: UInt32 = (0 << 16) | (1 << 8) | 0
 
 public func formatEngineVersion(_ v: UInt32) -> (major: UInt32, minor: UInt32, patch: UInt32) {
     (v >> 16, (v >> 8) & 0xFF, v & 0xFF)
+}
+
+/// `KDBT_IOC_READ_TEXT`: copies live kernel text (as patched at run time) to user
+/// memory. Only addresses the kernel itself calls text (core, modules, trampolines)
+/// are read; anything else is EFAULT, never an oops.
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u64 address            in: first kernel address to read
+///    16  u64 buffer             in: user pointer receiving the bytes
+///    24  u32 length             in: bytes to read, 1 ... maxLength
+///    28  u32 bytes_read         out: bytes copied (all of them on success)
+///    32  u64 reserved[2]        must be 0
+public struct ReadTextRequest: Equatable, Sendable {
+    public static let sizeV1 = 48
+    public static let maxLength: UInt32 = 64 * 1024
+
+    public var address: UInt64
+    public var buffer: UInt64
+    public var length: UInt32
+    public var bytesRead: UInt32
+
+    public init(address: UInt64, buffer: UInt64, length: UInt32, bytesRead: UInt32 = 0) {
+        self.address = address
+        self.buffer = buffer
+        self.length = length
+        self.bytesRead = bytesRead
+    }
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(28, 4) || !r.isZero(32, 16) { return Errno.EINVAL }
+        let length = r.u32(24)
+        if length == 0 || length > maxLength { return Errno.EINVAL }
+        return 0
+    }
+
+    public init(decoding r: LayoutReader) {
+        address = r.u64(8)
+        buffer = r.u64(16)
+        length = r.u32(24)
+        bytesRead = r.u32(28)
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u64(8, address)
+        w.u64(16, buffer)
+        w.u32(24, length)
+        w.u32(28, bytesRead)
+        w.u64(32, 0)
+        w.u64(40, 0)
+    }
 }

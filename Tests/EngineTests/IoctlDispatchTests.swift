@@ -140,3 +140,58 @@ struct ArenaTests {
         #expect(arena.used == 256)
     }
 }
+
+@Suite("read kernel text")
+struct ReadTextTests {
+    static let textAddress: UInt64 = 0xffff_ffff_8100_0ff0  // crosses a page boundary
+
+    /// Issues READ_TEXT for `length` bytes at `address` into user memory at offset 512.
+    func read(_ h: Harness, address: UInt64, length: UInt32, buffer: UInt64? = nil) -> (Int32, [UInt8], UInt32) {
+        let target = buffer ?? h.address + 512
+        let r = h.call(.readText, size: ReadTextRequest.sizeV1) { b in
+            ReadTextRequest(address: address, buffer: target, length: length).encode(LayoutWriter(b))
+        }
+        let reply = ReadTextRequest(decoding: LayoutReader(UnsafeRawBufferPointer(h.user)))
+        return (r, Array(h.user[512..<512 + Int(min(length, 1024))]), reply.bytesRead)
+    }
+
+    @Test("copies text across a page boundary")
+    func copies() {
+        let h = Harness()
+        let text = (0..<64).map { UInt8($0 * 3 & 0xFF) }
+        h.world.addKernelText(text, at: Self.textAddress)
+        let (r, bytes, count) = read(h, address: Self.textAddress + 4, length: 40)
+        #expect(r == 0)
+        #expect(count == 40)
+        #expect(Array(bytes[0..<40]) == Array(text[4..<44]))
+    }
+
+    @Test("text the kernel does not know, or a range running past it, is EFAULT")
+    func unknownText() {
+        let h = Harness()
+        h.world.addKernelText([UInt8](repeating: 0x90, count: 16), at: Self.textAddress)
+        #expect(read(h, address: 0x1000, length: 4).0 == -Errno.EFAULT)
+        #expect(read(h, address: Self.textAddress + 8, length: 16).0 == -Errno.EFAULT)
+        #expect(read(h, address: UInt64.max - 2, length: 16).0 == -Errno.EFAULT)
+    }
+
+    @Test("an unwritable user buffer is EFAULT")
+    func badBuffer() {
+        let h = Harness()
+        h.world.addKernelText([UInt8](repeating: 0x90, count: 16), at: Self.textAddress)
+        #expect(read(h, address: Self.textAddress, length: 16, buffer: 0x10).0 == -Errno.EFAULT)
+        #expect(read(h, address: Self.textAddress, length: 16, buffer: UInt64.max - 4).0 == -Errno.EFAULT)
+    }
+
+    @Test("lengths outside 1 ... 64 KiB and non-zero reserved fields are EINVAL")
+    func badLengths() {
+        let h = Harness()
+        #expect(read(h, address: Self.textAddress, length: 0).0 == -Errno.EINVAL)
+        #expect(read(h, address: Self.textAddress, length: ReadTextRequest.maxLength + 1).0 == -Errno.EINVAL)
+        let r = h.call(.readText, size: ReadTextRequest.sizeV1) { b in
+            ReadTextRequest(address: Self.textAddress, buffer: h.address, length: 4).encode(LayoutWriter(b))
+            b[40] = 1
+        }
+        #expect(r == -Errno.EINVAL)
+    }
+}

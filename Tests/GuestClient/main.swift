@@ -83,27 +83,37 @@ check("known nr with another encoded size -> ENOTTY", r == -Errno.ENOTTY, descri
 r = kdbt_sys_ioctl(fd, UInt(ioctlNumber(direction: 3, type: 0x42, nr: 1, size: 56)), &dummy)
 check("other ioctl type -> ENOTTY", r == -Errno.ENOTTY, describe(r))
 
-// Sizes.
-for command in [KdbtCommand.version, .status] {
+// Sizes, flags and reserved fields, each case on an otherwise valid request.
+nonisolated(unsafe) let kernelSymbols = try? Kallsyms()
+nonisolated(unsafe) let textBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+
+/// Fills the fields a valid request of `command` needs beyond its size.
+func makeValid(_ command: KdbtCommand, _ p: UnsafeMutableRawPointer) {
+    guard command == .readText, let schedule = kernelSymbols?.lookup("schedule") else { return }
+    ReadTextRequest(address: schedule.address, buffer: UInt64(UInt(bitPattern: textBuffer.baseAddress)), length: 16)
+        .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: ReadTextRequest.sizeV1)))
+}
+
+for command in [KdbtCommand.version, .status, .readText] {
     let first = command.firstLayoutSize
-    r = ioctlOn(command, size: 0)
+    r = ioctlOn(command, size: 0, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(0), as: UInt32.self) })
     check("\(command): size 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
-    r = ioctlOn(command, size: first - 8, bufferBytes: first)
+    r = ioctlOn(command, size: first - 8, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(first - 8), as: UInt32.self) })
     check("\(command): short size -> EINVAL", r == -Errno.EINVAL, describe(r))
     var written: UInt32 = 0
-    r = ioctlOn(command, size: first + 64, inspect: { p in written = p.load(as: UInt32.self) })
+    r = ioctlOn(command, size: first + 64, prepare: { makeValid(command, $0) }, inspect: { p in written = p.load(as: UInt32.self) })
     check("\(command): oversized with zero tail succeeds", r == 0, describe(r))
     check("\(command): oversized reply writes only the known size", written == UInt32(first), "\(written)")
-    r = ioctlOn(command, size: first + 64, prepare: { p in p.storeBytes(of: UInt8(1), toByteOffset: first + 63, as: UInt8.self) })
+    r = ioctlOn(command, size: first + 64, prepare: { p in makeValid(command, p); p.storeBytes(of: UInt8(1), toByteOffset: first + 63, as: UInt8.self) })
     check("\(command): oversized with non-zero tail -> E2BIG", r == -Errno.E2BIG, describe(r))
-    r = ioctlOn(command, size: kdbtMaxRequestSize + 1, bufferBytes: 8)
+    r = ioctlOn(command, size: kdbtMaxRequestSize + 1, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(kdbtMaxRequestSize + 1), as: UInt32.self) })
     check("\(command): larger than a page -> E2BIG", r == -Errno.E2BIG, describe(r))
-    r = ioctlOn(command, size: first, prepare: { p in p.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self) })
+    r = ioctlOn(command, size: first, prepare: { p in makeValid(command, p); p.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self) })
     check("\(command): non-zero flags -> EINVAL", r == -Errno.EINVAL, describe(r))
-    r = ioctlOn(command, size: first, prepare: { p in p.storeBytes(of: UInt8(1), toByteOffset: first - 1, as: UInt8.self) })
+    r = ioctlOn(command, size: first, prepare: { p in makeValid(command, p); p.storeBytes(of: UInt8(1), toByteOffset: first - 1, as: UInt8.self) })
     check("\(command): non-zero reserved field -> EINVAL", r == -Errno.EINVAL, describe(r))
     // The caller claims more bytes than it has mapped: the tail check faults.
-    r = ioctlOn(command, size: first + 256, bufferBytes: first, atPageEnd: true)
+    r = ioctlOn(command, size: first + 256, bufferBytes: first, atPageEnd: true, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(first + 256), as: UInt32.self) })
     check("\(command): size past the mapped page -> EFAULT", r == -Errno.EFAULT, describe(r))
 }
 
@@ -114,6 +124,47 @@ r = kdbt_sys_ioctl_raw(fd, UInt(KdbtCommand.status.number), 0xffff_ffff_8100_000
 check("kernel address as argument -> EFAULT", r == -Errno.EFAULT, describe(r))
 r = kdbt_sys_ioctl_raw(fd, UInt(KdbtCommand.status.number), 0x0000_7fff_dead_0000)
 check("unmapped user address -> EFAULT", r == -Errno.EFAULT, describe(r))
+
+// Reading live kernel text: text symbols only.
+func readText(_ address: UInt64, _ length: UInt32) -> (Int32, [UInt8]) {
+    var bytes = [UInt8](repeating: 0, count: Int(min(length, 4096)))
+    var result: Int32 = 0
+    bytes.withUnsafeMutableBytes { out in
+        result = ioctlOn(.readText, size: ReadTextRequest.sizeV1, prepare: { p in
+            ReadTextRequest(address: address, buffer: UInt64(UInt(bitPattern: out.baseAddress)), length: length)
+                .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: ReadTextRequest.sizeV1)))
+        })
+    }
+    return (result, bytes)
+}
+do {
+    let symbols = try Kallsyms()
+    let schedule = symbols.lookup("schedule")!
+    var (r, bytes) = readText(schedule.address, 64)
+    check("read text: 64 bytes of schedule()", r == 0, describe(r))
+    // Debian's kernel has no IBT: functions start with the __fentry__ NOP5 or push.
+    check("read text: bytes are code, not zeros", bytes.contains { $0 != 0 })
+    (r, _) = readText(schedule.address & ~0xFFF, 4096)
+    check("read text: a whole page of core text", r == 0, describe(r))
+    let jiffies = symbols.lookup("jiffies_64")!
+    (r, _) = readText(jiffies.address, 8)
+    check("read text: a data symbol (jiffies_64) -> EFAULT", r == -Errno.EFAULT, describe(r))
+    (r, _) = readText(0, 16)
+    check("read text: address 0 -> EFAULT", r == -Errno.EFAULT, describe(r))
+    (r, _) = readText(0xffff_8880_0000_0000, 16)
+    check("read text: the direct map -> EFAULT", r == -Errno.EFAULT, describe(r))
+    (r, _) = readText(schedule.address, 0)
+    check("read text: length 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
+    (r, _) = readText(schedule.address, ReadTextRequest.maxLength + 1)
+    check("read text: length above the maximum -> EINVAL", r == -Errno.EINVAL, describe(r))
+    r = ioctlOn(.readText, size: ReadTextRequest.sizeV1, prepare: { p in
+        ReadTextRequest(address: schedule.address, buffer: 0x10, length: 16)
+            .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: ReadTextRequest.sizeV1)))
+    })
+    check("read text: bad destination buffer -> EFAULT", r == -Errno.EFAULT, describe(r))
+} catch {
+    check("read text: /proc/kallsyms readable", false, error.description)
+}
 
 // Privilege: the device node is 0600 and every ioctl checks CAP_SYS_ADMIN, so an
 // inherited descriptor does not help an unprivileged process.

@@ -11,6 +11,7 @@ struct LayoutTests {
         #expect(KdbtCommand.status.number == 0xC060_DB02)
         #expect(KdbtCommand(number: 0xC038_DB01) == .version)
         #expect(KdbtCommand(number: 0xC060_DB02) == .status)
+        #expect(KdbtCommand.readText.number == 0xC030_DB03)
     }
 
     @Test("numbers that are not exactly ours are rejected", arguments: [

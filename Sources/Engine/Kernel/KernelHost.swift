@@ -12,6 +12,8 @@ func kdbt_host_copy_from_user(_ dst: UnsafeMutableRawPointer, _ src: UInt64, _ n
 func kdbt_host_copy_to_user(_ dst: UInt64, _ src: UnsafeRawPointer, _ n: Int) -> Int32
 @_extern(c, "kdbt_host_check_zeroed_user")
 func kdbt_host_check_zeroed_user(_ addr: UInt64, _ n: Int) -> Int32
+@_extern(c, "kdbt_host_read_kernel_text")
+func kdbt_host_read_kernel_text(_ dst: UnsafeMutableRawPointer, _ addr: UInt64, _ n: Int) -> Int32
 @_extern(c, "kdbt_host_arena_alloc")
 func kdbt_host_arena_alloc(_ bytes: Int) -> UnsafeMutableRawPointer?
 @_extern(c, "kdbt_host_arena_free")
@@ -36,6 +38,9 @@ struct KernelHost: EngineHost {
     }
     func checkZeroedUser(_ address: UInt64, _ count: Int) -> Int32 {
         kdbt_host_check_zeroed_user(address, count)
+    }
+    func readKernelText(_ destination: UnsafeMutableRawPointer, _ address: UInt64, _ count: Int) -> Bool {
+        kdbt_host_read_kernel_text(destination, address, count) == 0
     }
     func allocateArena(bytes: Int) -> UnsafeMutableRawPointer? { kdbt_host_arena_alloc(bytes) }
     func freeArena(_ block: UnsafeMutableRawPointer) { kdbt_host_arena_free(block) }

@@ -11,6 +11,7 @@ public final class InProcessWorld: @unchecked Sendable {
     public internal(set) var liveAllocations: UInt64 = 0
     public internal(set) var liveBytes: UInt64 = 0
     var regions: [(start: UInt64, count: Int)] = []
+    var kernelText: [(address: UInt64, bytes: [UInt8])] = []
     var arenaSizes: [UnsafeMutableRawPointer: Int] = [:]
     let loadedAt = ContinuousClock.now
 
@@ -22,6 +23,11 @@ public final class InProcessWorld: @unchecked Sendable {
     }
 
     public func unmapAll() { regions.removeAll() }
+
+    /// Pretends `bytes` are kernel text at `address` (for the read-text request).
+    public func addKernelText(_ bytes: [UInt8], at address: UInt64) {
+        kernelText.append((address, bytes))
+    }
 
     func isMapped(_ address: UInt64, _ count: Int) -> Bool {
         regions.contains { r in
@@ -62,6 +68,16 @@ public struct InProcessHost: EngineHost {
         guard world.isMapped(address, count) else { return -14 }  // EFAULT
         let bytes = UnsafeRawBufferPointer(start: pointer(address), count: count)
         return bytes.allSatisfy { $0 == 0 } ? 1 : 0
+    }
+
+    public func readKernelText(_ destination: UnsafeMutableRawPointer, _ address: UInt64, _ count: Int) -> Bool {
+        for text in world.kernelText where address >= text.address {
+            let offset = address - text.address
+            guard offset <= UInt64(text.bytes.count), UInt64(count) <= UInt64(text.bytes.count) - offset else { continue }
+            text.bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: count) }
+            return true
+        }
+        return false
     }
 
     public func allocateArena(bytes: Int) -> UnsafeMutableRawPointer? {
