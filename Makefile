@@ -48,7 +48,10 @@ guest-test: build kmod
 
 test check: unit-test kmod guest-test
 
+# On the host first (no module can load here: the CLI says so and exits 2), then in
+# the guest as a new user would.
 demo: build kmod
+	@echo "# on the host: kdbt status"; .build/debug/kdbt status || echo "(exit status $$?)"
 	scripts/vm-run --extra-bin .build/debug/kdbt-guest-client scripts/demo-guest.sh
 
 vm-run: build kmod

@@ -25,6 +25,7 @@ public func engineVersionString(_ v: UInt32) -> String {
 public func featureNames(_ f: FeatureBits) -> [String] {
     var names: [String] = []
     if f.contains(.status) { names.append("status") }
+    if f.contains(.readText) { names.append("read-text") }
     let unknown = f.rawValue & ~FeatureBits.known.rawValue
     if unknown != 0 { names.append("unknown(0x\(String(unknown, radix: 16)))") }
     return names

@@ -99,7 +99,7 @@ struct CLITests {
         let r = run(["version"])
         #expect(r.exitCode == 0)
         #expect(r.stdout.contains("kdbt CLI \(cliVersion) (protocol 1)"))
-        #expect(r.stdout.contains("module   0.1.0 (protocol 1, build 6b64627474657374, 2 CPUs, features: status)"))
+        #expect(r.stdout.contains("module   0.1.0 (protocol 1, build 6b64627474657374, 2 CPUs, features: status,read-text)"))
     }
 
     @Test("--device reaches the open call, before or after the subcommand",
