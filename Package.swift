@@ -24,8 +24,13 @@ let package = Package(
         .target(name: "Protocol", swiftSettings: engineSwiftSettings),
         // Decoder, translator, dispatch: hosted here, Embedded Swift in kdbt.ko.
         .target(name: "Engine", dependencies: ["Protocol"], swiftSettings: engineSwiftSettings),
-        // ioctl(2) is variadic and not imported into Swift: a tiny C wrapper.
+        // ioctl(2) and arch_prctl(2) are variadic and not imported into Swift: tiny
+        // C wrappers, plus the few system calls the user-mode host needs.
         .target(name: "CKdbtSys"),
+        // The Engine's user-mode host: runs code of this process translated.
+        .target(name: "UserHost", dependencies: ["Engine", "CKdbtSys"]),
+        // Real C code the translator tests run natively and translated.
+        .target(name: "CWorkloads", path: "Tests/Workloads", linkerSettings: [.linkedLibrary("z")]),
         // The CLI's library: device access, rendering; commands stay thin.
         .target(name: "KdbtClient", dependencies: ["Protocol", "CKdbtSys"]),
         .executableTarget(
@@ -43,6 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads"]),
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
     ]
 )

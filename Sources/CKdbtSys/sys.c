@@ -1,9 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#define _GNU_SOURCE
 #include "kdbt_sys.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <asm/prctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 int kdbt_sys_ioctl(int fd, unsigned long request, void *arg)
 {
@@ -19,4 +28,66 @@ int kdbt_sys_open_device(const char *path)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
+}
+
+uint64_t kdbt_sys_get_gs_base(void)
+{
+	unsigned long base = 0;
+	syscall(SYS_arch_prctl, ARCH_GET_GS, &base);
+	return base;
+}
+
+int kdbt_sys_set_gs_base(uint64_t base)
+{
+	return syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)base) < 0 ? -errno : 0;
+}
+
+long kdbt_sys_read_own_memory(void *dst, uint64_t addr, long n)
+{
+	long done = 0;
+
+	/* One page at a time: process_vm_readv stops at the first bad iovec only
+	 * when the failure is on an iovec boundary. */
+	while (done < n) {
+		uint64_t a = addr + done;
+		long chunk = 4096 - (long)(a & 4095);
+		struct iovec local, remote;
+		ssize_t got;
+
+		if (chunk > n - done)
+			chunk = n - done;
+		local.iov_base = (char *)dst + done;
+		local.iov_len = chunk;
+		remote.iov_base = (void *)a;
+		remote.iov_len = chunk;
+		got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		if (got <= 0)
+			break;
+		done += got;
+		if (got < chunk)
+			break;
+	}
+	return done;
+}
+
+void *kdbt_sys_map_code_near(long bytes, uint64_t near)
+{
+	const uint64_t step = 64UL << 20;
+	uint64_t base = near & ~(uint64_t)0xFFFFF;
+
+	/* Walk outwards from `near`, below first (heap and stacks grow elsewhere). */
+	for (uint64_t d = step; d < (1UL << 30); d += step) {
+		for (int side = 0; side < 2; side++) {
+			uint64_t hint = side == 0 ? base - d : base + d;
+			void *p;
+
+			if (side == 0 && base < d)
+				continue;
+			p = mmap((void *)hint, bytes, PROT_READ | PROT_WRITE | PROT_EXEC,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+			if (p != MAP_FAILED)
+				return p;
+		}
+	}
+	return NULL;
 }

@@ -10,4 +10,13 @@ int kdbt_sys_ioctl(int fd, unsigned long request, void *arg);
 int kdbt_sys_ioctl_raw(int fd, unsigned long request, unsigned long arg);
 /// open(path, O_RDWR | O_CLOEXEC). Returns fd or -errno.
 int kdbt_sys_open_device(const char *path);
+/// The calling thread's GS base (arch_prctl ARCH_GET_GS / ARCH_SET_GS).
+uint64_t kdbt_sys_get_gs_base(void);
+int kdbt_sys_set_gs_base(uint64_t base);
+/// Copies up to n bytes of this process's memory at addr without faulting
+/// (process_vm_readv on itself); returns the bytes copied before the first
+/// unreadable page.
+long kdbt_sys_read_own_memory(void *dst, uint64_t addr, long n);
+/// RWX anonymous memory of `bytes` at an address within +-1 GiB of `near`, or NULL.
+void *kdbt_sys_map_code_near(long bytes, uint64_t near);
 #endif

@@ -228,7 +228,10 @@ public struct Assembler {
     public mutating func call(_ r: GPR) { regReg(0xFF, w: false, reg: 2, rm: r.rawValue) }
     /// call *[mem].
     public mutating func call(_ m: AsmMemory) { regMem(0xFF, w: false, reg: 2, m) }
+    /// jmp rel8 (short forward skips inside emitted sequences).
+    public mutating func jmpShort(_ displacement: Int8) { byte(0xEB); byte(UInt8(bitPattern: displacement)) }
     public mutating func ret() { byte(0xC3) }
+    public mutating func cld() { byte(0xFC) }
     public mutating func int3() { byte(0xCC) }
     public mutating func ud2() { byte(0x0F); byte(0x0B) }
 
@@ -256,6 +259,11 @@ public struct Assembler {
     public mutating func mov(_ m: AsmMemory, imm32 v: Int32) {
         regMem(0xC7, w: true, reg: 0, m, trailing: 4)
         u32(UInt32(bitPattern: v))
+    }
+    /// mov dword [mem], imm32 (used to build a 64-bit value in memory without flags).
+    public mutating func movDword(_ m: AsmMemory, imm32 v: UInt32) {
+        regMem(0xC7, w: false, reg: 0, m, trailing: 4)
+        u32(v)
     }
     /// lea r64, [mem].
     public mutating func lea(_ dst: GPR, _ m: AsmMemory) { regMem(0x8D, w: true, reg: dst.rawValue, m) }
@@ -314,11 +322,31 @@ public struct Assembler {
         regReg(0x81, w: true, reg: 4, rm: r.rawValue)
         u32(UInt32(bitPattern: v))
     }
+    /// and r64, [mem].
+    public mutating func and(_ r: GPR, _ m: AsmMemory) { regMem(0x23, w: true, reg: r.rawValue, m) }
+    /// add r64, [mem].
+    public mutating func add(_ r: GPR, _ m: AsmMemory) { regMem(0x03, w: true, reg: r.rawValue, m) }
+    /// cmp qword [mem], simm8.
+    public mutating func cmp(_ m: AsmMemory, imm8 v: Int8) {
+        regMem(0x83, w: true, reg: 7, m, trailing: 1)
+        byte(UInt8(bitPattern: v))
+    }
+    /// shl r64, imm8.
+    public mutating func shl(_ r: GPR, _ count: UInt8) {
+        regReg(0xC1, w: true, reg: 4, rm: r.rawValue)
+        byte(count)
+    }
+    /// add al, imm8 (restores OF after `seto al`, see the indirect-branch lookup).
+    public mutating func addAL(_ v: UInt8) { byte(0x04); byte(v) }
     /// seto r8 (low byte; REX forced for spl..dil).
     public mutating func seto(_ r: GPR) {
         rex(w: false, b: r.extended, force: r.rawValue >= 4)
         byte(0x0F); byte(0x90); byte(0xC0 | r.low3)
     }
+
+    /// xsave64 [mem] / xrstor64 [mem]: the components selected by edx:eax.
+    public mutating func xsave64(_ m: AsmMemory) { regMem(0xAE, w: true, reg: 4, m, twoByte: true) }
+    public mutating func xrstor64(_ m: AsmMemory) { regMem(0xAE, w: true, reg: 5, m, twoByte: true) }
 
     /// Pads with multi-byte NOPs to `alignment` (a power of two).
     public mutating func align(_ alignment: Int) {

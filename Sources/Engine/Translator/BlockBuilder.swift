@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// Translating one basic block: decode from the native PC up to and including the
+// first control transfer, copy the instructions (RIP-relative displacements
+// re-encoded for their new address), mangle the final transfer, emit exit stubs.
+
+extension Translator {
+    /// The cache PC for native `pc`, translating it if needed; 0 on failure (see
+    /// `state.pointee.lastError`).
+    public func translate(_ pc: UInt64) -> UInt64 {
+        let existing = lookup(pc)
+        if existing != 0 { return existing }
+        let count = decodeBlock(pc)
+        if count == 0 { return 0 }
+        return emitBlock(pc, count)
+    }
+
+    /// Decodes the block at `pc` into the scratch list; returns the instruction count
+    /// (0 on failure).
+    func decodeBlock(_ pc: UInt64) -> Int {
+        let limits = state.pointee.limits
+        let buffer = state.pointee.blockBytes
+        let readable = state.pointee.host.readCode(buffer, pc, limits.blockBufferBytes)
+        if readable <= 0 { return Int(fail(.unreadableCode, at: pc)) }
+        let instructions = state.pointee.blockInstructions
+        var offset = 0
+        var count = 0
+        while count < limits.maxBlockInstructions {
+            let window = UnsafeRawBufferPointer(start: buffer + offset, count: readable - offset)
+            let address = pc &+ UInt64(offset)
+            let status = Decoder.decode(bytes: window, address: address, into: &instructions[count])
+            if status != .ok {
+                if count > 0 { break }  // end the block before it; the next block reports it
+                return Int(fail(status == .truncated ? .unreadableCode : .undecodable, at: address))
+            }
+            offset += Int(instructions[count].length)
+            count += 1
+            if instructions[count - 1].controlFlow != .none || offset + 15 > readable { break }
+        }
+        return count
+    }
+
+    /// Emits the decoded block; returns its cache PC or 0.
+    func emitBlock(_ pc: UInt64, _ count: Int) -> UInt64 {
+        let instructions = state.pointee.blockInstructions
+        let buffer = state.pointee.blockBytes
+        let last = instructions[count - 1]
+        let nativeEnd = last.nextAddress
+        // Generous bound: copies, mangling and at most three exit stubs.
+        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + 256
+        guard let u = unit(near: pc, bytes: worstCase) else { return fail(.cacheFull, at: pc) }
+        guard state.pointee.fragmentCount < state.pointee.limits.maxFragments else {
+            return fail(.tooManyFragments, at: pc)
+        }
+        var a = assembler(unit: u)
+        let start = a.address
+        var exits = BlockExits()
+
+        for i in 0..<count {
+            let insn = instructions[i]
+            let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
+            if i == count - 1 && insn.controlFlow != .none {
+                if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
+            } else if !copy(insn, bytes, &a) {
+                return fail(.outOfReach, at: insn.address)
+            }
+        }
+        if last.controlFlow == .none || falls(through: last.controlFlow) {
+            // The block was cut (length limit, undecodable next) or ends in an
+            // instruction that continues: exit to the next native PC.
+            emitExitJump(&a, &exits, target: nativeEnd, condition: nil)
+        }
+        guard emitStubs(&a, &exits) else { return fail(state.pointee.lastError, at: pc) }
+        if a.overflowed { return fail(.cacheFull, at: pc) }
+        if a.outOfReach { return fail(.outOfReach, at: pc) }
+        commit(unit: u, a)
+
+        let index = state.pointee.fragmentCount
+        state.pointee.fragments[index] = Fragment(
+            nativeStart: pc, nativeEnd: nativeEnd, cacheStart: start, cacheEnd: a.address,
+            instructions: UInt32(count))
+        state.pointee.fragmentCount += 1
+        guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
+        state.pointee.stats.blocks += 1
+        state.pointee.stats.nativeBytes += nativeEnd - pc
+        state.pointee.stats.cacheBytes += UInt64(a.count)
+        return start
+    }
+
+    /// Transfers after which execution continues at the next instruction.
+    func falls(through flow: ControlFlow) -> Bool {
+        switch flow {
+        case .syscall, .int3, .interrupt, .int1, .hlt, .ud: return true
+        default: return false
+        }
+    }
+
+    /// Copies a non-transfer instruction, re-encoding a RIP-relative displacement.
+    func copy(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer, _ a: inout Assembler) -> Bool {
+        let newAddress = a.address
+        let offset = a.count
+        a.bytes(bytes)
+        if insn.isRIPRelative && insn.dispSize == 4 && !a.overflowed {
+            let target = insn.nextAddress &+ UInt64(bitPattern: insn.disp)
+            guard let displacement = Assembler.rel32(from: newAddress &+ UInt64(insn.length), to: target) else {
+                return false
+            }
+            a.patch32(at: offset + Int(insn.dispOffset), UInt32(bitPattern: displacement))
+        }
+        return true
+    }
+}
+
+/// The exits of the block being emitted: where each jump to a stub sits.
+struct BlockExits {
+    var count = 0
+    var targets: InlineArray<3, UInt64> = InlineArray(repeating: 0)
+    /// Offset (in the assembler) of each branch's rel32 field.
+    var fields: InlineArray<3, Int> = InlineArray(repeating: 0)
+}
+
+extension Translator {
+    /// Emits `jmp rel32` (or `jcc rel32`) to a stub for `target`, with the rel32
+    /// field 4-byte aligned so linking can rewrite it with one atomic store.
+    func emitExitJump(_ a: inout Assembler, _ exits: inout BlockExits, target: UInt64, condition: Condition?) {
+        let opcodeBytes = condition == nil ? 1 : 2
+        while (a.address &+ UInt64(opcodeBytes)) & 3 != 0 { a.byte(0x90) }
+        exits.fields[exits.count] = a.count + opcodeBytes
+        exits.targets[exits.count] = target
+        exits.count += 1
+        if let c = condition { a.jcc(c, to: a.address) } else { a.jmp(to: a.address) }
+    }
+
+    /// Stubs after the block: `mov %rax,%gs:spillRAX; mov $index,%eax;
+    /// jmp *%gs:fcacheReturn`, and the block's branches pointed at them.
+    func emitStubs(_ a: inout Assembler, _ exits: inout BlockExits) -> Bool {
+        for e in 0..<exits.count {
+            let index = state.pointee.stubCount
+            guard index < state.pointee.limits.maxStubs else {
+                state.pointee.lastError = .tooManyFragments
+                return false
+            }
+            let stub = a.address
+            a.mov(gs(ContextField.spillRAX), .rax)
+            a.mov(.rax, imm64: UInt64(index))
+            a.jmp(gs(ContextField.fcacheReturn))
+            let field = exits.fields[e]
+            let fieldAddress = a.origin + UInt64(field)
+            a.patch32(at: field, UInt32(bitPattern: Int32(truncatingIfNeeded: Int64(bitPattern: stub &- (fieldAddress + 4)))))
+            state.pointee.stubs[index] = LinkStub(target: exits.targets[e], branchField: fieldAddress, stub: stub, linked: false)
+            state.pointee.stubCount += 1
+        }
+        return true
+    }
+
+    /// Points a stub's branch at the fragment now translated for its target.
+    func link(stub index: Int, to cachePC: UInt64) {
+        var stub = state.pointee.stubs[index]
+        guard !stub.linked, let rel = Assembler.rel32(from: stub.branchField + 4, to: cachePC) else { return }
+        UnsafeMutableRawPointer(bitPattern: UInt(stub.branchField))!
+            .storeBytes(of: UInt32(bitPattern: rel), as: UInt32.self)
+        stub.linked = true
+        state.pointee.stubs[index] = stub
+        state.pointee.stats.links += 1
+    }
+
+    /// The dispatcher: called by fcache_return with the context; returns the cache
+    /// PC to continue at (the leave routine for the in-process sentinel), or 0 when
+    /// translation failed (the host reports `lastError`).
+    public static func dispatch(_ context: UnsafeMutableRawPointer) -> UInt64 {
+        let statePointer = UnsafeMutablePointer<TranslatorState>(
+            bitPattern: UInt(context.load(fromByteOffset: Int(ContextField.translator), as: UInt64.self)))!
+        let translator = Translator(state: statePointer)
+        statePointer.pointee.stats.dispatches += 1
+        let reason = context.load(fromByteOffset: Int(ContextField.exitReason), as: UInt64.self)
+        let target: UInt64
+        var stubIndex = -1
+        if reason == ContextField.indirectExit {
+            target = context.load(fromByteOffset: Int(ContextField.indirectTarget), as: UInt64.self)
+            statePointer.pointee.stats.indirectMisses += 1
+        } else {
+            stubIndex = Int(reason)
+            target = statePointer.pointee.stubs[stubIndex].target
+        }
+        if target == context.load(fromByteOffset: Int(ContextField.sentinel), as: UInt64.self) {
+            return statePointer.pointee.leave
+        }
+        let cachePC = translator.translate(target)
+        if cachePC != 0 && stubIndex >= 0 { translator.link(stub: stubIndex, to: cachePC) }
+        return cachePC
+    }
+}

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// The translator context: one per application thread (user mode) or per CPU
+// (kernel). Emitted code reaches it through the GS segment, so it needs no free
+// register: in user mode GS is unused by x86-64 Linux programs and its base is set
+// to the context; in the kernel GS is the per-CPU base and the context is a per-CPU
+// variable at a fixed GS offset. `TranslatorState.contextGSOffset` is added to every
+// field offset below.
+
+/// Field offsets inside a context. Fixed numbers, because emitted code embeds them.
+public enum ContextField {
+    /// The context's own address, for code that needs a plain pointer to it.
+    public static let selfPointer: Int32 = 0x00
+    /// Scratch spill slots used by mangled instructions and exit stubs.
+    public static let spillRAX: Int32 = 0x08
+    public static let spillRCX: Int32 = 0x10
+    public static let spillRDX: Int32 = 0x18
+    public static let spillExtra: Int32 = 0x20
+    /// The application's registers while the dispatcher runs, in encoding order
+    /// (rax rcx rdx rbx rsp rbp rsi rdi r8 ... r15).
+    public static let appRegisters: Int32 = 0x40
+    public static let appFlags: Int32 = 0xC0
+    /// Why the cache was left: a link-stub index, or `indirectExit` (target in
+    /// `indirectTarget`).
+    public static let exitReason: Int32 = 0xC8
+    public static let indirectTarget: Int32 = 0xD0
+    /// Where fcache_return / enter jump to next (a cache address).
+    public static let nextCachePC: Int32 = 0xD8
+    /// Top of the dispatcher's own stack (16-byte aligned).
+    public static let dispatcherStack: Int32 = 0xE0
+    /// C-callable dispatcher: `UInt64 dispatch(context)` returning the next cache PC.
+    public static let dispatchFunction: Int32 = 0xE8
+    /// Shared routines, reached with `jmp *%gs:field` so stubs work from any unit.
+    public static let fcacheReturn: Int32 = 0xF0
+    public static let indirectLookup: Int32 = 0xF8
+    /// Indirect-branch table (native PC -> cache PC) and its index mask.
+    public static let lookupTable: Int32 = 0x100
+    public static let lookupMask: Int32 = 0x108
+    /// The native caller's callee-saved registers while the in-process host runs a
+    /// function translated (rbx rbp r12 r13 r14 r15 rsp).
+    public static let nativeSaved: Int32 = 0x110
+    /// The TranslatorState this context belongs to.
+    public static let translator: Int32 = 0x150
+    /// Return address that ends an in-process run (the app "returns to the host").
+    public static let sentinel: Int32 = 0x158
+    /// Counters the engine maintains per context.
+    public static let exits: Int32 = 0x160
+    public static let indirectMisses: Int32 = 0x168
+    /// Per-context storage for tools (inline counters and the like).
+    public static let toolStorage: Int32 = 0x200
+    public static let toolStorageBytes: Int32 = 0x200
+    public static let size: Int = 0x400
+
+    /// `exitReason` of an indirect branch that missed the lookup table.
+    public static let indirectExit: UInt64 = 0xFFFF_FFFF
+
+    @inline(__always) public static func appRegister(_ r: GPR) -> Int32 {
+        appRegisters + Int32(r.rawValue) * 8
+    }
+}

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// Mangling the control transfer that ends a block, so that the application keeps
+// seeing native addresses: calls push the native return address, returns and
+// indirect branches look their native target up (Routines.swift), direct branches
+// leave through link stubs.
+
+extension Translator {
+    func mangleTransfer(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer,
+                        _ a: inout Assembler, _ exits: inout BlockExits) -> Bool {
+        switch insn.controlFlow {
+        case .jmp:
+            emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+        case .jcc:
+            emitExitJump(&a, &exits, target: directTarget(insn), condition: Condition(rawValue: insn.opcode & 0xF)!)
+            emitExitJump(&a, &exits, target: insn.nextAddress, condition: nil)
+        case .loop:
+            // jrcxz/loop/loope/loopne have only rel8 forms: run them on a local
+            // trampoline whose two arms are ordinary exits.
+            let head = a.count
+            a.bytes(UnsafeRawBufferPointer(rebasing: bytes[0..<bytes.count - 1]))
+            a.byte(0)  // rel8 to the taken arm, patched below
+            let rel8At = a.count - 1
+            emitExitJump(&a, &exits, target: insn.nextAddress, condition: nil)
+            let taken = a.count
+            guard taken - (rel8At + 1) <= 127, !a.overflowed else { return failMangle(.cacheFull) }
+            a.base.storeBytes(of: UInt8(taken - (rel8At + 1)), toByteOffset: rel8At, as: UInt8.self)
+            _ = head
+            emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+        case .call:
+            pushReturnAddress(insn.nextAddress, &a)
+            emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+        case .callIndirect:
+            a.mov(gs(ContextField.spillRCX), .rcx)
+            guard loadTarget(insn, into: .rcx, &a) else { return false }
+            pushReturnAddress(insn.nextAddress, &a)
+            a.jmp(gs(ContextField.indirectLookup))
+        case .jmpIndirect:
+            a.mov(gs(ContextField.spillRCX), .rcx)
+            guard loadTarget(insn, into: .rcx, &a) else { return false }
+            a.jmp(gs(ContextField.indirectLookup))
+        case .ret:
+            a.mov(gs(ContextField.spillRCX), .rcx)
+            a.pop(.rcx)
+            if insn.immSize == 2 && insn.imm != 0 {
+                a.lea(.rsp, .at(.rsp, Int32(insn.imm & 0xFFFF)))
+            }
+            a.jmp(gs(ContextField.indirectLookup))
+        case .syscall, .int3, .interrupt, .int1, .hlt, .ud:
+            // Executed as they are; the block's fall-through exit follows.
+            a.bytes(bytes)
+        default:
+            return failMangle(.unsupportedInstruction)
+        }
+        return true
+    }
+
+    func failMangle(_ error: TranslateError) -> Bool {
+        state.pointee.lastError = error
+        return false
+    }
+
+    /// The absolute target of a relative branch.
+    func directTarget(_ insn: Instruction) -> UInt64 {
+        let bytes = Int(insn.immSize)
+        let shift = UInt64(64 - bytes * 8)
+        let rel = Int64(bitPattern: insn.imm << shift) >> Int64(shift)
+        return insn.nextAddress &+ UInt64(bitPattern: rel)
+    }
+
+    /// Pushes a 64-bit native return address without touching the flags.
+    func pushReturnAddress(_ address: UInt64, _ a: inout Assembler) {
+        let signed = Int64(bitPattern: address)
+        if signed >= Int64(Int32.min) && signed <= Int64(Int32.max) {
+            a.push(imm32: Int32(signed))  // kernel text: top 2 GiB, sign-extended imm32
+        } else {
+            a.lea(.rsp, .at(.rsp, -8))
+            a.movDword(.at(.rsp), imm32: UInt32(truncatingIfNeeded: address))
+            a.movDword(.at(.rsp, 4), imm32: UInt32(truncatingIfNeeded: address >> 32))
+        }
+    }
+
+    /// `mov dst, <target operand of an indirect jmp/call>`, before anything changed
+    /// the registers or the stack the operand refers to.
+    func loadTarget(_ insn: Instruction, into dst: GPR, _ a: inout Assembler) -> Bool {
+        var operands = Operands()
+        Decoder.decodeOperands(insn, into: &operands)
+        guard operands.count >= 1 else { return failMangle(.unsupportedInstruction) }
+        let op = operands[0]
+        switch op.type {
+        case .register:
+            guard op.reg.cls == .gpr64, let r = GPR(rawValue: op.reg.index) else {
+                return failMangle(.unsupportedInstruction)
+            }
+            a.mov(dst, r)
+        case .memory:
+            guard let m = asmMemory(op.mem, insn) else { return failMangle(.unsupportedInstruction) }
+            a.mov(dst, m)
+        default:
+            return failMangle(.unsupportedInstruction)
+        }
+        return true
+    }
+
+    /// The decoder's memory operand as one the assembler can encode.
+    func asmMemory(_ m: MemoryOperand, _ insn: Instruction) -> AsmMemory? {
+        var segment = SegmentOverride.none
+        switch m.segment {
+        case 4: segment = .fs
+        case 5: return nil  // %gs belongs to the translator in user mode
+        default: break
+        }
+        var index: GPR? = nil
+        if m.index.cls == .gpr64 {
+            index = GPR(rawValue: m.index.index)
+        } else if m.index.cls != .none {
+            return nil
+        }
+        guard m.disp >= Int64(Int32.min) && m.disp <= Int64(Int32.max) else { return nil }
+        switch m.base.cls {
+        case .rip:
+            return AsmMemory(base: .rip(target: insn.nextAddress &+ UInt64(bitPattern: m.disp)), segment: segment)
+        case .gpr64:
+            guard let base = GPR(rawValue: m.base.index) else { return nil }
+            return AsmMemory(base: .register(base), index: index, scale: m.scale == 0 ? 1 : m.scale,
+                             displacement: Int32(m.disp), segment: segment)
+        case .none:
+            return AsmMemory(base: .absolute, index: index, scale: m.scale == 0 ? 1 : m.scale,
+                             displacement: Int32(m.disp), segment: segment)
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// The translator: native basic blocks become fragments in the code cache. Direct
+// exits end in stubs that return to the dispatcher and are linked to their target's
+// fragment once it exists; indirect branches go through a hash lookup emitted once
+// per translator (Routines.swift). Kernel-safe: all state lives in memory the host
+// handed over; no allocation, no classes.
+//
+// Transparency: the application sees native addresses only. Calls push the native
+// return address; returns and indirect branches look their native target up.
+
+/// What the translator needs from its host, as C function pointers so the kernel and
+/// user-mode hosts plug in without generics on the hot dispatch path.
+public struct TranslatorHostFunctions {
+    /// Executable, writable memory of `bytes` within ±1 GiB of `near`, or nil.
+    public var allocateCode: @convention(c) (_ bytes: Int, _ near: UInt64) -> UnsafeMutableRawPointer?
+    /// Copies up to `count` bytes of application code at `address`; returns how many
+    /// were readable (it stops at the first unreadable byte).
+    public var readCode: @convention(c) (_ destination: UnsafeMutableRawPointer, _ address: UInt64, _ count: Int) -> Int
+
+    public init(
+        allocateCode: @convention(c) (Int, UInt64) -> UnsafeMutableRawPointer?,
+        readCode: @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> Int
+    ) {
+        self.allocateCode = allocateCode
+        self.readCode = readCode
+    }
+}
+
+/// Why a translation failed. Reported, never guessed around.
+public enum TranslateError: UInt8, Sendable {
+    case none = 0
+    case unreadableCode
+    case undecodable
+    case unsupportedInstruction
+    case cacheFull
+    case outOfReach
+    case tooManyFragments
+
+    public var message: StaticString {
+        switch self {
+        case .none: return "no error"
+        case .unreadableCode: return "application code is not readable"
+        case .undecodable: return "undecodable instruction"
+        case .unsupportedInstruction: return "instruction not supported by the translator"
+        case .cacheFull: return "code cache full"
+        case .outOfReach: return "RIP-relative or branch target out of rel32 reach of the code cache"
+        case .tooManyFragments: return "fragment table full"
+        }
+    }
+}
+
+/// One region of executable memory. Units are placed near the code they hold so
+/// that RIP-relative operands keep a rel32 encoding.
+public struct CodeUnit {
+    public var base: UnsafeMutableRawPointer
+    public var capacity: Int
+    public var used: Int
+    @inline(__always) var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    @inline(__always) var free: Int { capacity - used }
+}
+
+/// A translated block.
+public struct Fragment {
+    public var nativeStart: UInt64
+    public var nativeEnd: UInt64
+    public var cacheStart: UInt64
+    public var cacheEnd: UInt64
+    public var instructions: UInt32
+}
+
+/// A direct exit of a fragment. While unlinked, the block's branch goes to `stub`,
+/// which records this link stub's index and enters the dispatcher; linking rewrites
+/// the branch's rel32 (at `branchField`) to the target fragment.
+public struct LinkStub {
+    public var target: UInt64
+    public var branchField: UInt64
+    public var stub: UInt64
+    public var linked: Bool
+}
+
+public struct TranslatorStats {
+    public var blocks: UInt64 = 0
+    public var nativeBytes: UInt64 = 0
+    public var cacheBytes: UInt64 = 0
+    public var links: UInt64 = 0
+    public var dispatches: UInt64 = 0
+    public var indirectMisses: UInt64 = 0
+    public var units: UInt64 = 0
+}
+
+/// Sizes of a translator instance; the host hands over one arena of
+/// `TranslatorLimits.arenaBytes` for the tables.
+public struct TranslatorLimits {
+    public var maxUnits: Int = 16
+    public var unitBytes: Int = 4 << 20
+    public var maxFragments: Int = 1 << 16
+    public var maxStubs: Int = 1 << 17
+    /// Power of two; the indirect lookup table keeps at most half of it full.
+    public var lookupEntries: Int = 1 << 17
+    public var maxBlockInstructions: Int = 96
+    /// Save and restore the vector and x87 state (xsave) around the dispatcher. A
+    /// user-mode dispatcher is ordinary compiled code that may use any vector
+    /// register; the kernel's is compiled without SSE and leaves them alone.
+    public var saveExtendedState: Bool = false
+    public init() {}
+
+    /// Bytes reserved on the dispatcher stack for the xsave area (AVX-512 state
+    /// included), plus alignment slack.
+    static let extendedStateBytes: Int32 = 8192
+
+    /// Padding entries after the lookup table, always empty, so the emitted probe
+    /// stops without wrapping.
+    static let lookupTail = 64
+
+    public var arenaBytes: Int {
+        MemoryLayout<TranslatorState>.stride + 64
+            + maxUnits * MemoryLayout<CodeUnit>.stride
+            + maxFragments * MemoryLayout<Fragment>.stride
+            + maxStubs * MemoryLayout<LinkStub>.stride
+            + (lookupEntries + TranslatorLimits.lookupTail) * 16
+            + maxBlockInstructions * MemoryLayout<Instruction>.stride
+            + blockBufferBytes + 4096
+    }
+
+    /// Native bytes a block may span (instructions are at most 15 bytes).
+    var blockBufferBytes: Int { maxBlockInstructions * 16 + 16 }
+}
+
+public struct TranslatorState {
+    public var host: TranslatorHostFunctions
+    public var limits: TranslatorLimits
+    /// Added to every ContextField offset in emitted `%gs:` operands.
+    public var contextGSOffset: Int32
+    public var units: UnsafeMutablePointer<CodeUnit>
+    public var unitCount: Int
+    public var fragments: UnsafeMutablePointer<Fragment>
+    public var fragmentCount: Int
+    public var stubs: UnsafeMutablePointer<LinkStub>
+    public var stubCount: Int
+    /// (native PC, cache PC) pairs; native PC 0 marks an empty slot.
+    public var lookup: UnsafeMutablePointer<UInt64>
+    public var lookupUsed: Int
+    /// Scratch for the block being translated.
+    var blockInstructions: UnsafeMutablePointer<Instruction>
+    var blockBytes: UnsafeMutableRawPointer
+    /// Addresses of the shared routines (Routines.swift).
+    public var fcacheReturn: UInt64 = 0
+    public var indirectLookup: UInt64 = 0
+    public var enter: UInt64 = 0
+    public var leave: UInt64 = 0
+    public var stats = TranslatorStats()
+    public var lastError: TranslateError = .none
+    public var lastErrorPC: UInt64 = 0
+}
+
+/// A handle on a TranslatorState in host memory.
+public struct Translator {
+    public let state: UnsafeMutablePointer<TranslatorState>
+
+    public init(state: UnsafeMutablePointer<TranslatorState>) { self.state = state }
+
+    /// Lays a translator out in `arena` (at least `limits.arenaBytes`, zeroed) and
+    /// emits its shared routines. nil when memory is short.
+    public static func create(
+        in arena: inout Arena, host: TranslatorHostFunctions, limits: TranslatorLimits, contextGSOffset: Int32
+    ) -> Translator? {
+        guard let statePointer = arena.allocate(TranslatorState.self),
+              let units = arena.allocate(bytes: limits.maxUnits * MemoryLayout<CodeUnit>.stride, alignment: 16),
+              let fragments = arena.allocate(bytes: limits.maxFragments * MemoryLayout<Fragment>.stride, alignment: 16),
+              let stubs = arena.allocate(bytes: limits.maxStubs * MemoryLayout<LinkStub>.stride, alignment: 16),
+              let lookup = arena.allocate(bytes: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16, alignment: 64),
+              let instructions = arena.allocate(
+                  bytes: limits.maxBlockInstructions * MemoryLayout<Instruction>.stride,
+                  alignment: MemoryLayout<Instruction>.alignment),
+              let blockBytes = arena.allocate(bytes: limits.blockBufferBytes, alignment: 16)
+        else { return nil }
+        lookup.initializeMemory(as: UInt8.self, repeating: 0, count: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16)
+        statePointer.initialize(to: TranslatorState(
+            host: host, limits: limits, contextGSOffset: contextGSOffset,
+            units: units.bindMemory(to: CodeUnit.self, capacity: limits.maxUnits), unitCount: 0,
+            fragments: fragments.bindMemory(to: Fragment.self, capacity: limits.maxFragments), fragmentCount: 0,
+            stubs: stubs.bindMemory(to: LinkStub.self, capacity: limits.maxStubs), stubCount: 0,
+            lookup: lookup.bindMemory(to: UInt64.self, capacity: (limits.lookupEntries + TranslatorLimits.lookupTail) * 2),
+            lookupUsed: 0,
+            blockInstructions: instructions.bindMemory(to: Instruction.self, capacity: limits.maxBlockInstructions),
+            blockBytes: blockBytes))
+        let translator = Translator(state: statePointer)
+        guard translator.emitRoutines() else { return nil }
+        return translator
+    }
+
+    /// Fills a context's fields that point into this translator.
+    public func initializeContext(_ context: UnsafeMutableRawPointer, dispatcherStackTop: UInt64,
+                                  dispatch: UInt64, sentinel: UInt64) {
+        context.initializeMemory(as: UInt8.self, repeating: 0, count: ContextField.size)
+        func set(_ field: Int32, _ value: UInt64) { context.storeBytes(of: value, toByteOffset: Int(field), as: UInt64.self) }
+        set(ContextField.selfPointer, UInt64(UInt(bitPattern: context)))
+        set(ContextField.dispatcherStack, dispatcherStackTop & ~15)
+        set(ContextField.dispatchFunction, dispatch)
+        set(ContextField.fcacheReturn, state.pointee.fcacheReturn)
+        set(ContextField.indirectLookup, state.pointee.indirectLookup)
+        set(ContextField.lookupTable, UInt64(UInt(bitPattern: state.pointee.lookup)))
+        set(ContextField.lookupMask, UInt64(state.pointee.limits.lookupEntries - 1))
+        set(ContextField.translator, UInt64(UInt(bitPattern: state)))
+        set(ContextField.sentinel, sentinel)
+    }
+
+    // MARK: lookup table
+
+    @inline(__always) func lookupSlot(_ pc: UInt64) -> Int { Int(pc & UInt64(state.pointee.limits.lookupEntries - 1)) }
+
+    /// The cache PC of the fragment for `pc`, or 0.
+    public func lookup(_ pc: UInt64) -> UInt64 {
+        let table = state.pointee.lookup
+        var i = lookupSlot(pc)
+        let end = state.pointee.limits.lookupEntries + TranslatorLimits.lookupTail
+        while i < end {
+            let tag = table[2 * i]
+            if tag == pc { return table[2 * i + 1] }
+            if tag == 0 { return 0 }
+            i += 1
+        }
+        return 0
+    }
+
+    func insertLookup(_ pc: UInt64, _ cachePC: UInt64) -> Bool {
+        let limits = state.pointee.limits
+        if state.pointee.lookupUsed * 2 >= limits.lookupEntries { return false }
+        let table = state.pointee.lookup
+        var i = lookupSlot(pc)
+        // The last lookupTail slots stay empty so the emitted probe always stops.
+        let end = limits.lookupEntries + TranslatorLimits.lookupTail - 1
+        while i < end {
+            if table[2 * i] == 0 {
+                // Target before tag: a concurrent probe never sees a tag without it.
+                table[2 * i + 1] = cachePC
+                table[2 * i] = pc
+                state.pointee.lookupUsed += 1
+                return true
+            }
+            i += 1
+        }
+        return false
+    }
+
+    // MARK: code units
+
+    /// A unit with `bytes` free within rel32 reach of `pc` (a new one if needed).
+    func unit(near pc: UInt64, bytes: Int) -> Int? {
+        let reach: UInt64 = 1 << 30
+        for i in 0..<state.pointee.unitCount {
+            let u = state.pointee.units[i]
+            let distance = u.address > pc ? u.address - pc : pc - u.address
+            if distance < reach && u.free >= bytes { return i }
+        }
+        guard state.pointee.unitCount < state.pointee.limits.maxUnits else { return nil }
+        let size = state.pointee.limits.unitBytes
+        guard let base = state.pointee.host.allocateCode(size, pc) else { return nil }
+        let index = state.pointee.unitCount
+        state.pointee.units[index] = CodeUnit(base: base, capacity: size, used: 0)
+        state.pointee.unitCount += 1
+        state.pointee.stats.units += 1
+        return index
+    }
+
+    /// An assembler over the free part of unit `i`.
+    func assembler(unit i: Int) -> Assembler {
+        let u = state.pointee.units[i]
+        return Assembler(base: u.base + u.used, capacity: u.free, origin: u.address + UInt64(u.used))
+    }
+
+    func commit(unit i: Int, _ a: Assembler) { state.pointee.units[i].used += a.count }
+
+    @inline(__always) func gs(_ field: Int32) -> AsmMemory { AsmMemory.gs(state.pointee.contextGSOffset + field) }
+
+    func fail(_ error: TranslateError, at pc: UInt64) -> UInt64 {
+        state.pointee.lastError = error
+        state.pointee.lastErrorPC = pc
+        return 0
+    }
+}

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// Real C code run natively and under the translator; each returns a value that
+// summarizes its whole computation, so native and translated runs can be compared.
+#ifndef KDBT_WORKLOADS_H
+#define KDBT_WORKLOADS_H
+#include <stddef.h>
+#include <stdint.h>
+
+long kw_sum(long n);
+long kw_fib(long n);
+/// Sorts n pseudo-random ints with qsort and a comparator callback; returns a hash.
+long kw_qsort(long n, long seed);
+/// SHA-256 of n pseudo-random bytes; returns the first 8 digest bytes.
+long kw_sha256(long n, long seed);
+/// A bytecode interpreter (switch with a jump table) running `steps` steps.
+long kw_interpret(long steps);
+/// setjmp/longjmp from `depth` frames deep, `rounds` times.
+long kw_longjmp(long depth, long rounds);
+/// glibc's (vectorized) string functions on buffers of n bytes.
+long kw_strings(long n);
+/// zlib compress + uncompress of n bytes; returns a hash of the round trip, or a
+/// negative zlib error.
+long kw_zlib(long n, long seed);
+/// Calls through a table of function pointers (indirect calls, returns).
+long kw_indirect(long n);
+
+long kw_debug_memcpy(long n, long offset); long kw_debug_strlen(long n);
+#endif
