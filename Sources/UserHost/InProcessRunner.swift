@@ -67,9 +67,30 @@ public final class InProcessRunner: @unchecked Sendable {
 
     public var stats: TranslatorStats { translator.state.pointee.stats }
 
-    /// Runs `function(arguments...)` (up to six integer arguments, SysV ABI)
-    /// translated; returns its rax.
-    public func call(_ function: UnsafeRawPointer, _ arguments: UInt64...) throws(TranslationFailure) -> UInt64 {
+    /// Registers a tool (before the first `call`); returns its storage offset.
+    public func register(_ tool: ToolRegistration, storageBytes: Int32) -> Int32? {
+        guard translator.register(tool, storageBytes: storageBytes) else { return nil }
+        return translator.storageOffset(ofTool: translator.state.pointee.toolCount - 1)
+    }
+
+    /// A 64-bit word of this thread's context (tool storage, statistics).
+    public func contextWord(at offset: Int32) -> UInt64 {
+        context.load(fromByteOffset: Int(offset), as: UInt64.self)
+    }
+
+    public func setContextWord(at offset: Int32, to value: UInt64) {
+        context.storeBytes(of: value, toByteOffset: Int(offset), as: UInt64.self)
+    }
+
+    /// A call made ready to run: `enter()` with GS base `contextAddress` runs it.
+    public struct PreparedCall {
+        public let contextAddress: UInt64
+        public let enter: @convention(c) () -> UInt64
+    }
+
+    /// Sets up `function(arguments...)` (up to six integer arguments, SysV ABI)
+    /// without running it: arguments in the context, the entry translated.
+    public func prepare(_ function: UnsafeRawPointer, _ arguments: [UInt64]) throws(TranslationFailure) -> PreparedCall {
         precondition(arguments.count <= 6, "at most six register arguments")
         let argumentRegisters: [GPR] = [.rdi, .rsi, .rdx, .rcx, .r8, .r9]
         for (i, value) in arguments.enumerated() {
@@ -77,22 +98,28 @@ public final class InProcessRunner: @unchecked Sendable {
         }
         translator.state.pointee.lastError = .none
         let entry = translator.translate(UInt64(UInt(bitPattern: function)))
-        guard entry != 0 else {
-            throw TranslationFailure(error: translator.state.pointee.lastError, address: translator.state.pointee.lastErrorPC)
-        }
+        guard entry != 0 else { throw lastFailure }
         context.storeBytes(of: entry, toByteOffset: Int(ContextField.nextCachePC), as: UInt64.self)
         let enter = unsafeBitCast(
             UnsafeRawPointer(bitPattern: UInt(translator.state.pointee.enter))!,
             to: (@convention(c) () -> UInt64).self)
+        return PreparedCall(contextAddress: UInt64(UInt(bitPattern: context)), enter: enter)
+    }
+
+    var lastFailure: TranslationFailure {
+        TranslationFailure(error: translator.state.pointee.lastError, address: translator.state.pointee.lastErrorPC)
+    }
+
+    /// Runs `function(arguments...)` translated on this thread; returns its rax.
+    public func call(_ function: UnsafeRawPointer, _ arguments: UInt64...) throws(TranslationFailure) -> UInt64 {
+        let prepared = try prepare(function, arguments)
         let savedGS = kdbt_sys_get_gs_base()
-        guard kdbt_sys_set_gs_base(UInt64(UInt(bitPattern: context))) == 0 else {
+        guard kdbt_sys_set_gs_base(prepared.contextAddress) == 0 else {
             fatalError("arch_prctl(ARCH_SET_GS) failed")
         }
-        let result = enter()
+        let result = prepared.enter()
         _ = kdbt_sys_set_gs_base(savedGS)
-        if translator.state.pointee.lastError != .none {
-            throw TranslationFailure(error: translator.state.pointee.lastError, address: translator.state.pointee.lastErrorPC)
-        }
+        if translator.state.pointee.lastError != .none { throw lastFailure }
         return result
     }
 }

@@ -41,13 +41,15 @@ extension Translator {
     }
 
     /// Emits the decoded block; returns its cache PC or 0.
-    func emitBlock(_ pc: UInt64, _ count: Int) -> UInt64 {
+    func emitBlock(_ pc: UInt64, _ decoded: Int) -> UInt64 {
         let instructions = state.pointee.blockInstructions
         let buffer = state.pointee.blockBytes
+        let block = instrument(pc, decoded)
+        let count = block.count
         let last = instructions[count - 1]
         let nativeEnd = last.nextAddress
         // Generous bound: copies, mangling and at most three exit stubs.
-        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + 256
+        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + block.metaCount * 96 + 256
         guard let u = unit(near: pc, bytes: worstCase) else { return fail(.cacheFull, at: pc) }
         guard state.pointee.fragmentCount < state.pointee.limits.maxFragments else {
             return fail(.tooManyFragments, at: pc)
@@ -59,12 +61,14 @@ extension Translator {
         for i in 0..<count {
             let insn = instructions[i]
             let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
+            if block.metaCount > 0 { emitMeta(block, before: i, appPC: insn.address, &a) }
             if i == count - 1 && insn.controlFlow != .none {
                 if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
             } else if !copy(insn, bytes, &a) {
                 return fail(.outOfReach, at: insn.address)
             }
         }
+        if block.overflowed { return fail(.cacheFull, at: pc) }
         if last.controlFlow == .none || falls(through: last.controlFlow) {
             // The block was cut (length limit, undecodable next) or ends in an
             // instruction that continues: exit to the next native PC.
@@ -100,8 +104,7 @@ extension Translator {
         let newAddress = a.address
         let offset = a.count
         a.bytes(bytes)
-        if insn.isRIPRelative && insn.dispSize == 4 && !a.overflowed {
-            let target = insn.nextAddress &+ UInt64(bitPattern: insn.disp)
+        if let target = insn.ripRelativeTarget, insn.dispSize == 4, !a.overflowed {
             guard let displacement = Assembler.rel32(from: newAddress &+ UInt64(insn.length), to: target) else {
                 return false
             }

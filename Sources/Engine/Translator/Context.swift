@@ -46,6 +46,13 @@ public enum ContextField {
     /// Counters the engine maintains per context.
     public static let exits: Int32 = 0x160
     public static let indirectMisses: Int32 = 0x168
+    /// Clean calls: the C function, its argument, where to resume, and the routine.
+    public static let cleanCallFunction: Int32 = 0x170
+    public static let cleanCallArgument: Int32 = 0x178
+    public static let cleanCallReturn: Int32 = 0x180
+    public static let cleanCallRoutine: Int32 = 0x188
+    /// Spill slot for meta instructions that need a register.
+    public static let metaSpill: Int32 = 0x190
     /// Per-context storage for tools (inline counters and the like).
     public static let toolStorage: Int32 = 0x200
     public static let toolStorageBytes: Int32 = 0x200

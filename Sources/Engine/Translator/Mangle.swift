@@ -60,13 +60,8 @@ extension Translator {
         return false
     }
 
-    /// The absolute target of a relative branch.
-    func directTarget(_ insn: Instruction) -> UInt64 {
-        let bytes = Int(insn.immSize)
-        let shift = UInt64(64 - bytes * 8)
-        let rel = Int64(bitPattern: insn.imm << shift) >> Int64(shift)
-        return insn.nextAddress &+ UInt64(bitPattern: rel)
-    }
+    /// The absolute target of a relative branch (every direct transfer has one).
+    func directTarget(_ insn: Instruction) -> UInt64 { insn.directBranchTarget ?? insn.nextAddress }
 
     /// Pushes a 64-bit native return address without touching the flags.
     func pushReturnAddress(_ address: UInt64, _ a: inout Assembler) {

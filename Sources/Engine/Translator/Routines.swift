@@ -31,6 +31,9 @@ extension Translator {
         state.pointee.leave = a.address
         emitLeave(&a)
         a.align(16)
+        state.pointee.cleanCall = a.address
+        emitCleanCall(&a)
+        a.align(16)
         guard !a.failed else { return false }
         commit(unit: u, a)
         return true
@@ -57,11 +60,10 @@ extension Translator {
         }
     }
 
-    /// Entered by a stub or a lookup miss: app rax is in spillRAX, rax holds the
-    /// exit reason (link-stub index or indirectExit); every other register and the
-    /// flags are the application's.
-    func emitFcacheReturn(_ a: inout Assembler) {
-        a.mov(gs(ContextField.exitReason), .rax)
+    /// Saves the application state into the context and moves to the dispatcher
+    /// stack (flags saved, DF cleared, vector state saved when configured). Expects
+    /// the application's rax in spillRAX; rax is free.
+    func emitSaveApplicationState(_ a: inout Assembler) {
         a.mov(.rax, gs(ContextField.spillRAX))
         Translator.forEachSavedGPR { r in a.mov(gs(ContextField.appRegister(r)), r) }
         a.mov(gs(ContextField.appRegister(.rsp)), .rsp)
@@ -71,18 +73,18 @@ extension Translator {
         a.pushf()
         a.pop(gs(ContextField.appFlags))
         a.cld()  // the C ABI wants DF clear
-        let saveExtended = state.pointee.limits.saveExtendedState
-        if saveExtended {
+        if state.pointee.limits.saveExtendedState {
             a.lea(.rsp, .at(.rsp, -TranslatorLimits.extendedStateBytes))
             a.and(.rsp, imm32: -64)
             a.mov(.rax, imm64: 0xFFFF_FFFF)
             a.mov(.rdx, .rax)
             a.xsave64(.at(.rsp))
         }
-        a.mov(.rdi, gs(ContextField.selfPointer))
-        a.call(gs(ContextField.dispatchFunction))
-        a.mov(gs(ContextField.nextCachePC), .rax)
-        if saveExtended {
+    }
+
+    /// The inverse of emitSaveApplicationState, then `jmp *%gs:resume`.
+    func emitRestoreApplicationState(_ a: inout Assembler, resume: Int32) {
+        if state.pointee.limits.saveExtendedState {
             a.mov(.rax, imm64: 0xFFFF_FFFF)
             a.mov(.rdx, .rax)
             a.xrstor64(.at(.rsp))
@@ -91,7 +93,31 @@ extension Translator {
         a.popf()
         Translator.forEachSavedGPR { r in a.mov(r, gs(ContextField.appRegister(r))) }
         a.mov(.rsp, gs(ContextField.appRegister(.rsp)))
-        a.jmp(gs(ContextField.nextCachePC))
+        a.jmp(gs(resume))
+    }
+
+    /// A clean call: `cleanCallFunction(context, cleanCallArgument)` with the whole
+    /// application state in the context, then back to `cleanCallReturn`. The
+    /// function may change the saved registers; the application continues with
+    /// the changed values.
+    func emitCleanCall(_ a: inout Assembler) {
+        emitSaveApplicationState(&a)
+        a.mov(.rdi, gs(ContextField.selfPointer))
+        a.mov(.rsi, gs(ContextField.cleanCallArgument))
+        a.call(gs(ContextField.cleanCallFunction))
+        emitRestoreApplicationState(&a, resume: ContextField.cleanCallReturn)
+    }
+
+    /// Entered by a stub or a lookup miss: app rax is in spillRAX, rax holds the
+    /// exit reason (link-stub index or indirectExit); every other register and the
+    /// flags are the application's.
+    func emitFcacheReturn(_ a: inout Assembler) {
+        a.mov(gs(ContextField.exitReason), .rax)
+        emitSaveApplicationState(&a)
+        a.mov(.rdi, gs(ContextField.selfPointer))
+        a.call(gs(ContextField.dispatchFunction))
+        a.mov(gs(ContextField.nextCachePC), .rax)
+        emitRestoreApplicationState(&a, resume: ContextField.nextCachePC)
     }
 
     /// Entered with the app's rcx in spillRCX and the native target in rcx.

@@ -99,6 +99,9 @@ public struct TranslatorLimits {
     /// Power of two; the indirect lookup table keeps at most half of it full.
     public var lookupEntries: Int = 1 << 17
     public var maxBlockInstructions: Int = 96
+    public var maxTools: Int = 8
+    /// Meta instructions all tools together may insert into one block.
+    public var maxMetaPerBlock: Int = 512
     /// Save and restore the vector and x87 state (xsave) around the dispatcher. A
     /// user-mode dispatcher is ordinary compiled code that may use any vector
     /// register; the kernel's is compiled without SSE and leaves them alone.
@@ -120,6 +123,8 @@ public struct TranslatorLimits {
             + maxStubs * MemoryLayout<LinkStub>.stride
             + (lookupEntries + TranslatorLimits.lookupTail) * 16
             + maxBlockInstructions * MemoryLayout<Instruction>.stride
+            + maxTools * MemoryLayout<ToolRegistration>.stride
+            + maxMetaPerBlock * MemoryLayout<MetaEntry>.stride
             + blockBufferBytes + 4096
     }
 
@@ -144,11 +149,17 @@ public struct TranslatorState {
     /// Scratch for the block being translated.
     var blockInstructions: UnsafeMutablePointer<Instruction>
     var blockBytes: UnsafeMutableRawPointer
+    /// Registered tools, in registration order, and their meta scratch.
+    var tools: UnsafeMutablePointer<ToolRegistration>
+    public var toolCount: Int = 0
+    var toolStorageUsed: Int32 = 0
+    var meta: UnsafeMutablePointer<MetaEntry>
     /// Addresses of the shared routines (Routines.swift).
     public var fcacheReturn: UInt64 = 0
     public var indirectLookup: UInt64 = 0
     public var enter: UInt64 = 0
     public var leave: UInt64 = 0
+    public var cleanCall: UInt64 = 0
     public var stats = TranslatorStats()
     public var lastError: TranslateError = .none
     public var lastErrorPC: UInt64 = 0
@@ -173,7 +184,9 @@ public struct Translator {
               let instructions = arena.allocate(
                   bytes: limits.maxBlockInstructions * MemoryLayout<Instruction>.stride,
                   alignment: MemoryLayout<Instruction>.alignment),
-              let blockBytes = arena.allocate(bytes: limits.blockBufferBytes, alignment: 16)
+              let blockBytes = arena.allocate(bytes: limits.blockBufferBytes, alignment: 16),
+              let tools = arena.allocate(bytes: limits.maxTools * MemoryLayout<ToolRegistration>.stride, alignment: 16),
+              let meta = arena.allocate(bytes: limits.maxMetaPerBlock * MemoryLayout<MetaEntry>.stride, alignment: 16)
         else { return nil }
         lookup.initializeMemory(as: UInt8.self, repeating: 0, count: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16)
         statePointer.initialize(to: TranslatorState(
@@ -184,7 +197,9 @@ public struct Translator {
             lookup: lookup.bindMemory(to: UInt64.self, capacity: (limits.lookupEntries + TranslatorLimits.lookupTail) * 2),
             lookupUsed: 0,
             blockInstructions: instructions.bindMemory(to: Instruction.self, capacity: limits.maxBlockInstructions),
-            blockBytes: blockBytes))
+            blockBytes: blockBytes,
+            tools: tools.bindMemory(to: ToolRegistration.self, capacity: limits.maxTools),
+            meta: meta.bindMemory(to: MetaEntry.self, capacity: limits.maxMetaPerBlock)))
         let translator = Translator(state: statePointer)
         guard translator.emitRoutines() else { return nil }
         return translator
@@ -204,6 +219,29 @@ public struct Translator {
         set(ContextField.lookupMask, UInt64(state.pointee.limits.lookupEntries - 1))
         set(ContextField.translator, UInt64(UInt(bitPattern: state)))
         set(ContextField.sentinel, sentinel)
+        set(ContextField.cleanCallRoutine, state.pointee.cleanCall)
+    }
+
+    /// Adds a tool. Tools are registered before anything is translated (blocks
+    /// translated earlier would lack their instrumentation); returns false then,
+    /// or when the tool table or the per-context tool storage is full.
+    public func register(_ tool: ToolRegistration, storageBytes: Int32) -> Bool {
+        guard state.pointee.fragmentCount == 0, state.pointee.toolCount < state.pointee.limits.maxTools else {
+            return false
+        }
+        let aligned = (storageBytes + 7) & ~7
+        guard state.pointee.toolStorageUsed + aligned <= ContextField.toolStorageBytes else { return false }
+        var registered = tool
+        registered.storageOffset = ContextField.toolStorage + state.pointee.toolStorageUsed
+        state.pointee.toolStorageUsed += aligned
+        (state.pointee.tools + state.pointee.toolCount).initialize(to: registered)
+        state.pointee.toolCount += 1
+        return true
+    }
+
+    /// The `%gs:`-relative offset of a registered tool's storage, or -1.
+    public func storageOffset(ofTool index: Int) -> Int32 {
+        index < state.pointee.toolCount ? state.pointee.tools[index].storageOffset : -1
     }
 
     // MARK: lookup table

@@ -24,9 +24,12 @@ public struct OpcodeDescriptor: Sendable {
     public var op0: UInt16, op1: UInt16, op2: UInt16, op3: UInt16
     public var imm1: UInt8, imm2: UInt8
     public var attributes: UInt8
+    /// Implicit general-purpose registers read / written (bit i = GPR i: rax=0 ... r15=15).
+    public var implicitRead: UInt16
+    public var implicitWritten: UInt16
 
     @inline(__always) init(index: Int) {
-        let o = index * 26
+        let o = index * 36
         let t = Tables.descs
         mnemonic = UInt16(tableU16(t, o))
         op0 = UInt16(tableU16(t, o + 4))
@@ -36,6 +39,8 @@ public struct OpcodeDescriptor: Sendable {
         imm1 = UInt8(tableU8(t, o + 22))
         imm2 = UInt8(tableU8(t, o + 20))
         attributes = UInt8(tableU8(t, o + 24))
+        implicitRead = UInt16(tableU16(t, o + 26))
+        implicitWritten = UInt16(tableU16(t, o + 30))
     }
 
     @inline(__always) public func operand(_ i: Int) -> UInt16 {
@@ -48,10 +53,29 @@ public struct OpcodeDescriptor: Sendable {
     }
 }
 
+/// The descriptor fields the length step needs.
+struct DescriptorHead {
+    var mnemonic: UInt16
+    var imm1: UInt8, imm2: UInt8
+    var attributes: UInt8
+    var attributes2: UInt8
+    var op0: UInt16
+    @inline(__always) init(index: Int) {
+        let o = index * 36
+        let t = Tables.descs
+        mnemonic = UInt16(tableU16(t, o))
+        imm2 = UInt8(tableU8(t, o + 20))
+        imm1 = UInt8(tableU8(t, o + 22))
+        attributes = UInt8(tableU8(t, o + 24))
+        attributes2 = UInt8(tableU8(t, o + 34))
+        op0 = UInt16(tableU16(t, o + 4))
+    }
+}
+
 /// Immediate codes (see gen_tables.py IMM).
 enum ImmCode {
     static let none: UInt8 = 0, b: UInt8 = 1, w: UInt8 = 2, z: UInt8 = 3, v: UInt8 = 4
-    static let jb: UInt8 = 5, jz: UInt8 = 6, moffs: UInt8 = 7, jx: UInt8 = 8, b3dn: UInt8 = 9
+    static let jb: UInt8 = 5, jz: UInt8 = 6, moffs: UInt8 = 7, jx: UInt8 = 8, b3dn: UInt8 = 9, d: UInt8 = 10
 }
 
 public enum Decoder {
@@ -294,7 +318,8 @@ public enum Decoder {
             if ref == 0 { insn.map = OpcodeMap(rawValue: UInt8(map)) ?? .primary; return .invalid }
         }
         if desc < 0 { return .invalid }
-        let d = OpcodeDescriptor(index: desc)
+        // Only the fields needed now (operands are read on demand by decodeOperands).
+        let d = DescriptorHead(index: desc)
         insn.descriptor = UInt16(desc)
         insn.attributes = d.attributes | (rflags & 2 != 0 ? DescAttr.modrmRegOnly : 0)
         insn.mnemonic = Mnemonic(rawValue: d.mnemonic) ?? .invalid
@@ -335,16 +360,80 @@ public enum Decoder {
             let r3 = tableU16(Tables.roots, (15 * 256 + Int(insn.imm & 0xFF)) * 4)
             if r3 == 0 { return .invalid }
             let no = (r3 - 1) * 6
-            let d3 = OpcodeDescriptor(index: tableU16(Tables.nodes, no + 2))
+            let d3 = DescriptorHead(index: tableU16(Tables.nodes, no + 2))
             insn.mnemonic = Mnemonic(rawValue: d3.mnemonic) ?? .invalid
             insn.encoding = .threeDNow
         }
+
+        // ---- encodings the CPU rejects with #UD
+        if encoding != .legacy && d.attributes & DescAttr.usesVVVV == 0 {
+            let mask: UInt8 = d.attributes & DescAttr.vsib != 0 ? 15 : 31
+            if insn.vvvv & mask != 0 { return .invalid }
+        }
+        if map == 1 && (opc & 0xFC) == 0x20 {
+            let r = insn.modrmReg | (insn.rexR << 3)
+            if opc & 1 == 0 {
+                if !(r == 0 || r == 2 || r == 3 || r == 4 || r == 8) { return .invalid }  // CR
+            } else if r > 7 {
+                return .invalid  // DR8-15
+            }
+        }
+        if map == 0 && (opc == 0x8C || opc == 0x8E) {
+            let r = insn.modrmReg
+            if r > 5 || (opc == 0x8E && r == 1) { return .invalid }  // no mov cs, no sreg 6/7
+        }
+
+        if map == 1 && (opc == 0x1A || opc == 0x1B) && insn.mnemonic != .nop {
+            // MPX: only bnd0-bnd3; no RIP-relative bndldx/bndstx
+            if insn.modrmReg | (insn.rexR << 3) > 3 { return .invalid }
+            if insn.modrm >> 6 == 3 && insn.modrmRM | (insn.rexB << 3) > 3 && insn.mnemonic == .bndmov { return .invalid }
+            if (insn.mnemonic == .bndldx || insn.mnemonic == .bndstx) && insn.isRIPRelative { return .invalid }
+        }
+        if d.attributes & DescAttr.vsib != 0 && !insn.hasSIB { return .invalid }  // VSIB needs a SIB byte
+        if d.attributes & DescAttr.vsib != 0 && Int(d.op0 & 0x3F) == OpKind.V {
+            // gathers: destination, index (and VEX mask) registers must differ
+            let evex = encoding == .evex
+            let dst = insn.modrmReg | (insn.rexR << 3) | (evex ? insn.evexR2 << 4 : 0)
+            let idx = ((insn.sib >> 3) & 7) | (insn.rexX << 3) | (evex ? ((insn.vvvv >> 4) & 1) << 4 : 0)
+            if dst == idx { return .invalid }
+            if !evex && (dst == insn.vvvv & 15 || idx == insn.vvvv & 15) { return .invalid }
+        }
+        if encoding == .evex {
+            let k0 = Int(d.op0 & 0x3F)
+            let memDest = insn.hasMemoryModRM && (k0 == OpKind.W || k0 == OpKind.M || k0 == OpKind.E || k0 == OpKind.VSIB)
+            let maskDest = k0 == OpKind.KG
+            if insn.evexZeroing && (insn.evexMask == 0 || memDest || maskDest) { return .invalid }
+            if insn.evexBroadcast && insn.hasMemoryModRM && d.attributes2 & 1 == 0 { return .invalid }
+            if d.attributes & DescAttr.vsib != 0 && insn.evexMask == 0 { return .invalid }
+            if insn.evexBroadcast && !insn.hasMemoryModRM && d.attributes2 & 2 == 0 { return .invalid }
+            if insn.vectorLength == 3 && !(insn.evexBroadcast && !insn.hasMemoryModRM) { return .invalid }
+            if d.attributes2 & 4 != 0 && insn.evexMask != 0 { return .invalid }
+        }
+        if encoding != .legacy && !validMaskRegisters(insn, descriptor: desc) { return .invalid }
 
         // ---- LOCK only on lockable instructions with a memory destination
         if prefixes & Prefixes.lock != 0 {
             if d.attributes & DescAttr.lockable == 0 || !insn.hasMemoryModRM { return .invalid }
         }
         return .ok
+    }
+
+    /// Mask (k0-k7) and tile (tmm0-7) operands: VEX.R / EVEX.R' and vvvv bit 3 must be clear for them
+    /// (VEX.B is ignored for a mask r/m operand).
+    static func validMaskRegisters(_ insn: Instruction, descriptor: Int) -> Bool {
+        let d = OpcodeDescriptor(index: descriptor)
+        var k = 0
+        while k < 4 {
+            let kind = Int(d.operand(k) & 0x3F)
+            k += 1
+            if kind == 0 { break }
+            if kind == OpKind.KG && (insn.rexR != 0 || insn.evexR2 != 0) { return false }
+            if kind == OpKind.KH && insn.vvvv > 7 { return false }
+            if kind == OpKind.TG && insn.rexR != 0 { return false }
+            if kind == OpKind.TR && insn.rexB != 0 { return false }
+            if kind == OpKind.TH && insn.vvvv > 7 { return false }
+        }
+        return true
     }
 
     /// nil when `k` more bytes at offset `i` are available, else the failure status.
@@ -359,7 +448,7 @@ public enum Decoder {
         case ImmCode.w: return 2
         case ImmCode.z: return osize == 16 ? 2 : 4
         case ImmCode.v: return osize == 16 ? 2 : (osize == 64 ? 8 : 4)
-        case ImmCode.jz: return 4
+        case ImmCode.jz, ImmCode.d: return 4
         case ImmCode.jx: return opsize16 ? 2 : 4
         case ImmCode.moffs: return addr32 ? 4 : 8
         default: return 0
@@ -401,14 +490,26 @@ extension Instruction {
         return cf
     }
 
+    /// SSE movsd/cmpsd share their mnemonic with the string instructions.
+    @inline(__always) var isSSEStringNameAlias: Bool {
+        map != .primary && (mnemonic == .movsd || mnemonic == .cmpsd)
+    }
+
     /// RFLAGS bits read (Flag.*).
     public var flagsRead: UInt16 {
-        UInt16(tableU16(Tables.semantics, Int(mnemonic.rawValue) * 12 + 2))
+        if isSSEStringNameAlias { return 0 }
+        var f = UInt16(tableU16(Tables.semantics, Int(mnemonic.rawValue) * 12 + 2))
+        // repe/repne cmps/scas test ZF to terminate
+        if isRepeated && map == .primary && (opcode == 0xA6 || opcode == 0xA7 || opcode == 0xAE || opcode == 0xAF) {
+            f |= Flag.zf
+        }
+        return f
     }
 
     /// RFLAGS bits written or left undefined (Flag.*).
     public var flagsWritten: UInt16 {
-        UInt16(tableU16(Tables.semantics, Int(mnemonic.rawValue) * 12 + 6))
+        if isSSEStringNameAlias { return 0 }
+        return UInt16(tableU16(Tables.semantics, Int(mnemonic.rawValue) * 12 + 6))
     }
 
     /// Needs CPL 0 (or is a privileged system instruction).
@@ -425,6 +526,24 @@ extension Instruction {
     /// Has REP/REPE (F3) or REPNE (F2) semantics (string instructions only).
     public var isRepeated: Bool {
         attributes & DescAttr.repeatable != 0 && (prefixes.has(Prefixes.rep) || prefixes.has(Prefixes.repne))
+    }
+
+    /// Target of a direct relative branch (jmp/call/jcc/loop/jrcxz/xbegin rel8/rel16/rel32), else nil.
+    /// Does not need `decodeOperands`.
+    public var directBranchTarget: UInt64? {
+        let code = DescriptorHead(index: Int(descriptor)).imm1
+        if code != ImmCode.jb && code != ImmCode.jz && code != ImmCode.jx { return nil }
+        if immSize == 0 { return nil }
+        let shift = UInt64(64 - Int(immSize) * 8)
+        let rel = Int64(bitPattern: imm << shift) >> Int64(shift)
+        return nextAddress &+ UInt64(bitPattern: rel)
+    }
+
+    /// Absolute address referenced by a RIP-relative ModRM memory operand, else nil.
+    public var ripRelativeTarget: UInt64? {
+        if !isRIPRelative { return nil }
+        let t = nextAddress &+ UInt64(bitPattern: disp)
+        return addressSize == 32 ? t & 0xFFFF_FFFF : t
     }
 
     /// Opcode descriptor from the table.

@@ -132,6 +132,8 @@ public enum DescAttr {
     public static let repeatable: UInt8 = 8
     public static let modrmRegOnly: UInt8 = 16
     public static let privileged: UInt8 = 32
+    public static let usesVVVV: UInt8 = 64
+    public static let vsib: UInt8 = 128
 }
 
 // MARK: - Registers
@@ -148,6 +150,7 @@ public enum RegisterClass: UInt8, Sendable {
     case mask      // k0-k7
     case x87       // st0-st7
     case bound     // bnd0-bnd3
+    case tmm       // AMX tiles tmm0-tmm7
 }
 
 public struct Register: Sendable, Equatable {
@@ -167,6 +170,7 @@ public struct Register: Sendable, Equatable {
         case .ymm: return 256
         case .zmm: return 512
         case .x87: return 80
+        case .tmm: return 8192
         }
     }
 }

@@ -7,6 +7,7 @@ enum OpKind {
     static let I = 17, I2 = 18, J = 19, O = 20, X = 21, Y = 22, Z = 23, ACC = 24
     static let CL = 25, DX = 26, ONE = 27, SEG = 28, ST0 = 29, STi = 30, XMM0 = 31
     static let KG = 32, KE = 33, KH = 34, VSIB = 35, BG = 36, BE = 37, KR = 38
+    static let TG = 39, TR = 40, TH = 41
 }
 
 /// Operand size codes (must match SIZES in tools/gen_tables.py).
@@ -31,6 +32,11 @@ extension Decoder {
             if spec == 0 { break }
             var op = Operand()
             if decodeOne(insn, spec: spec, into: &op) {
+                // EVEX merge-masking keeps unselected destination elements: the destination is read too.
+                if n == 0 && insn.encoding == .evex && insn.evexMask != 0 && !insn.evexZeroing
+                    && op.access & OperandAccess.write != 0 && op.type == .register && op.reg.cls != .mask {
+                    op.access |= OperandAccess.read
+                }
                 ops.items[n] = op
                 n += 1
             }
@@ -88,7 +94,7 @@ extension Decoder {
     /// Register width in bytes for a register operand of size code `sz`.
     static func regBytes(_ insn: Instruction, _ sz: Int) -> Int {
         switch sz {
-        case OpSize.dw, OpSize.db: return insn.rexW ? 8 : 4
+        case OpSize.dw, OpSize.db: return 4
         case OpSize.ss, OpSize.sd, OpSize.d, OpSize.q, OpSize.w, OpSize.b, OpSize.dq, OpSize.xo:
             return 16
         case OpSize.xh, OpSize.xq:
@@ -139,8 +145,29 @@ extension Decoder {
         }
         var sz = size
         if insn.encoding == .evex {
-            if insn.evexBroadcast { sz = insn.rexW ? 8 : 4; m.broadcast = true }
-            if insn.dispSize == 1 { disp = disp * Int64(sz > 0 ? sz : 1) }  // disp8*N
+            if insn.evexBroadcast {
+                // FP16 maps (5/6) broadcast 16-bit elements
+                sz = (insn.map == .evexMap5 || insn.map == .evexMap6) ? 2 : (insn.rexW ? 8 : 4)
+                switch insn.mnemonic {
+                case .vfmulcph, .vfcmulcph, .vfmaddcph, .vfcmaddcph: sz = 4  // complex FP16 pairs
+                case .vrndscaleph, .vgetmantph, .vreduceph, .vfpclassph, .vcmpph: sz = 2  // FP16 in map 0F3A
+                default: break
+                }
+                m.broadcast = true
+            }
+            if insn.dispSize == 1 {
+                // disp8*N: N is the memory operand size (full / half / quarter vector, scalar,
+                // tuple), the element size with broadcast, and the element size for compress/expand.
+                var n = sz
+                switch insn.mnemonic {
+                case .vcompressps, .vcompresspd, .vpcompressd, .vpcompressq, .vexpandps, .vexpandpd, .vpexpandd, .vpexpandq:
+                    n = insn.rexW ? 8 : 4
+                case .vpcompressb, .vpexpandb: n = 1
+                case .vpcompressw, .vpexpandw: n = 2
+                default: break
+                }
+                disp = disp * Int64(n > 0 ? n : 1)
+            }
         }
         m.disp = disp
         m.size = UInt16(sz)
@@ -163,7 +190,7 @@ extension Decoder {
             if isMem { memoryOperand(insn, size: sizeBytes(insn, sz), into: &op, vsib: 0); return true }
             let b = regBytes(insn, sz) > 8 ? sizeBytes(insn, sz) : regBytes(insn, sz)
             op.type = .register
-            op.reg = gpr(insn, rmReg, bytes: sz == OpSize.dw || sz == OpSize.db ? (insn.rexW ? 8 : 4) : b)
+            op.reg = gpr(insn, rmReg, bytes: sz == OpSize.dw || sz == OpSize.db ? 4 : b)
             op.size = op.reg.bits
         case OpKind.G:
             op.type = .register
@@ -213,6 +240,12 @@ extension Decoder {
         case OpKind.BE:
             if isMem { memoryOperand(insn, size: 16, into: &op, vsib: 0); return true }
             op.type = .register; op.reg = Register(.bound, insn.modrmRM); op.size = 128
+        case OpKind.TG:
+            op.type = .register; op.reg = Register(.tmm, insn.modrmReg); op.size = 8192
+        case OpKind.TR:
+            op.type = .register; op.reg = Register(.tmm, insn.modrmRM); op.size = 8192
+        case OpKind.TH:
+            op.type = .register; op.reg = Register(.tmm, insn.vvvv & 7); op.size = 8192
         case OpKind.VSIB:
             memoryOperand(insn, size: insn.rexW ? 8 : 4, into: &op, vsib: sz == OpSize.d ? 1 : 2)
         case OpKind.I:
@@ -243,7 +276,7 @@ extension Decoder {
             op.size = 64
         case OpKind.O:
             var m = MemoryOperand()
-            m.disp = Int64(bitPattern: insn.imm)
+            m.disp = insn.immSize == 4 ? Int64(Int32(truncatingIfNeeded: insn.imm)) : Int64(bitPattern: insn.imm)
             m.size = UInt16(sizeBytes(insn, sz))
             if insn.segmentOverride != 0 { m.segment = insn.segmentOverride - 1 }
             op.type = .memory; op.mem = m; op.size = m.size * 8

@@ -36,1434 +36,1614 @@ public enum Mnemonic: UInt16, Sendable {
     case andpd = 30
     case andps = 31
     case bextr = 32
-    case blendpd = 33
-    case blendps = 34
-    case blendvpd = 35
-    case blendvps = 36
-    case blsi = 37
-    case blsmsk = 38
-    case blsr = 39
-    case bndcl = 40
-    case bndcn = 41
-    case bndcu = 42
-    case bndldx = 43
-    case bndmk = 44
-    case bndmov = 45
-    case bndstx = 46
-    case bsf = 47
-    case bsr = 48
-    case bswap = 49
-    case bt = 50
-    case btc = 51
-    case btr = 52
-    case bts = 53
-    case bzhi = 54
-    case `call` = 55
-    case cbw = 56
-    case cdq = 57
-    case cdqe = 58
-    case clac = 59
-    case clc = 60
-    case cld = 61
-    case cldemote = 62
-    case clflush = 63
-    case clflushopt = 64
-    case clgi = 65
-    case cli = 66
-    case clrssbsy = 67
-    case clts = 68
-    case clui = 69
-    case clwb = 70
-    case clzero = 71
-    case cmc = 72
-    case cmovb = 73
-    case cmovbe = 74
-    case cmovl = 75
-    case cmovle = 76
-    case cmovnb = 77
-    case cmovnbe = 78
-    case cmovnl = 79
-    case cmovnle = 80
-    case cmovno = 81
-    case cmovnp = 82
-    case cmovns = 83
-    case cmovnz = 84
-    case cmovo = 85
-    case cmovp = 86
-    case cmovs = 87
-    case cmovz = 88
-    case cmp = 89
-    case cmppd = 90
-    case cmpps = 91
-    case cmpsb = 92
-    case cmpsd = 93
-    case cmpsq = 94
-    case cmpss = 95
-    case cmpsw = 96
-    case cmpxchg = 97
-    case cmpxchg16b = 98
-    case cmpxchg8b = 99
-    case comisd = 100
-    case comiss = 101
-    case cpuid = 102
-    case cqo = 103
-    case crc32 = 104
-    case cvtdq2pd = 105
-    case cvtdq2ps = 106
-    case cvtpd2dq = 107
-    case cvtpd2pi = 108
-    case cvtpd2ps = 109
-    case cvtpi2pd = 110
-    case cvtpi2ps = 111
-    case cvtps2dq = 112
-    case cvtps2pd = 113
-    case cvtps2pi = 114
-    case cvtsd2si = 115
-    case cvtsd2ss = 116
-    case cvtsi2sd = 117
-    case cvtsi2ss = 118
-    case cvtss2sd = 119
-    case cvtss2si = 120
-    case cvttpd2dq = 121
-    case cvttpd2pi = 122
-    case cvttps2dq = 123
-    case cvttps2pi = 124
-    case cvttsd2si = 125
-    case cvttss2si = 126
-    case cwd = 127
-    case cwde = 128
-    case dec = 129
-    case div = 130
-    case divpd = 131
-    case divps = 132
-    case divsd = 133
-    case divss = 134
-    case dppd = 135
-    case dpps = 136
-    case emms = 137
-    case encls = 138
-    case enclu = 139
-    case enclv = 140
-    case encodekey128 = 141
-    case encodekey256 = 142
-    case endbr32 = 143
-    case endbr64 = 144
-    case enqcmd = 145
-    case enqcmds = 146
-    case `enter` = 147
-    case extractps = 148
-    case extrq = 149
-    case f2xm1 = 150
-    case fabs = 151
-    case fadd = 152
-    case faddp = 153
-    case fbld = 154
-    case fbstp = 155
-    case fchs = 156
-    case fcmovb = 157
-    case fcmovbe = 158
-    case fcmove = 159
-    case fcmovnb = 160
-    case fcmovnbe = 161
-    case fcmovne = 162
-    case fcmovnu = 163
-    case fcmovu = 164
-    case fcom = 165
-    case fcomi = 166
-    case fcomip = 167
-    case fcomp = 168
-    case fcompp = 169
-    case fcos = 170
-    case fdecstp = 171
-    case fdisi8087_nop = 172
-    case fdiv = 173
-    case fdivp = 174
-    case fdivr = 175
-    case fdivrp = 176
-    case femms = 177
-    case feni8087_nop = 178
-    case ffree = 179
-    case ffreep = 180
-    case fiadd = 181
-    case ficom = 182
-    case ficomp = 183
-    case fidiv = 184
-    case fidivr = 185
-    case fild = 186
-    case fimul = 187
-    case fincstp = 188
-    case fist = 189
-    case fistp = 190
-    case fisttp = 191
-    case fisub = 192
-    case fisubr = 193
-    case fld = 194
-    case fld1 = 195
-    case fldcw = 196
-    case fldenv = 197
-    case fldl2e = 198
-    case fldl2t = 199
-    case fldlg2 = 200
-    case fldln2 = 201
-    case fldpi = 202
-    case fldz = 203
-    case fmul = 204
-    case fmulp = 205
-    case fnclex = 206
-    case fninit = 207
-    case fnop = 208
-    case fnsave = 209
-    case fnstcw = 210
-    case fnstenv = 211
-    case fnstsw = 212
-    case fpatan = 213
-    case fprem = 214
-    case fprem1 = 215
-    case fptan = 216
-    case frndint = 217
-    case frstor = 218
-    case fscale = 219
-    case fsetpm287_nop = 220
-    case fsin = 221
-    case fsincos = 222
-    case fsqrt = 223
-    case fst = 224
-    case fstp = 225
-    case fstpnce = 226
-    case fsub = 227
-    case fsubp = 228
-    case fsubr = 229
-    case fsubrp = 230
-    case ftst = 231
-    case fucom = 232
-    case fucomi = 233
-    case fucomip = 234
-    case fucomp = 235
-    case fucompp = 236
-    case fwait = 237
-    case fxam = 238
-    case fxch = 239
-    case fxrstor = 240
-    case fxrstor64 = 241
-    case fxsave = 242
-    case fxsave64 = 243
-    case fxtract = 244
-    case fyl2x = 245
-    case fyl2xp1 = 246
-    case getsec = 247
-    case gf2p8affineinvqb = 248
-    case gf2p8affineqb = 249
-    case gf2p8mulb = 250
-    case haddpd = 251
-    case haddps = 252
-    case hlt = 253
-    case hsubpd = 254
-    case hsubps = 255
-    case idiv = 256
-    case imul = 257
-    case `in` = 258
-    case inc = 259
-    case incsspd = 260
-    case incsspq = 261
-    case insb = 262
-    case insd = 263
-    case insertps = 264
-    case insertq = 265
-    case insw = 266
-    case `int` = 267
-    case int1 = 268
-    case int3 = 269
-    case invd = 270
-    case invept = 271
-    case invlpg = 272
-    case invlpga = 273
-    case invlpgb = 274
-    case invpcid = 275
-    case invvpid = 276
-    case iret = 277
-    case iretd = 278
-    case iretq = 279
-    case jb = 280
-    case jbe = 281
-    case jecxz = 282
-    case jl = 283
-    case jle = 284
-    case jmp = 285
-    case jnb = 286
-    case jnbe = 287
-    case jnl = 288
-    case jnle = 289
-    case jno = 290
-    case jnp = 291
-    case jns = 292
-    case jnz = 293
-    case jo = 294
-    case jp = 295
-    case jrcxz = 296
-    case js = 297
-    case jz = 298
-    case kaddb = 299
-    case kaddd = 300
-    case kaddq = 301
-    case kaddw = 302
-    case kandb = 303
-    case kandd = 304
-    case kandnb = 305
-    case kandnd = 306
-    case kandnq = 307
-    case kandnw = 308
-    case kandq = 309
-    case kandw = 310
-    case kmovb = 311
-    case kmovd = 312
-    case kmovq = 313
-    case kmovw = 314
-    case knotb = 315
-    case knotd = 316
-    case knotq = 317
-    case knotw = 318
-    case korb = 319
-    case kord = 320
-    case korq = 321
-    case kortestb = 322
-    case kortestd = 323
-    case kortestq = 324
-    case kortestw = 325
-    case korw = 326
-    case kshiftlb = 327
-    case kshiftld = 328
-    case kshiftlq = 329
-    case kshiftlw = 330
-    case kshiftrb = 331
-    case kshiftrd = 332
-    case kshiftrq = 333
-    case kshiftrw = 334
-    case ktestb = 335
-    case ktestd = 336
-    case ktestq = 337
-    case ktestw = 338
-    case kunpckbw = 339
-    case kunpckdq = 340
-    case kunpckwd = 341
-    case kxnorb = 342
-    case kxnord = 343
-    case kxnorq = 344
-    case kxnorw = 345
-    case kxorb = 346
-    case kxord = 347
-    case kxorq = 348
-    case kxorw = 349
-    case lahf = 350
-    case lar = 351
-    case lddqu = 352
-    case ldmxcsr = 353
-    case ldtilecfg = 354
-    case lea = 355
-    case leave = 356
-    case lfence = 357
-    case lfs = 358
-    case lgdt = 359
-    case lgs = 360
-    case lidt = 361
-    case lldt = 362
-    case lmsw = 363
-    case loadiwkey = 364
-    case lodsb = 365
-    case lodsd = 366
-    case lodsq = 367
-    case lodsw = 368
-    case loop = 369
-    case loope = 370
-    case loopne = 371
-    case lsl = 372
-    case lss = 373
-    case ltr = 374
-    case lzcnt = 375
-    case maskmovdqu = 376
-    case maskmovq = 377
-    case maxpd = 378
-    case maxps = 379
-    case maxsd = 380
-    case maxss = 381
-    case mfence = 382
-    case minpd = 383
-    case minps = 384
-    case minsd = 385
-    case minss = 386
-    case monitor = 387
-    case monitorx = 388
-    case montmul = 389
-    case mov = 390
-    case movapd = 391
-    case movaps = 392
-    case movbe = 393
-    case movd = 394
-    case movddup = 395
-    case movdir64b = 396
-    case movdiri = 397
-    case movdq2q = 398
-    case movdqa = 399
-    case movdqu = 400
-    case movhlps = 401
-    case movhpd = 402
-    case movhps = 403
-    case movlhps = 404
-    case movlpd = 405
-    case movlps = 406
-    case movmskpd = 407
-    case movmskps = 408
-    case movntdq = 409
-    case movntdqa = 410
-    case movnti = 411
-    case movntpd = 412
-    case movntps = 413
-    case movntq = 414
-    case movntsd = 415
-    case movntss = 416
-    case movq = 417
-    case movq2dq = 418
-    case movsb = 419
-    case movsd = 420
-    case movshdup = 421
-    case movsldup = 422
-    case movsq = 423
-    case movss = 424
-    case movsw = 425
-    case movsx = 426
-    case movsxd = 427
-    case movupd = 428
-    case movups = 429
-    case movzx = 430
-    case mpsadbw = 431
-    case mul = 432
-    case mulpd = 433
-    case mulps = 434
-    case mulsd = 435
-    case mulss = 436
-    case mulx = 437
-    case mwait = 438
-    case mwaitx = 439
-    case neg = 440
-    case `nop` = 441
-    case `not` = 442
-    case `or` = 443
-    case orpd = 444
-    case orps = 445
-    case `out` = 446
-    case outsb = 447
-    case outsd = 448
-    case outsw = 449
-    case pabsb = 450
-    case pabsd = 451
-    case pabsw = 452
-    case packssdw = 453
-    case packsswb = 454
-    case packusdw = 455
-    case packuswb = 456
-    case paddb = 457
-    case paddd = 458
-    case paddq = 459
-    case paddsb = 460
-    case paddsw = 461
-    case paddusb = 462
-    case paddusw = 463
-    case paddw = 464
-    case palignr = 465
-    case pand = 466
-    case pandn = 467
-    case pause = 468
-    case pavgb = 469
-    case pavgusb = 470
-    case pavgw = 471
-    case pblendvb = 472
-    case pblendw = 473
-    case pclmulqdq = 474
-    case pcmpeqb = 475
-    case pcmpeqd = 476
-    case pcmpeqq = 477
-    case pcmpeqw = 478
-    case pcmpestri = 479
-    case pcmpestrm = 480
-    case pcmpgtb = 481
-    case pcmpgtd = 482
-    case pcmpgtq = 483
-    case pcmpgtw = 484
-    case pcmpistri = 485
-    case pcmpistrm = 486
-    case pconfig = 487
-    case pdep = 488
-    case pext = 489
-    case pextrb = 490
-    case pextrd = 491
-    case pextrq = 492
-    case pextrw = 493
-    case pf2id = 494
-    case pf2iw = 495
-    case pfacc = 496
-    case pfadd = 497
-    case pfcmpeq = 498
-    case pfcmpge = 499
-    case pfcmpgt = 500
-    case pfmax = 501
-    case pfmin = 502
-    case pfmul = 503
-    case pfnacc = 504
-    case pfpnacc = 505
-    case pfrcp = 506
-    case pfrcpit1 = 507
-    case pfrcpit2 = 508
-    case pfrsqit1 = 509
-    case pfrsqrt = 510
-    case pfsub = 511
-    case pfsubr = 512
-    case phaddd = 513
-    case phaddsw = 514
-    case phaddw = 515
-    case phminposuw = 516
-    case phsubd = 517
-    case phsubsw = 518
-    case phsubw = 519
-    case pi2fd = 520
-    case pi2fw = 521
-    case pinsrb = 522
-    case pinsrd = 523
-    case pinsrq = 524
-    case pinsrw = 525
-    case pmaddubsw = 526
-    case pmaddwd = 527
-    case pmaxsb = 528
-    case pmaxsd = 529
-    case pmaxsw = 530
-    case pmaxub = 531
-    case pmaxud = 532
-    case pmaxuw = 533
-    case pminsb = 534
-    case pminsd = 535
-    case pminsw = 536
-    case pminub = 537
-    case pminud = 538
-    case pminuw = 539
-    case pmovmskb = 540
-    case pmovsxbd = 541
-    case pmovsxbq = 542
-    case pmovsxbw = 543
-    case pmovsxdq = 544
-    case pmovsxwd = 545
-    case pmovsxwq = 546
-    case pmovzxbd = 547
-    case pmovzxbq = 548
-    case pmovzxbw = 549
-    case pmovzxdq = 550
-    case pmovzxwd = 551
-    case pmovzxwq = 552
-    case pmuldq = 553
-    case pmulhrsw = 554
-    case pmulhrw = 555
-    case pmulhuw = 556
-    case pmulhw = 557
-    case pmulld = 558
-    case pmullw = 559
-    case pmuludq = 560
-    case pop = 561
-    case popcnt = 562
-    case popf = 563
-    case popfq = 564
-    case por = 565
-    case prefetch = 566
-    case prefetchnta = 567
-    case prefetcht0 = 568
-    case prefetcht1 = 569
-    case prefetcht2 = 570
-    case prefetchw = 571
-    case prefetchwt1 = 572
-    case psadbw = 573
-    case pshufb = 574
-    case pshufd = 575
-    case pshufhw = 576
-    case pshuflw = 577
-    case pshufw = 578
-    case psignb = 579
-    case psignd = 580
-    case psignw = 581
-    case pslld = 582
-    case pslldq = 583
-    case psllq = 584
-    case psllw = 585
-    case psmash = 586
-    case psrad = 587
-    case psraw = 588
-    case psrld = 589
-    case psrldq = 590
-    case psrlq = 591
-    case psrlw = 592
-    case psubb = 593
-    case psubd = 594
-    case psubq = 595
-    case psubsb = 596
-    case psubsw = 597
-    case psubusb = 598
-    case psubusw = 599
-    case psubw = 600
-    case pswapd = 601
-    case ptest = 602
-    case ptwrite = 603
-    case punpckhbw = 604
-    case punpckhdq = 605
-    case punpckhqdq = 606
-    case punpckhwd = 607
-    case punpcklbw = 608
-    case punpckldq = 609
-    case punpcklqdq = 610
-    case punpcklwd = 611
-    case push = 612
-    case pushf = 613
-    case pushfq = 614
-    case pvalidate = 615
-    case pxor = 616
-    case rcl = 617
-    case rcpps = 618
-    case rcpss = 619
-    case rcr = 620
-    case rdfsbase = 621
-    case rdgsbase = 622
-    case rdmsr = 623
-    case rdpid = 624
-    case rdpkru = 625
-    case rdpmc = 626
-    case rdpru = 627
-    case rdrand = 628
-    case rdseed = 629
-    case rdsspd = 630
-    case rdsspq = 631
-    case rdtsc = 632
-    case rdtscp = 633
-    case `ret` = 634
-    case retf = 635
-    case rmpadjust = 636
-    case rmpupdate = 637
-    case rol = 638
-    case ror = 639
-    case rorx = 640
-    case roundpd = 641
-    case roundps = 642
-    case roundsd = 643
-    case roundss = 644
-    case rsm = 645
-    case rsqrtps = 646
-    case rsqrtss = 647
-    case rstorssp = 648
-    case sahf = 649
-    case sar = 650
-    case sarx = 651
-    case saveprevssp = 652
-    case sbb = 653
-    case scasb = 654
-    case scasd = 655
-    case scasq = 656
-    case scasw = 657
-    case senduipi = 658
-    case serialize = 659
-    case setb = 660
-    case setbe = 661
-    case setl = 662
-    case setle = 663
-    case setnb = 664
-    case setnbe = 665
-    case setnl = 666
-    case setnle = 667
-    case setno = 668
-    case setnp = 669
-    case setns = 670
-    case setnz = 671
-    case seto = 672
-    case setp = 673
-    case sets = 674
-    case setssbsy = 675
-    case setz = 676
-    case sfence = 677
-    case sgdt = 678
-    case sha1msg1 = 679
-    case sha1msg2 = 680
-    case sha1nexte = 681
-    case sha1rnds4 = 682
-    case sha256msg1 = 683
-    case sha256msg2 = 684
-    case sha256rnds2 = 685
-    case shl = 686
-    case shld = 687
-    case shlx = 688
-    case shr = 689
-    case shrd = 690
-    case shrx = 691
-    case shufpd = 692
-    case shufps = 693
-    case sidt = 694
-    case skinit = 695
-    case sldt = 696
-    case smsw = 697
-    case sqrtpd = 698
-    case sqrtps = 699
-    case sqrtsd = 700
-    case sqrtss = 701
-    case stac = 702
-    case stc = 703
-    case std = 704
-    case stgi = 705
-    case sti = 706
-    case stmxcsr = 707
-    case stosb = 708
-    case stosd = 709
-    case stosq = 710
-    case stosw = 711
-    case `str` = 712
-    case sttilecfg = 713
-    case stui = 714
-    case sub = 715
-    case subpd = 716
-    case subps = 717
-    case subsd = 718
-    case subss = 719
-    case swapgs = 720
-    case syscall = 721
-    case sysenter = 722
-    case sysexit = 723
-    case sysret = 724
-    case test = 725
-    case testui = 726
-    case tilerelease = 727
-    case tlbsync = 728
-    case tpause = 729
-    case tzcnt = 730
-    case ucomisd = 731
-    case ucomiss = 732
-    case ud0 = 733
-    case ud1 = 734
-    case ud2 = 735
-    case uiret = 736
-    case umonitor = 737
-    case umwait = 738
-    case unpckhpd = 739
-    case unpckhps = 740
-    case unpcklpd = 741
-    case unpcklps = 742
-    case vaddpd = 743
-    case vaddph = 744
-    case vaddps = 745
-    case vaddsd = 746
-    case vaddsh = 747
-    case vaddss = 748
-    case vaddsubpd = 749
-    case vaddsubps = 750
-    case vaesdec = 751
-    case vaesdeclast = 752
-    case vaesenc = 753
-    case vaesenclast = 754
-    case vaesimc = 755
-    case vaeskeygenassist = 756
-    case valignd = 757
-    case valignq = 758
-    case vandnpd = 759
-    case vandnps = 760
-    case vandpd = 761
-    case vandps = 762
-    case vblendmpd = 763
-    case vblendmps = 764
-    case vblendpd = 765
-    case vblendps = 766
-    case vblendvpd = 767
-    case vblendvps = 768
-    case vbroadcastf128 = 769
-    case vbroadcastf32x2 = 770
-    case vbroadcastf32x4 = 771
-    case vbroadcastf32x8 = 772
-    case vbroadcastf64x2 = 773
-    case vbroadcastf64x4 = 774
-    case vbroadcasti128 = 775
-    case vbroadcasti32x2 = 776
-    case vbroadcasti32x4 = 777
-    case vbroadcasti32x8 = 778
-    case vbroadcasti64x2 = 779
-    case vbroadcasti64x4 = 780
-    case vbroadcastsd = 781
-    case vbroadcastss = 782
-    case vcmppd = 783
-    case vcmpps = 784
-    case vcmpsd = 785
-    case vcmpss = 786
-    case vcomisd = 787
-    case vcomiss = 788
-    case vcompresspd = 789
-    case vcompressps = 790
-    case vcvtdq2pd = 791
-    case vcvtdq2ps = 792
-    case vcvtne2ps2bf16 = 793
-    case vcvtneps2bf16 = 794
-    case vcvtpd2dq = 795
-    case vcvtpd2ps = 796
-    case vcvtpd2qq = 797
-    case vcvtpd2udq = 798
-    case vcvtpd2uqq = 799
-    case vcvtph2ps = 800
-    case vcvtps2dq = 801
-    case vcvtps2pd = 802
-    case vcvtps2ph = 803
-    case vcvtps2qq = 804
-    case vcvtps2udq = 805
-    case vcvtps2uqq = 806
-    case vcvtqq2pd = 807
-    case vcvtqq2ps = 808
-    case vcvtsd2si = 809
-    case vcvtsd2ss = 810
-    case vcvtsd2usi = 811
-    case vcvtsi2sd = 812
-    case vcvtsi2ss = 813
-    case vcvtss2sd = 814
-    case vcvtss2si = 815
-    case vcvtss2usi = 816
-    case vcvttpd2dq = 817
-    case vcvttpd2qq = 818
-    case vcvttpd2udq = 819
-    case vcvttpd2uqq = 820
-    case vcvttps2dq = 821
-    case vcvttps2qq = 822
-    case vcvttps2udq = 823
-    case vcvttps2uqq = 824
-    case vcvttsd2si = 825
-    case vcvttsd2usi = 826
-    case vcvttss2si = 827
-    case vcvttss2usi = 828
-    case vcvtudq2pd = 829
-    case vcvtudq2ps = 830
-    case vcvtuqq2pd = 831
-    case vcvtuqq2ps = 832
-    case vcvtusi2sd = 833
-    case vcvtusi2ss = 834
-    case vdbpsadbw = 835
-    case vdivpd = 836
-    case vdivph = 837
-    case vdivps = 838
-    case vdivsd = 839
-    case vdivsh = 840
-    case vdivss = 841
-    case vdpbf16ps = 842
-    case vdppd = 843
-    case vdpps = 844
-    case verr = 845
-    case verw = 846
-    case vexpandpd = 847
-    case vexpandps = 848
-    case vextractf128 = 849
-    case vextractf32x4 = 850
-    case vextractf32x8 = 851
-    case vextractf64x2 = 852
-    case vextractf64x4 = 853
-    case vextracti128 = 854
-    case vextracti32x4 = 855
-    case vextracti32x8 = 856
-    case vextracti64x2 = 857
-    case vextracti64x4 = 858
-    case vextractps = 859
-    case vfixupimmpd = 860
-    case vfixupimmps = 861
-    case vfixupimmsd = 862
-    case vfixupimmss = 863
-    case vfmadd132pd = 864
-    case vfmadd132ph = 865
-    case vfmadd132ps = 866
-    case vfmadd132sd = 867
-    case vfmadd132sh = 868
-    case vfmadd132ss = 869
-    case vfmadd213pd = 870
-    case vfmadd213ph = 871
-    case vfmadd213ps = 872
-    case vfmadd213sd = 873
-    case vfmadd213sh = 874
-    case vfmadd213ss = 875
-    case vfmadd231pd = 876
-    case vfmadd231ph = 877
-    case vfmadd231ps = 878
-    case vfmadd231sd = 879
-    case vfmadd231sh = 880
-    case vfmadd231ss = 881
-    case vfmaddpd = 882
-    case vfmaddps = 883
-    case vfmaddsd = 884
-    case vfmaddss = 885
-    case vfmaddsub132pd = 886
-    case vfmaddsub132ph = 887
-    case vfmaddsub132ps = 888
-    case vfmaddsub213pd = 889
-    case vfmaddsub213ph = 890
-    case vfmaddsub213ps = 891
-    case vfmaddsub231pd = 892
-    case vfmaddsub231ph = 893
-    case vfmaddsub231ps = 894
-    case vfmaddsubpd = 895
-    case vfmaddsubps = 896
-    case vfmsub132pd = 897
-    case vfmsub132ph = 898
-    case vfmsub132ps = 899
-    case vfmsub132sd = 900
-    case vfmsub132ss = 901
-    case vfmsub213pd = 902
-    case vfmsub213ph = 903
-    case vfmsub213ps = 904
-    case vfmsub213sd = 905
-    case vfmsub213ss = 906
-    case vfmsub231pd = 907
-    case vfmsub231ph = 908
-    case vfmsub231ps = 909
-    case vfmsub231sd = 910
-    case vfmsub231ss = 911
-    case vfmsubadd132pd = 912
-    case vfmsubadd132ph = 913
-    case vfmsubadd132ps = 914
-    case vfmsubadd213pd = 915
-    case vfmsubadd213ph = 916
-    case vfmsubadd213ps = 917
-    case vfmsubadd231pd = 918
-    case vfmsubadd231ph = 919
-    case vfmsubadd231ps = 920
-    case vfmsubaddpd = 921
-    case vfmsubaddps = 922
-    case vfmsubpd = 923
-    case vfmsubps = 924
-    case vfmsubsd = 925
-    case vfmsubss = 926
-    case vfnmadd132pd = 927
-    case vfnmadd132ph = 928
-    case vfnmadd132ps = 929
-    case vfnmadd132sd = 930
-    case vfnmadd132sh = 931
-    case vfnmadd132ss = 932
-    case vfnmadd213pd = 933
-    case vfnmadd213ph = 934
-    case vfnmadd213ps = 935
-    case vfnmadd213sd = 936
-    case vfnmadd213sh = 937
-    case vfnmadd213ss = 938
-    case vfnmadd231pd = 939
-    case vfnmadd231ph = 940
-    case vfnmadd231ps = 941
-    case vfnmadd231sd = 942
-    case vfnmadd231sh = 943
-    case vfnmadd231ss = 944
-    case vfnmaddpd = 945
-    case vfnmaddps = 946
-    case vfnmaddsd = 947
-    case vfnmaddss = 948
-    case vfnmsub132pd = 949
-    case vfnmsub132ph = 950
-    case vfnmsub132ps = 951
-    case vfnmsub132sd = 952
-    case vfnmsub132ss = 953
-    case vfnmsub213pd = 954
-    case vfnmsub213ph = 955
-    case vfnmsub213ps = 956
-    case vfnmsub213sd = 957
-    case vfnmsub213ss = 958
-    case vfnmsub231pd = 959
-    case vfnmsub231ph = 960
-    case vfnmsub231ps = 961
-    case vfnmsub231sd = 962
-    case vfnmsub231ss = 963
-    case vfnmsubpd = 964
-    case vfnmsubps = 965
-    case vfnmsubsd = 966
-    case vfnmsubss = 967
-    case vfpclasspd = 968
-    case vfpclassps = 969
-    case vfpclasssd = 970
-    case vfpclassss = 971
-    case vgatherdpd = 972
-    case vgatherdps = 973
-    case vgatherqpd = 974
-    case vgatherqps = 975
-    case vgetexppd = 976
-    case vgetexpps = 977
-    case vgetexpsd = 978
-    case vgetexpss = 979
-    case vgetmantpd = 980
-    case vgetmantps = 981
-    case vgetmantsd = 982
-    case vgetmantss = 983
-    case vgf2p8affineinvqb = 984
-    case vgf2p8affineqb = 985
-    case vgf2p8mulb = 986
-    case vhaddpd = 987
-    case vhaddps = 988
-    case vhsubpd = 989
-    case vhsubps = 990
-    case vinsertf128 = 991
-    case vinsertf32x4 = 992
-    case vinsertf32x8 = 993
-    case vinsertf64x2 = 994
-    case vinsertf64x4 = 995
-    case vinserti128 = 996
-    case vinserti32x4 = 997
-    case vinserti32x8 = 998
-    case vinserti64x2 = 999
-    case vinserti64x4 = 1000
-    case vinsertps = 1001
-    case vlddqu = 1002
-    case vldmxcsr = 1003
-    case vmaskmovdqu = 1004
-    case vmaskmovpd = 1005
-    case vmaskmovps = 1006
-    case vmaxpd = 1007
-    case vmaxph = 1008
-    case vmaxps = 1009
-    case vmaxsd = 1010
-    case vmaxsh = 1011
-    case vmaxss = 1012
-    case vmcall = 1013
-    case vmclear = 1014
-    case vmfunc = 1015
-    case vminpd = 1016
-    case vminph = 1017
-    case vminps = 1018
-    case vminsd = 1019
-    case vminsh = 1020
-    case vminss = 1021
-    case vmlaunch = 1022
-    case vmload = 1023
-    case vmmcall = 1024
-    case vmovapd = 1025
-    case vmovaps = 1026
-    case vmovd = 1027
-    case vmovddup = 1028
-    case vmovdqa = 1029
-    case vmovdqa32 = 1030
-    case vmovdqa64 = 1031
-    case vmovdqu = 1032
-    case vmovdqu16 = 1033
-    case vmovdqu32 = 1034
-    case vmovdqu64 = 1035
-    case vmovdqu8 = 1036
-    case vmovhlps = 1037
-    case vmovhpd = 1038
-    case vmovhps = 1039
-    case vmovlhps = 1040
-    case vmovlpd = 1041
-    case vmovlps = 1042
-    case vmovmskpd = 1043
-    case vmovmskps = 1044
-    case vmovntdq = 1045
-    case vmovntdqa = 1046
-    case vmovntpd = 1047
-    case vmovntps = 1048
-    case vmovq = 1049
-    case vmovsd = 1050
-    case vmovsh = 1051
-    case vmovshdup = 1052
-    case vmovsldup = 1053
-    case vmovss = 1054
-    case vmovupd = 1055
-    case vmovups = 1056
-    case vmovw = 1057
-    case vmpsadbw = 1058
-    case vmptrld = 1059
-    case vmptrst = 1060
-    case vmread = 1061
-    case vmresume = 1062
-    case vmrun = 1063
-    case vmsave = 1064
-    case vmulpd = 1065
-    case vmulph = 1066
-    case vmulps = 1067
-    case vmulsd = 1068
-    case vmulsh = 1069
-    case vmulss = 1070
-    case vmwrite = 1071
-    case vmxoff = 1072
-    case vmxon = 1073
-    case vorpd = 1074
-    case vorps = 1075
-    case vpabsb = 1076
-    case vpabsd = 1077
-    case vpabsq = 1078
-    case vpabsw = 1079
-    case vpackssdw = 1080
-    case vpacksswb = 1081
-    case vpackusdw = 1082
-    case vpackuswb = 1083
-    case vpaddb = 1084
-    case vpaddd = 1085
-    case vpaddq = 1086
-    case vpaddsb = 1087
-    case vpaddsw = 1088
-    case vpaddusb = 1089
-    case vpaddusw = 1090
-    case vpaddw = 1091
-    case vpalignr = 1092
-    case vpand = 1093
-    case vpandd = 1094
-    case vpandn = 1095
-    case vpandnd = 1096
-    case vpandnq = 1097
-    case vpandq = 1098
-    case vpavgb = 1099
-    case vpavgw = 1100
-    case vpblendd = 1101
-    case vpblendmb = 1102
-    case vpblendmd = 1103
-    case vpblendmq = 1104
-    case vpblendmw = 1105
-    case vpblendvb = 1106
-    case vpblendw = 1107
-    case vpbroadcastb = 1108
-    case vpbroadcastd = 1109
-    case vpbroadcastq = 1110
-    case vpbroadcastw = 1111
-    case vpclmulqdq = 1112
-    case vpcmpb = 1113
-    case vpcmpd = 1114
-    case vpcmpeqb = 1115
-    case vpcmpeqd = 1116
-    case vpcmpeqq = 1117
-    case vpcmpeqw = 1118
-    case vpcmpestri = 1119
-    case vpcmpestrm = 1120
-    case vpcmpgtb = 1121
-    case vpcmpgtd = 1122
-    case vpcmpgtq = 1123
-    case vpcmpgtw = 1124
-    case vpcmpistri = 1125
-    case vpcmpistrm = 1126
-    case vpcmpq = 1127
-    case vpcmpub = 1128
-    case vpcmpud = 1129
-    case vpcmpuq = 1130
-    case vpcmpuw = 1131
-    case vpcmpw = 1132
-    case vpcompressb = 1133
-    case vpcompressd = 1134
-    case vpcompressq = 1135
-    case vpcompressw = 1136
-    case vpconflictd = 1137
-    case vpconflictq = 1138
-    case vpdpbusd = 1139
-    case vpdpbusds = 1140
-    case vpdpwssd = 1141
-    case vpdpwssds = 1142
-    case vperm2f128 = 1143
-    case vperm2i128 = 1144
-    case vpermb = 1145
-    case vpermd = 1146
-    case vpermi2b = 1147
-    case vpermi2d = 1148
-    case vpermi2pd = 1149
-    case vpermi2ps = 1150
-    case vpermi2q = 1151
-    case vpermi2w = 1152
-    case vpermil2pd = 1153
-    case vpermil2ps = 1154
-    case vpermilpd = 1155
-    case vpermilps = 1156
-    case vpermpd = 1157
-    case vpermps = 1158
-    case vpermq = 1159
-    case vpermt2b = 1160
-    case vpermt2d = 1161
-    case vpermt2pd = 1162
-    case vpermt2ps = 1163
-    case vpermt2q = 1164
-    case vpermt2w = 1165
-    case vpermw = 1166
-    case vpexpandb = 1167
-    case vpexpandd = 1168
-    case vpexpandq = 1169
-    case vpexpandw = 1170
-    case vpextrb = 1171
-    case vpextrd = 1172
-    case vpextrq = 1173
-    case vpextrw = 1174
-    case vpgatherdd = 1175
-    case vpgatherdq = 1176
-    case vpgatherqd = 1177
-    case vpgatherqq = 1178
-    case vphaddd = 1179
-    case vphaddsw = 1180
-    case vphaddw = 1181
-    case vphminposuw = 1182
-    case vphsubd = 1183
-    case vphsubsw = 1184
-    case vphsubw = 1185
-    case vpinsrb = 1186
-    case vpinsrd = 1187
-    case vpinsrq = 1188
-    case vpinsrw = 1189
-    case vplzcntd = 1190
-    case vplzcntq = 1191
-    case vpmadd52huq = 1192
-    case vpmadd52luq = 1193
-    case vpmaddubsw = 1194
-    case vpmaddwd = 1195
-    case vpmaskmovd = 1196
-    case vpmaskmovq = 1197
-    case vpmaxsb = 1198
-    case vpmaxsd = 1199
-    case vpmaxsq = 1200
-    case vpmaxsw = 1201
-    case vpmaxub = 1202
-    case vpmaxud = 1203
-    case vpmaxuq = 1204
-    case vpmaxuw = 1205
-    case vpminsb = 1206
-    case vpminsd = 1207
-    case vpminsq = 1208
-    case vpminsw = 1209
-    case vpminub = 1210
-    case vpminud = 1211
-    case vpminuq = 1212
-    case vpminuw = 1213
-    case vpmovb2m = 1214
-    case vpmovd2m = 1215
-    case vpmovdb = 1216
-    case vpmovdw = 1217
-    case vpmovm2b = 1218
-    case vpmovm2d = 1219
-    case vpmovm2q = 1220
-    case vpmovm2w = 1221
-    case vpmovmskb = 1222
-    case vpmovq2m = 1223
-    case vpmovqb = 1224
-    case vpmovqd = 1225
-    case vpmovqw = 1226
-    case vpmovsdb = 1227
-    case vpmovsdw = 1228
-    case vpmovsqb = 1229
-    case vpmovsqd = 1230
-    case vpmovsqw = 1231
-    case vpmovswb = 1232
-    case vpmovsxbd = 1233
-    case vpmovsxbq = 1234
-    case vpmovsxbw = 1235
-    case vpmovsxdq = 1236
-    case vpmovsxwd = 1237
-    case vpmovsxwq = 1238
-    case vpmovusdb = 1239
-    case vpmovusdw = 1240
-    case vpmovusqb = 1241
-    case vpmovusqd = 1242
-    case vpmovusqw = 1243
-    case vpmovuswb = 1244
-    case vpmovw2m = 1245
-    case vpmovwb = 1246
-    case vpmovzxbd = 1247
-    case vpmovzxbq = 1248
-    case vpmovzxbw = 1249
-    case vpmovzxdq = 1250
-    case vpmovzxwd = 1251
-    case vpmovzxwq = 1252
-    case vpmuldq = 1253
-    case vpmulhrsw = 1254
-    case vpmulhuw = 1255
-    case vpmulhw = 1256
-    case vpmulld = 1257
-    case vpmullq = 1258
-    case vpmullw = 1259
-    case vpmultishiftqb = 1260
-    case vpmuludq = 1261
-    case vpopcntb = 1262
-    case vpopcntd = 1263
-    case vpopcntq = 1264
-    case vpopcntw = 1265
-    case vpor = 1266
-    case vpord = 1267
-    case vporq = 1268
-    case vprold = 1269
-    case vprolq = 1270
-    case vprolvd = 1271
-    case vprolvq = 1272
-    case vprord = 1273
-    case vprorq = 1274
-    case vprorvd = 1275
-    case vprorvq = 1276
-    case vpsadbw = 1277
-    case vpscatterdd = 1278
-    case vpscatterdq = 1279
-    case vpscatterqd = 1280
-    case vpscatterqq = 1281
-    case vpshldd = 1282
-    case vpshldq = 1283
-    case vpshldvd = 1284
-    case vpshldvq = 1285
-    case vpshldvw = 1286
-    case vpshldw = 1287
-    case vpshrdd = 1288
-    case vpshrdq = 1289
-    case vpshrdvd = 1290
-    case vpshrdvq = 1291
-    case vpshrdvw = 1292
-    case vpshrdw = 1293
-    case vpshufb = 1294
-    case vpshufbitqmb = 1295
-    case vpshufd = 1296
-    case vpshufhw = 1297
-    case vpshuflw = 1298
-    case vpsignb = 1299
-    case vpsignd = 1300
-    case vpsignw = 1301
-    case vpslld = 1302
-    case vpslldq = 1303
-    case vpsllq = 1304
-    case vpsllvd = 1305
-    case vpsllvq = 1306
-    case vpsllvw = 1307
-    case vpsllw = 1308
-    case vpsrad = 1309
-    case vpsraq = 1310
-    case vpsravd = 1311
-    case vpsravq = 1312
-    case vpsravw = 1313
-    case vpsraw = 1314
-    case vpsrld = 1315
-    case vpsrldq = 1316
-    case vpsrlq = 1317
-    case vpsrlvd = 1318
-    case vpsrlvq = 1319
-    case vpsrlvw = 1320
-    case vpsrlw = 1321
-    case vpsubb = 1322
-    case vpsubd = 1323
-    case vpsubq = 1324
-    case vpsubsb = 1325
-    case vpsubsw = 1326
-    case vpsubusb = 1327
-    case vpsubusw = 1328
-    case vpsubw = 1329
-    case vpternlogd = 1330
-    case vpternlogq = 1331
-    case vptest = 1332
-    case vptestmb = 1333
-    case vptestmd = 1334
-    case vptestmq = 1335
-    case vptestmw = 1336
-    case vptestnmb = 1337
-    case vptestnmd = 1338
-    case vptestnmq = 1339
-    case vptestnmw = 1340
-    case vpunpckhbw = 1341
-    case vpunpckhdq = 1342
-    case vpunpckhqdq = 1343
-    case vpunpckhwd = 1344
-    case vpunpcklbw = 1345
-    case vpunpckldq = 1346
-    case vpunpcklqdq = 1347
-    case vpunpcklwd = 1348
-    case vpxor = 1349
-    case vpxord = 1350
-    case vpxorq = 1351
-    case vrangepd = 1352
-    case vrangeps = 1353
-    case vrangesd = 1354
-    case vrangess = 1355
-    case vrcp14pd = 1356
-    case vrcp14ps = 1357
-    case vrcp14sd = 1358
-    case vrcp14ss = 1359
-    case vrcpps = 1360
-    case vrcpss = 1361
-    case vreducepd = 1362
-    case vreduceps = 1363
-    case vreducesd = 1364
-    case vreducess = 1365
-    case vrndscalepd = 1366
-    case vrndscaleps = 1367
-    case vrndscalesd = 1368
-    case vrndscaless = 1369
-    case vroundpd = 1370
-    case vroundps = 1371
-    case vroundsd = 1372
-    case vroundss = 1373
-    case vrsqrt14pd = 1374
-    case vrsqrt14ps = 1375
-    case vrsqrt14sd = 1376
-    case vrsqrt14ss = 1377
-    case vrsqrtps = 1378
-    case vrsqrtss = 1379
-    case vscalefpd = 1380
-    case vscalefps = 1381
-    case vscalefsd = 1382
-    case vscalefss = 1383
-    case vscatterdpd = 1384
-    case vscatterdps = 1385
-    case vscatterqpd = 1386
-    case vscatterqps = 1387
-    case vshuff32x4 = 1388
-    case vshuff64x2 = 1389
-    case vshufi32x4 = 1390
-    case vshufi64x2 = 1391
-    case vshufpd = 1392
-    case vshufps = 1393
-    case vsqrtpd = 1394
-    case vsqrtph = 1395
-    case vsqrtps = 1396
-    case vsqrtsd = 1397
-    case vsqrtsh = 1398
-    case vsqrtss = 1399
-    case vstmxcsr = 1400
-    case vsubpd = 1401
-    case vsubph = 1402
-    case vsubps = 1403
-    case vsubsd = 1404
-    case vsubsh = 1405
-    case vsubss = 1406
-    case vtestpd = 1407
-    case vtestps = 1408
-    case vucomisd = 1409
-    case vucomiss = 1410
-    case vunpckhpd = 1411
-    case vunpckhps = 1412
-    case vunpcklpd = 1413
-    case vunpcklps = 1414
-    case vxorpd = 1415
-    case vxorps = 1416
-    case vzeroall = 1417
-    case vzeroupper = 1418
-    case wbinvd = 1419
-    case wbnoinvd = 1420
-    case wrfsbase = 1421
-    case wrgsbase = 1422
-    case wrmsr = 1423
-    case wrpkru = 1424
-    case wrssd = 1425
-    case wrssq = 1426
-    case wrussd = 1427
-    case wrussq = 1428
-    case xabort = 1429
-    case xadd = 1430
-    case xbegin = 1431
-    case xchg = 1432
-    case xcrypt_cbc = 1433
-    case xcrypt_cfb = 1434
-    case xcrypt_ctr = 1435
-    case xcrypt_ecb = 1436
-    case xcrypt_ofb = 1437
-    case xend = 1438
-    case xgetbv = 1439
-    case xlat = 1440
-    case `xor` = 1441
-    case xorpd = 1442
-    case xorps = 1443
-    case xrstor = 1444
-    case xrstor64 = 1445
-    case xrstors = 1446
-    case xrstors64 = 1447
-    case xsave = 1448
-    case xsave64 = 1449
-    case xsavec = 1450
-    case xsavec64 = 1451
-    case xsaveopt = 1452
-    case xsaveopt64 = 1453
-    case xsaves = 1454
-    case xsaves64 = 1455
-    case xsetbv = 1456
-    case xsha1 = 1457
-    case xsha256 = 1458
-    case xstore = 1459
-    case xtest = 1460
+    case blcfill = 33
+    case blci = 34
+    case blcic = 35
+    case blcmsk = 36
+    case blcs = 37
+    case blendpd = 38
+    case blendps = 39
+    case blendvpd = 40
+    case blendvps = 41
+    case blsfill = 42
+    case blsi = 43
+    case blsic = 44
+    case blsmsk = 45
+    case blsr = 46
+    case bndcl = 47
+    case bndcn = 48
+    case bndcu = 49
+    case bndldx = 50
+    case bndmk = 51
+    case bndmov = 52
+    case bndstx = 53
+    case bsf = 54
+    case bsr = 55
+    case bswap = 56
+    case bt = 57
+    case btc = 58
+    case btr = 59
+    case bts = 60
+    case bzhi = 61
+    case `call` = 62
+    case cbw = 63
+    case cdq = 64
+    case cdqe = 65
+    case clac = 66
+    case clc = 67
+    case cld = 68
+    case cldemote = 69
+    case clflush = 70
+    case clflushopt = 71
+    case clgi = 72
+    case cli = 73
+    case clrssbsy = 74
+    case clts = 75
+    case clui = 76
+    case clwb = 77
+    case clzero = 78
+    case cmc = 79
+    case cmovb = 80
+    case cmovbe = 81
+    case cmovl = 82
+    case cmovle = 83
+    case cmovnb = 84
+    case cmovnbe = 85
+    case cmovnl = 86
+    case cmovnle = 87
+    case cmovno = 88
+    case cmovnp = 89
+    case cmovns = 90
+    case cmovnz = 91
+    case cmovo = 92
+    case cmovp = 93
+    case cmovs = 94
+    case cmovz = 95
+    case cmp = 96
+    case cmppd = 97
+    case cmpps = 98
+    case cmpsb = 99
+    case cmpsd = 100
+    case cmpsq = 101
+    case cmpss = 102
+    case cmpsw = 103
+    case cmpxchg = 104
+    case cmpxchg16b = 105
+    case cmpxchg8b = 106
+    case comisd = 107
+    case comiss = 108
+    case cpuid = 109
+    case cqo = 110
+    case crc32 = 111
+    case cvtdq2pd = 112
+    case cvtdq2ps = 113
+    case cvtpd2dq = 114
+    case cvtpd2pi = 115
+    case cvtpd2ps = 116
+    case cvtpi2pd = 117
+    case cvtpi2ps = 118
+    case cvtps2dq = 119
+    case cvtps2pd = 120
+    case cvtps2pi = 121
+    case cvtsd2si = 122
+    case cvtsd2ss = 123
+    case cvtsi2sd = 124
+    case cvtsi2ss = 125
+    case cvtss2sd = 126
+    case cvtss2si = 127
+    case cvttpd2dq = 128
+    case cvttpd2pi = 129
+    case cvttps2dq = 130
+    case cvttps2pi = 131
+    case cvttsd2si = 132
+    case cvttss2si = 133
+    case cwd = 134
+    case cwde = 135
+    case dec = 136
+    case div = 137
+    case divpd = 138
+    case divps = 139
+    case divsd = 140
+    case divss = 141
+    case dppd = 142
+    case dpps = 143
+    case emms = 144
+    case encls = 145
+    case enclu = 146
+    case enclv = 147
+    case encodekey128 = 148
+    case encodekey256 = 149
+    case endbr32 = 150
+    case endbr64 = 151
+    case enqcmd = 152
+    case enqcmds = 153
+    case `enter` = 154
+    case extractps = 155
+    case extrq = 156
+    case f2xm1 = 157
+    case fabs = 158
+    case fadd = 159
+    case faddp = 160
+    case fbld = 161
+    case fbstp = 162
+    case fchs = 163
+    case fcmovb = 164
+    case fcmovbe = 165
+    case fcmove = 166
+    case fcmovnb = 167
+    case fcmovnbe = 168
+    case fcmovne = 169
+    case fcmovnu = 170
+    case fcmovu = 171
+    case fcom = 172
+    case fcomi = 173
+    case fcomip = 174
+    case fcomp = 175
+    case fcompp = 176
+    case fcos = 177
+    case fdecstp = 178
+    case fdisi8087_nop = 179
+    case fdiv = 180
+    case fdivp = 181
+    case fdivr = 182
+    case fdivrp = 183
+    case femms = 184
+    case feni8087_nop = 185
+    case ffree = 186
+    case ffreep = 187
+    case fiadd = 188
+    case ficom = 189
+    case ficomp = 190
+    case fidiv = 191
+    case fidivr = 192
+    case fild = 193
+    case fimul = 194
+    case fincstp = 195
+    case fist = 196
+    case fistp = 197
+    case fisttp = 198
+    case fisub = 199
+    case fisubr = 200
+    case fld = 201
+    case fld1 = 202
+    case fldcw = 203
+    case fldenv = 204
+    case fldl2e = 205
+    case fldl2t = 206
+    case fldlg2 = 207
+    case fldln2 = 208
+    case fldpi = 209
+    case fldz = 210
+    case fmul = 211
+    case fmulp = 212
+    case fnclex = 213
+    case fninit = 214
+    case fnop = 215
+    case fnsave = 216
+    case fnstcw = 217
+    case fnstenv = 218
+    case fnstsw = 219
+    case fpatan = 220
+    case fprem = 221
+    case fprem1 = 222
+    case fptan = 223
+    case frndint = 224
+    case frstor = 225
+    case fscale = 226
+    case fsetpm287_nop = 227
+    case fsin = 228
+    case fsincos = 229
+    case fsqrt = 230
+    case fst = 231
+    case fstp = 232
+    case fstpnce = 233
+    case fsub = 234
+    case fsubp = 235
+    case fsubr = 236
+    case fsubrp = 237
+    case ftst = 238
+    case fucom = 239
+    case fucomi = 240
+    case fucomip = 241
+    case fucomp = 242
+    case fucompp = 243
+    case fwait = 244
+    case fxam = 245
+    case fxch = 246
+    case fxrstor = 247
+    case fxrstor64 = 248
+    case fxsave = 249
+    case fxsave64 = 250
+    case fxtract = 251
+    case fyl2x = 252
+    case fyl2xp1 = 253
+    case getsec = 254
+    case gf2p8affineinvqb = 255
+    case gf2p8affineqb = 256
+    case gf2p8mulb = 257
+    case haddpd = 258
+    case haddps = 259
+    case hlt = 260
+    case hsubpd = 261
+    case hsubps = 262
+    case idiv = 263
+    case imul = 264
+    case `in` = 265
+    case inc = 266
+    case incsspd = 267
+    case incsspq = 268
+    case insb = 269
+    case insd = 270
+    case insertps = 271
+    case insertq = 272
+    case insw = 273
+    case `int` = 274
+    case int1 = 275
+    case int3 = 276
+    case invd = 277
+    case invept = 278
+    case invlpg = 279
+    case invlpga = 280
+    case invlpgb = 281
+    case invpcid = 282
+    case invvpid = 283
+    case iret = 284
+    case iretd = 285
+    case iretq = 286
+    case jb = 287
+    case jbe = 288
+    case jecxz = 289
+    case jl = 290
+    case jle = 291
+    case jmp = 292
+    case jnb = 293
+    case jnbe = 294
+    case jnl = 295
+    case jnle = 296
+    case jno = 297
+    case jnp = 298
+    case jns = 299
+    case jnz = 300
+    case jo = 301
+    case jp = 302
+    case jrcxz = 303
+    case js = 304
+    case jz = 305
+    case kaddb = 306
+    case kaddd = 307
+    case kaddq = 308
+    case kaddw = 309
+    case kandb = 310
+    case kandd = 311
+    case kandnb = 312
+    case kandnd = 313
+    case kandnq = 314
+    case kandnw = 315
+    case kandq = 316
+    case kandw = 317
+    case kmovb = 318
+    case kmovd = 319
+    case kmovq = 320
+    case kmovw = 321
+    case knotb = 322
+    case knotd = 323
+    case knotq = 324
+    case knotw = 325
+    case korb = 326
+    case kord = 327
+    case korq = 328
+    case kortestb = 329
+    case kortestd = 330
+    case kortestq = 331
+    case kortestw = 332
+    case korw = 333
+    case kshiftlb = 334
+    case kshiftld = 335
+    case kshiftlq = 336
+    case kshiftlw = 337
+    case kshiftrb = 338
+    case kshiftrd = 339
+    case kshiftrq = 340
+    case kshiftrw = 341
+    case ktestb = 342
+    case ktestd = 343
+    case ktestq = 344
+    case ktestw = 345
+    case kunpckbw = 346
+    case kunpckdq = 347
+    case kunpckwd = 348
+    case kxnorb = 349
+    case kxnord = 350
+    case kxnorq = 351
+    case kxnorw = 352
+    case kxorb = 353
+    case kxord = 354
+    case kxorq = 355
+    case kxorw = 356
+    case lahf = 357
+    case lar = 358
+    case lddqu = 359
+    case ldmxcsr = 360
+    case ldtilecfg = 361
+    case lea = 362
+    case leave = 363
+    case lfence = 364
+    case lfs = 365
+    case lgdt = 366
+    case lgs = 367
+    case lidt = 368
+    case lldt = 369
+    case llwpcb = 370
+    case lmsw = 371
+    case loadiwkey = 372
+    case lodsb = 373
+    case lodsd = 374
+    case lodsq = 375
+    case lodsw = 376
+    case loop = 377
+    case loope = 378
+    case loopne = 379
+    case lsl = 380
+    case lss = 381
+    case ltr = 382
+    case lwpins = 383
+    case lwpval = 384
+    case lzcnt = 385
+    case maskmovdqu = 386
+    case maskmovq = 387
+    case maxpd = 388
+    case maxps = 389
+    case maxsd = 390
+    case maxss = 391
+    case mfence = 392
+    case minpd = 393
+    case minps = 394
+    case minsd = 395
+    case minss = 396
+    case monitor = 397
+    case monitorx = 398
+    case montmul = 399
+    case mov = 400
+    case movapd = 401
+    case movaps = 402
+    case movbe = 403
+    case movd = 404
+    case movddup = 405
+    case movdir64b = 406
+    case movdiri = 407
+    case movdq2q = 408
+    case movdqa = 409
+    case movdqu = 410
+    case movhlps = 411
+    case movhpd = 412
+    case movhps = 413
+    case movlhps = 414
+    case movlpd = 415
+    case movlps = 416
+    case movmskpd = 417
+    case movmskps = 418
+    case movntdq = 419
+    case movntdqa = 420
+    case movnti = 421
+    case movntpd = 422
+    case movntps = 423
+    case movntq = 424
+    case movntsd = 425
+    case movntss = 426
+    case movq = 427
+    case movq2dq = 428
+    case movsb = 429
+    case movsd = 430
+    case movshdup = 431
+    case movsldup = 432
+    case movsq = 433
+    case movss = 434
+    case movsw = 435
+    case movsx = 436
+    case movsxd = 437
+    case movupd = 438
+    case movups = 439
+    case movzx = 440
+    case mpsadbw = 441
+    case mul = 442
+    case mulpd = 443
+    case mulps = 444
+    case mulsd = 445
+    case mulss = 446
+    case mulx = 447
+    case mwait = 448
+    case mwaitx = 449
+    case neg = 450
+    case `nop` = 451
+    case `not` = 452
+    case `or` = 453
+    case orpd = 454
+    case orps = 455
+    case `out` = 456
+    case outsb = 457
+    case outsd = 458
+    case outsw = 459
+    case pabsb = 460
+    case pabsd = 461
+    case pabsw = 462
+    case packssdw = 463
+    case packsswb = 464
+    case packusdw = 465
+    case packuswb = 466
+    case paddb = 467
+    case paddd = 468
+    case paddq = 469
+    case paddsb = 470
+    case paddsw = 471
+    case paddusb = 472
+    case paddusw = 473
+    case paddw = 474
+    case palignr = 475
+    case pand = 476
+    case pandn = 477
+    case pause = 478
+    case pavgb = 479
+    case pavgusb = 480
+    case pavgw = 481
+    case pblendvb = 482
+    case pblendw = 483
+    case pclmulqdq = 484
+    case pcmpeqb = 485
+    case pcmpeqd = 486
+    case pcmpeqq = 487
+    case pcmpeqw = 488
+    case pcmpestri = 489
+    case pcmpestrm = 490
+    case pcmpgtb = 491
+    case pcmpgtd = 492
+    case pcmpgtq = 493
+    case pcmpgtw = 494
+    case pcmpistri = 495
+    case pcmpistrm = 496
+    case pconfig = 497
+    case pdep = 498
+    case pext = 499
+    case pextrb = 500
+    case pextrd = 501
+    case pextrq = 502
+    case pextrw = 503
+    case pf2id = 504
+    case pf2iw = 505
+    case pfacc = 506
+    case pfadd = 507
+    case pfcmpeq = 508
+    case pfcmpge = 509
+    case pfcmpgt = 510
+    case pfmax = 511
+    case pfmin = 512
+    case pfmul = 513
+    case pfnacc = 514
+    case pfpnacc = 515
+    case pfrcp = 516
+    case pfrcpit1 = 517
+    case pfrcpit2 = 518
+    case pfrsqit1 = 519
+    case pfrsqrt = 520
+    case pfsub = 521
+    case pfsubr = 522
+    case phaddd = 523
+    case phaddsw = 524
+    case phaddw = 525
+    case phminposuw = 526
+    case phsubd = 527
+    case phsubsw = 528
+    case phsubw = 529
+    case pi2fd = 530
+    case pi2fw = 531
+    case pinsrb = 532
+    case pinsrd = 533
+    case pinsrq = 534
+    case pinsrw = 535
+    case pmaddubsw = 536
+    case pmaddwd = 537
+    case pmaxsb = 538
+    case pmaxsd = 539
+    case pmaxsw = 540
+    case pmaxub = 541
+    case pmaxud = 542
+    case pmaxuw = 543
+    case pminsb = 544
+    case pminsd = 545
+    case pminsw = 546
+    case pminub = 547
+    case pminud = 548
+    case pminuw = 549
+    case pmovmskb = 550
+    case pmovsxbd = 551
+    case pmovsxbq = 552
+    case pmovsxbw = 553
+    case pmovsxdq = 554
+    case pmovsxwd = 555
+    case pmovsxwq = 556
+    case pmovzxbd = 557
+    case pmovzxbq = 558
+    case pmovzxbw = 559
+    case pmovzxdq = 560
+    case pmovzxwd = 561
+    case pmovzxwq = 562
+    case pmuldq = 563
+    case pmulhrsw = 564
+    case pmulhrw = 565
+    case pmulhuw = 566
+    case pmulhw = 567
+    case pmulld = 568
+    case pmullw = 569
+    case pmuludq = 570
+    case pop = 571
+    case popcnt = 572
+    case popf = 573
+    case popfq = 574
+    case por = 575
+    case prefetch = 576
+    case prefetchnta = 577
+    case prefetcht0 = 578
+    case prefetcht1 = 579
+    case prefetcht2 = 580
+    case prefetchw = 581
+    case prefetchwt1 = 582
+    case psadbw = 583
+    case pshufb = 584
+    case pshufd = 585
+    case pshufhw = 586
+    case pshuflw = 587
+    case pshufw = 588
+    case psignb = 589
+    case psignd = 590
+    case psignw = 591
+    case pslld = 592
+    case pslldq = 593
+    case psllq = 594
+    case psllw = 595
+    case psmash = 596
+    case psrad = 597
+    case psraw = 598
+    case psrld = 599
+    case psrldq = 600
+    case psrlq = 601
+    case psrlw = 602
+    case psubb = 603
+    case psubd = 604
+    case psubq = 605
+    case psubsb = 606
+    case psubsw = 607
+    case psubusb = 608
+    case psubusw = 609
+    case psubw = 610
+    case pswapd = 611
+    case ptest = 612
+    case ptwrite = 613
+    case punpckhbw = 614
+    case punpckhdq = 615
+    case punpckhqdq = 616
+    case punpckhwd = 617
+    case punpcklbw = 618
+    case punpckldq = 619
+    case punpcklqdq = 620
+    case punpcklwd = 621
+    case push = 622
+    case pushf = 623
+    case pushfq = 624
+    case pvalidate = 625
+    case pxor = 626
+    case rcl = 627
+    case rcpps = 628
+    case rcpss = 629
+    case rcr = 630
+    case rdfsbase = 631
+    case rdgsbase = 632
+    case rdmsr = 633
+    case rdpid = 634
+    case rdpkru = 635
+    case rdpmc = 636
+    case rdpru = 637
+    case rdrand = 638
+    case rdseed = 639
+    case rdsspd = 640
+    case rdsspq = 641
+    case rdtsc = 642
+    case rdtscp = 643
+    case `ret` = 644
+    case retf = 645
+    case rmpadjust = 646
+    case rmpupdate = 647
+    case rol = 648
+    case ror = 649
+    case rorx = 650
+    case roundpd = 651
+    case roundps = 652
+    case roundsd = 653
+    case roundss = 654
+    case rsm = 655
+    case rsqrtps = 656
+    case rsqrtss = 657
+    case rstorssp = 658
+    case sahf = 659
+    case sar = 660
+    case sarx = 661
+    case saveprevssp = 662
+    case sbb = 663
+    case scasb = 664
+    case scasd = 665
+    case scasq = 666
+    case scasw = 667
+    case seamcall = 668
+    case seamops = 669
+    case seamret = 670
+    case senduipi = 671
+    case serialize = 672
+    case setb = 673
+    case setbe = 674
+    case setl = 675
+    case setle = 676
+    case setnb = 677
+    case setnbe = 678
+    case setnl = 679
+    case setnle = 680
+    case setno = 681
+    case setnp = 682
+    case setns = 683
+    case setnz = 684
+    case seto = 685
+    case setp = 686
+    case sets = 687
+    case setssbsy = 688
+    case setz = 689
+    case sfence = 690
+    case sgdt = 691
+    case sha1msg1 = 692
+    case sha1msg2 = 693
+    case sha1nexte = 694
+    case sha1rnds4 = 695
+    case sha256msg1 = 696
+    case sha256msg2 = 697
+    case sha256rnds2 = 698
+    case shl = 699
+    case shld = 700
+    case shlx = 701
+    case shr = 702
+    case shrd = 703
+    case shrx = 704
+    case shufpd = 705
+    case shufps = 706
+    case sidt = 707
+    case skinit = 708
+    case sldt = 709
+    case slwpcb = 710
+    case smsw = 711
+    case sqrtpd = 712
+    case sqrtps = 713
+    case sqrtsd = 714
+    case sqrtss = 715
+    case stac = 716
+    case stc = 717
+    case std = 718
+    case stgi = 719
+    case sti = 720
+    case stmxcsr = 721
+    case stosb = 722
+    case stosd = 723
+    case stosq = 724
+    case stosw = 725
+    case `str` = 726
+    case sttilecfg = 727
+    case stui = 728
+    case sub = 729
+    case subpd = 730
+    case subps = 731
+    case subsd = 732
+    case subss = 733
+    case swapgs = 734
+    case syscall = 735
+    case sysenter = 736
+    case sysexit = 737
+    case sysret = 738
+    case t1mskc = 739
+    case tdpbf16ps = 740
+    case tdpbssd = 741
+    case tdpbsud = 742
+    case tdpbusd = 743
+    case tdpbuud = 744
+    case test = 745
+    case testui = 746
+    case tileloadd = 747
+    case tileloaddt1 = 748
+    case tilerelease = 749
+    case tilestored = 750
+    case tilezero = 751
+    case tlbsync = 752
+    case tpause = 753
+    case tzcnt = 754
+    case tzmsk = 755
+    case ucomisd = 756
+    case ucomiss = 757
+    case ud0 = 758
+    case ud1 = 759
+    case ud2 = 760
+    case uiret = 761
+    case umonitor = 762
+    case umwait = 763
+    case unpckhpd = 764
+    case unpckhps = 765
+    case unpcklpd = 766
+    case unpcklps = 767
+    case v4fmaddps = 768
+    case v4fmaddss = 769
+    case v4fnmaddps = 770
+    case v4fnmaddss = 771
+    case vaddpd = 772
+    case vaddph = 773
+    case vaddps = 774
+    case vaddsd = 775
+    case vaddsh = 776
+    case vaddss = 777
+    case vaddsubpd = 778
+    case vaddsubps = 779
+    case vaesdec = 780
+    case vaesdeclast = 781
+    case vaesenc = 782
+    case vaesenclast = 783
+    case vaesimc = 784
+    case vaeskeygenassist = 785
+    case valignd = 786
+    case valignq = 787
+    case vandnpd = 788
+    case vandnps = 789
+    case vandpd = 790
+    case vandps = 791
+    case vblendmpd = 792
+    case vblendmps = 793
+    case vblendpd = 794
+    case vblendps = 795
+    case vblendvpd = 796
+    case vblendvps = 797
+    case vbroadcastf128 = 798
+    case vbroadcastf32x2 = 799
+    case vbroadcastf32x4 = 800
+    case vbroadcastf32x8 = 801
+    case vbroadcastf64x2 = 802
+    case vbroadcastf64x4 = 803
+    case vbroadcasti128 = 804
+    case vbroadcasti32x2 = 805
+    case vbroadcasti32x4 = 806
+    case vbroadcasti32x8 = 807
+    case vbroadcasti64x2 = 808
+    case vbroadcasti64x4 = 809
+    case vbroadcastsd = 810
+    case vbroadcastss = 811
+    case vcmppd = 812
+    case vcmpph = 813
+    case vcmpps = 814
+    case vcmpsd = 815
+    case vcmpsh = 816
+    case vcmpss = 817
+    case vcomisd = 818
+    case vcomish = 819
+    case vcomiss = 820
+    case vcompresspd = 821
+    case vcompressps = 822
+    case vcvtdq2pd = 823
+    case vcvtdq2ph = 824
+    case vcvtdq2ps = 825
+    case vcvtne2ps2bf16 = 826
+    case vcvtneps2bf16 = 827
+    case vcvtpd2dq = 828
+    case vcvtpd2ph = 829
+    case vcvtpd2ps = 830
+    case vcvtpd2qq = 831
+    case vcvtpd2udq = 832
+    case vcvtpd2uqq = 833
+    case vcvtph2dq = 834
+    case vcvtph2pd = 835
+    case vcvtph2ps = 836
+    case vcvtph2psx = 837
+    case vcvtph2qq = 838
+    case vcvtph2udq = 839
+    case vcvtph2uqq = 840
+    case vcvtph2uw = 841
+    case vcvtph2w = 842
+    case vcvtps2dq = 843
+    case vcvtps2pd = 844
+    case vcvtps2ph = 845
+    case vcvtps2phx = 846
+    case vcvtps2qq = 847
+    case vcvtps2udq = 848
+    case vcvtps2uqq = 849
+    case vcvtqq2pd = 850
+    case vcvtqq2ph = 851
+    case vcvtqq2ps = 852
+    case vcvtsd2sh = 853
+    case vcvtsd2si = 854
+    case vcvtsd2ss = 855
+    case vcvtsd2usi = 856
+    case vcvtsh2sd = 857
+    case vcvtsh2si = 858
+    case vcvtsh2ss = 859
+    case vcvtsh2usi = 860
+    case vcvtsi2sd = 861
+    case vcvtsi2sh = 862
+    case vcvtsi2ss = 863
+    case vcvtss2sd = 864
+    case vcvtss2sh = 865
+    case vcvtss2si = 866
+    case vcvtss2usi = 867
+    case vcvttpd2dq = 868
+    case vcvttpd2qq = 869
+    case vcvttpd2udq = 870
+    case vcvttpd2uqq = 871
+    case vcvttph2dq = 872
+    case vcvttph2qq = 873
+    case vcvttph2udq = 874
+    case vcvttph2uqq = 875
+    case vcvttph2uw = 876
+    case vcvttph2w = 877
+    case vcvttps2dq = 878
+    case vcvttps2qq = 879
+    case vcvttps2udq = 880
+    case vcvttps2uqq = 881
+    case vcvttsd2si = 882
+    case vcvttsd2usi = 883
+    case vcvttsh2si = 884
+    case vcvttsh2usi = 885
+    case vcvttss2si = 886
+    case vcvttss2usi = 887
+    case vcvtudq2pd = 888
+    case vcvtudq2ph = 889
+    case vcvtudq2ps = 890
+    case vcvtuqq2pd = 891
+    case vcvtuqq2ph = 892
+    case vcvtuqq2ps = 893
+    case vcvtusi2sd = 894
+    case vcvtusi2sh = 895
+    case vcvtusi2ss = 896
+    case vcvtuw2ph = 897
+    case vcvtw2ph = 898
+    case vdbpsadbw = 899
+    case vdivpd = 900
+    case vdivph = 901
+    case vdivps = 902
+    case vdivsd = 903
+    case vdivsh = 904
+    case vdivss = 905
+    case vdpbf16ps = 906
+    case vdppd = 907
+    case vdpps = 908
+    case verr = 909
+    case verw = 910
+    case vexp2pd = 911
+    case vexp2ps = 912
+    case vexpandpd = 913
+    case vexpandps = 914
+    case vextractf128 = 915
+    case vextractf32x4 = 916
+    case vextractf32x8 = 917
+    case vextractf64x2 = 918
+    case vextractf64x4 = 919
+    case vextracti128 = 920
+    case vextracti32x4 = 921
+    case vextracti32x8 = 922
+    case vextracti64x2 = 923
+    case vextracti64x4 = 924
+    case vextractps = 925
+    case vfcmaddcph = 926
+    case vfcmaddcsh = 927
+    case vfcmulcph = 928
+    case vfcmulcsh = 929
+    case vfixupimmpd = 930
+    case vfixupimmps = 931
+    case vfixupimmsd = 932
+    case vfixupimmss = 933
+    case vfmadd132pd = 934
+    case vfmadd132ph = 935
+    case vfmadd132ps = 936
+    case vfmadd132sd = 937
+    case vfmadd132sh = 938
+    case vfmadd132ss = 939
+    case vfmadd213pd = 940
+    case vfmadd213ph = 941
+    case vfmadd213ps = 942
+    case vfmadd213sd = 943
+    case vfmadd213sh = 944
+    case vfmadd213ss = 945
+    case vfmadd231pd = 946
+    case vfmadd231ph = 947
+    case vfmadd231ps = 948
+    case vfmadd231sd = 949
+    case vfmadd231sh = 950
+    case vfmadd231ss = 951
+    case vfmaddcph = 952
+    case vfmaddcsh = 953
+    case vfmaddpd = 954
+    case vfmaddps = 955
+    case vfmaddsd = 956
+    case vfmaddss = 957
+    case vfmaddsub132pd = 958
+    case vfmaddsub132ph = 959
+    case vfmaddsub132ps = 960
+    case vfmaddsub213pd = 961
+    case vfmaddsub213ph = 962
+    case vfmaddsub213ps = 963
+    case vfmaddsub231pd = 964
+    case vfmaddsub231ph = 965
+    case vfmaddsub231ps = 966
+    case vfmaddsubpd = 967
+    case vfmaddsubps = 968
+    case vfmsub132pd = 969
+    case vfmsub132ph = 970
+    case vfmsub132ps = 971
+    case vfmsub132sd = 972
+    case vfmsub132sh = 973
+    case vfmsub132ss = 974
+    case vfmsub213pd = 975
+    case vfmsub213ph = 976
+    case vfmsub213ps = 977
+    case vfmsub213sd = 978
+    case vfmsub213sh = 979
+    case vfmsub213ss = 980
+    case vfmsub231pd = 981
+    case vfmsub231ph = 982
+    case vfmsub231ps = 983
+    case vfmsub231sd = 984
+    case vfmsub231sh = 985
+    case vfmsub231ss = 986
+    case vfmsubadd132pd = 987
+    case vfmsubadd132ph = 988
+    case vfmsubadd132ps = 989
+    case vfmsubadd213pd = 990
+    case vfmsubadd213ph = 991
+    case vfmsubadd213ps = 992
+    case vfmsubadd231pd = 993
+    case vfmsubadd231ph = 994
+    case vfmsubadd231ps = 995
+    case vfmsubaddpd = 996
+    case vfmsubaddps = 997
+    case vfmsubpd = 998
+    case vfmsubps = 999
+    case vfmsubsd = 1000
+    case vfmsubss = 1001
+    case vfmulcph = 1002
+    case vfmulcsh = 1003
+    case vfnmadd132pd = 1004
+    case vfnmadd132ph = 1005
+    case vfnmadd132ps = 1006
+    case vfnmadd132sd = 1007
+    case vfnmadd132sh = 1008
+    case vfnmadd132ss = 1009
+    case vfnmadd213pd = 1010
+    case vfnmadd213ph = 1011
+    case vfnmadd213ps = 1012
+    case vfnmadd213sd = 1013
+    case vfnmadd213sh = 1014
+    case vfnmadd213ss = 1015
+    case vfnmadd231pd = 1016
+    case vfnmadd231ph = 1017
+    case vfnmadd231ps = 1018
+    case vfnmadd231sd = 1019
+    case vfnmadd231sh = 1020
+    case vfnmadd231ss = 1021
+    case vfnmaddpd = 1022
+    case vfnmaddps = 1023
+    case vfnmaddsd = 1024
+    case vfnmaddss = 1025
+    case vfnmsub132pd = 1026
+    case vfnmsub132ph = 1027
+    case vfnmsub132ps = 1028
+    case vfnmsub132sd = 1029
+    case vfnmsub132sh = 1030
+    case vfnmsub132ss = 1031
+    case vfnmsub213pd = 1032
+    case vfnmsub213ph = 1033
+    case vfnmsub213ps = 1034
+    case vfnmsub213sd = 1035
+    case vfnmsub213sh = 1036
+    case vfnmsub213ss = 1037
+    case vfnmsub231pd = 1038
+    case vfnmsub231ph = 1039
+    case vfnmsub231ps = 1040
+    case vfnmsub231sd = 1041
+    case vfnmsub231sh = 1042
+    case vfnmsub231ss = 1043
+    case vfnmsubpd = 1044
+    case vfnmsubps = 1045
+    case vfnmsubsd = 1046
+    case vfnmsubss = 1047
+    case vfpclasspd = 1048
+    case vfpclassph = 1049
+    case vfpclassps = 1050
+    case vfpclasssd = 1051
+    case vfpclasssh = 1052
+    case vfpclassss = 1053
+    case vfrczpd = 1054
+    case vfrczps = 1055
+    case vfrczsd = 1056
+    case vfrczss = 1057
+    case vgatherdpd = 1058
+    case vgatherdps = 1059
+    case vgatherpf0dpd = 1060
+    case vgatherpf0dps = 1061
+    case vgatherpf0qpd = 1062
+    case vgatherpf0qps = 1063
+    case vgatherpf1dpd = 1064
+    case vgatherpf1dps = 1065
+    case vgatherpf1qpd = 1066
+    case vgatherpf1qps = 1067
+    case vgatherqpd = 1068
+    case vgatherqps = 1069
+    case vgetexppd = 1070
+    case vgetexpph = 1071
+    case vgetexpps = 1072
+    case vgetexpsd = 1073
+    case vgetexpsh = 1074
+    case vgetexpss = 1075
+    case vgetmantpd = 1076
+    case vgetmantph = 1077
+    case vgetmantps = 1078
+    case vgetmantsd = 1079
+    case vgetmantsh = 1080
+    case vgetmantss = 1081
+    case vgf2p8affineinvqb = 1082
+    case vgf2p8affineqb = 1083
+    case vgf2p8mulb = 1084
+    case vhaddpd = 1085
+    case vhaddps = 1086
+    case vhsubpd = 1087
+    case vhsubps = 1088
+    case vinsertf128 = 1089
+    case vinsertf32x4 = 1090
+    case vinsertf32x8 = 1091
+    case vinsertf64x2 = 1092
+    case vinsertf64x4 = 1093
+    case vinserti128 = 1094
+    case vinserti32x4 = 1095
+    case vinserti32x8 = 1096
+    case vinserti64x2 = 1097
+    case vinserti64x4 = 1098
+    case vinsertps = 1099
+    case vlddqu = 1100
+    case vldmxcsr = 1101
+    case vmaskmovdqu = 1102
+    case vmaskmovpd = 1103
+    case vmaskmovps = 1104
+    case vmaxpd = 1105
+    case vmaxph = 1106
+    case vmaxps = 1107
+    case vmaxsd = 1108
+    case vmaxsh = 1109
+    case vmaxss = 1110
+    case vmcall = 1111
+    case vmclear = 1112
+    case vmfunc = 1113
+    case vminpd = 1114
+    case vminph = 1115
+    case vminps = 1116
+    case vminsd = 1117
+    case vminsh = 1118
+    case vminss = 1119
+    case vmlaunch = 1120
+    case vmload = 1121
+    case vmmcall = 1122
+    case vmovapd = 1123
+    case vmovaps = 1124
+    case vmovd = 1125
+    case vmovddup = 1126
+    case vmovdqa = 1127
+    case vmovdqa32 = 1128
+    case vmovdqa64 = 1129
+    case vmovdqu = 1130
+    case vmovdqu16 = 1131
+    case vmovdqu32 = 1132
+    case vmovdqu64 = 1133
+    case vmovdqu8 = 1134
+    case vmovhlps = 1135
+    case vmovhpd = 1136
+    case vmovhps = 1137
+    case vmovlhps = 1138
+    case vmovlpd = 1139
+    case vmovlps = 1140
+    case vmovmskpd = 1141
+    case vmovmskps = 1142
+    case vmovntdq = 1143
+    case vmovntdqa = 1144
+    case vmovntpd = 1145
+    case vmovntps = 1146
+    case vmovq = 1147
+    case vmovsd = 1148
+    case vmovsh = 1149
+    case vmovshdup = 1150
+    case vmovsldup = 1151
+    case vmovss = 1152
+    case vmovupd = 1153
+    case vmovups = 1154
+    case vmovw = 1155
+    case vmpsadbw = 1156
+    case vmptrld = 1157
+    case vmptrst = 1158
+    case vmread = 1159
+    case vmresume = 1160
+    case vmrun = 1161
+    case vmsave = 1162
+    case vmulpd = 1163
+    case vmulph = 1164
+    case vmulps = 1165
+    case vmulsd = 1166
+    case vmulsh = 1167
+    case vmulss = 1168
+    case vmwrite = 1169
+    case vmxoff = 1170
+    case vmxon = 1171
+    case vorpd = 1172
+    case vorps = 1173
+    case vp2intersectd = 1174
+    case vp2intersectq = 1175
+    case vp4dpwssd = 1176
+    case vp4dpwssds = 1177
+    case vpabsb = 1178
+    case vpabsd = 1179
+    case vpabsq = 1180
+    case vpabsw = 1181
+    case vpackssdw = 1182
+    case vpacksswb = 1183
+    case vpackusdw = 1184
+    case vpackuswb = 1185
+    case vpaddb = 1186
+    case vpaddd = 1187
+    case vpaddq = 1188
+    case vpaddsb = 1189
+    case vpaddsw = 1190
+    case vpaddusb = 1191
+    case vpaddusw = 1192
+    case vpaddw = 1193
+    case vpalignr = 1194
+    case vpand = 1195
+    case vpandd = 1196
+    case vpandn = 1197
+    case vpandnd = 1198
+    case vpandnq = 1199
+    case vpandq = 1200
+    case vpavgb = 1201
+    case vpavgw = 1202
+    case vpblendd = 1203
+    case vpblendmb = 1204
+    case vpblendmd = 1205
+    case vpblendmq = 1206
+    case vpblendmw = 1207
+    case vpblendvb = 1208
+    case vpblendw = 1209
+    case vpbroadcastb = 1210
+    case vpbroadcastd = 1211
+    case vpbroadcastq = 1212
+    case vpbroadcastw = 1213
+    case vpclmulqdq = 1214
+    case vpcmov = 1215
+    case vpcmpb = 1216
+    case vpcmpd = 1217
+    case vpcmpeqb = 1218
+    case vpcmpeqd = 1219
+    case vpcmpeqq = 1220
+    case vpcmpeqw = 1221
+    case vpcmpestri = 1222
+    case vpcmpestrm = 1223
+    case vpcmpgtb = 1224
+    case vpcmpgtd = 1225
+    case vpcmpgtq = 1226
+    case vpcmpgtw = 1227
+    case vpcmpistri = 1228
+    case vpcmpistrm = 1229
+    case vpcmpq = 1230
+    case vpcmpub = 1231
+    case vpcmpud = 1232
+    case vpcmpuq = 1233
+    case vpcmpuw = 1234
+    case vpcmpw = 1235
+    case vpcomb = 1236
+    case vpcomd = 1237
+    case vpcompressb = 1238
+    case vpcompressd = 1239
+    case vpcompressq = 1240
+    case vpcompressw = 1241
+    case vpcomq = 1242
+    case vpcomub = 1243
+    case vpcomud = 1244
+    case vpcomuq = 1245
+    case vpcomuw = 1246
+    case vpcomw = 1247
+    case vpconflictd = 1248
+    case vpconflictq = 1249
+    case vpdpbusd = 1250
+    case vpdpbusds = 1251
+    case vpdpwssd = 1252
+    case vpdpwssds = 1253
+    case vperm2f128 = 1254
+    case vperm2i128 = 1255
+    case vpermb = 1256
+    case vpermd = 1257
+    case vpermi2b = 1258
+    case vpermi2d = 1259
+    case vpermi2pd = 1260
+    case vpermi2ps = 1261
+    case vpermi2q = 1262
+    case vpermi2w = 1263
+    case vpermil2pd = 1264
+    case vpermil2ps = 1265
+    case vpermilpd = 1266
+    case vpermilps = 1267
+    case vpermpd = 1268
+    case vpermps = 1269
+    case vpermq = 1270
+    case vpermt2b = 1271
+    case vpermt2d = 1272
+    case vpermt2pd = 1273
+    case vpermt2ps = 1274
+    case vpermt2q = 1275
+    case vpermt2w = 1276
+    case vpermw = 1277
+    case vpexpandb = 1278
+    case vpexpandd = 1279
+    case vpexpandq = 1280
+    case vpexpandw = 1281
+    case vpextrb = 1282
+    case vpextrd = 1283
+    case vpextrq = 1284
+    case vpextrw = 1285
+    case vpgatherdd = 1286
+    case vpgatherdq = 1287
+    case vpgatherqd = 1288
+    case vpgatherqq = 1289
+    case vphaddbd = 1290
+    case vphaddbq = 1291
+    case vphaddbw = 1292
+    case vphaddd = 1293
+    case vphadddq = 1294
+    case vphaddsw = 1295
+    case vphaddubd = 1296
+    case vphaddubq = 1297
+    case vphaddubw = 1298
+    case vphaddudq = 1299
+    case vphadduwd = 1300
+    case vphadduwq = 1301
+    case vphaddw = 1302
+    case vphaddwd = 1303
+    case vphaddwq = 1304
+    case vphminposuw = 1305
+    case vphsubbw = 1306
+    case vphsubd = 1307
+    case vphsubdq = 1308
+    case vphsubsw = 1309
+    case vphsubw = 1310
+    case vphsubwd = 1311
+    case vpinsrb = 1312
+    case vpinsrd = 1313
+    case vpinsrq = 1314
+    case vpinsrw = 1315
+    case vplzcntd = 1316
+    case vplzcntq = 1317
+    case vpmacsdd = 1318
+    case vpmacsdqh = 1319
+    case vpmacsdql = 1320
+    case vpmacssdd = 1321
+    case vpmacssdqh = 1322
+    case vpmacssdql = 1323
+    case vpmacsswd = 1324
+    case vpmacssww = 1325
+    case vpmacswd = 1326
+    case vpmacsww = 1327
+    case vpmadcsswd = 1328
+    case vpmadcswd = 1329
+    case vpmadd52huq = 1330
+    case vpmadd52luq = 1331
+    case vpmaddubsw = 1332
+    case vpmaddwd = 1333
+    case vpmaskmovd = 1334
+    case vpmaskmovq = 1335
+    case vpmaxsb = 1336
+    case vpmaxsd = 1337
+    case vpmaxsq = 1338
+    case vpmaxsw = 1339
+    case vpmaxub = 1340
+    case vpmaxud = 1341
+    case vpmaxuq = 1342
+    case vpmaxuw = 1343
+    case vpminsb = 1344
+    case vpminsd = 1345
+    case vpminsq = 1346
+    case vpminsw = 1347
+    case vpminub = 1348
+    case vpminud = 1349
+    case vpminuq = 1350
+    case vpminuw = 1351
+    case vpmovb2m = 1352
+    case vpmovd2m = 1353
+    case vpmovdb = 1354
+    case vpmovdw = 1355
+    case vpmovm2b = 1356
+    case vpmovm2d = 1357
+    case vpmovm2q = 1358
+    case vpmovm2w = 1359
+    case vpmovmskb = 1360
+    case vpmovq2m = 1361
+    case vpmovqb = 1362
+    case vpmovqd = 1363
+    case vpmovqw = 1364
+    case vpmovsdb = 1365
+    case vpmovsdw = 1366
+    case vpmovsqb = 1367
+    case vpmovsqd = 1368
+    case vpmovsqw = 1369
+    case vpmovswb = 1370
+    case vpmovsxbd = 1371
+    case vpmovsxbq = 1372
+    case vpmovsxbw = 1373
+    case vpmovsxdq = 1374
+    case vpmovsxwd = 1375
+    case vpmovsxwq = 1376
+    case vpmovusdb = 1377
+    case vpmovusdw = 1378
+    case vpmovusqb = 1379
+    case vpmovusqd = 1380
+    case vpmovusqw = 1381
+    case vpmovuswb = 1382
+    case vpmovw2m = 1383
+    case vpmovwb = 1384
+    case vpmovzxbd = 1385
+    case vpmovzxbq = 1386
+    case vpmovzxbw = 1387
+    case vpmovzxdq = 1388
+    case vpmovzxwd = 1389
+    case vpmovzxwq = 1390
+    case vpmuldq = 1391
+    case vpmulhrsw = 1392
+    case vpmulhuw = 1393
+    case vpmulhw = 1394
+    case vpmulld = 1395
+    case vpmullq = 1396
+    case vpmullw = 1397
+    case vpmultishiftqb = 1398
+    case vpmuludq = 1399
+    case vpopcntb = 1400
+    case vpopcntd = 1401
+    case vpopcntq = 1402
+    case vpopcntw = 1403
+    case vpor = 1404
+    case vpord = 1405
+    case vporq = 1406
+    case vpperm = 1407
+    case vprold = 1408
+    case vprolq = 1409
+    case vprolvd = 1410
+    case vprolvq = 1411
+    case vprord = 1412
+    case vprorq = 1413
+    case vprorvd = 1414
+    case vprorvq = 1415
+    case vprotb = 1416
+    case vprotd = 1417
+    case vprotq = 1418
+    case vprotw = 1419
+    case vpsadbw = 1420
+    case vpscatterdd = 1421
+    case vpscatterdq = 1422
+    case vpscatterqd = 1423
+    case vpscatterqq = 1424
+    case vpshab = 1425
+    case vpshad = 1426
+    case vpshaq = 1427
+    case vpshaw = 1428
+    case vpshlb = 1429
+    case vpshld = 1430
+    case vpshldd = 1431
+    case vpshldq = 1432
+    case vpshldvd = 1433
+    case vpshldvq = 1434
+    case vpshldvw = 1435
+    case vpshldw = 1436
+    case vpshlq = 1437
+    case vpshlw = 1438
+    case vpshrdd = 1439
+    case vpshrdq = 1440
+    case vpshrdvd = 1441
+    case vpshrdvq = 1442
+    case vpshrdvw = 1443
+    case vpshrdw = 1444
+    case vpshufb = 1445
+    case vpshufbitqmb = 1446
+    case vpshufd = 1447
+    case vpshufhw = 1448
+    case vpshuflw = 1449
+    case vpsignb = 1450
+    case vpsignd = 1451
+    case vpsignw = 1452
+    case vpslld = 1453
+    case vpslldq = 1454
+    case vpsllq = 1455
+    case vpsllvd = 1456
+    case vpsllvq = 1457
+    case vpsllvw = 1458
+    case vpsllw = 1459
+    case vpsrad = 1460
+    case vpsraq = 1461
+    case vpsravd = 1462
+    case vpsravq = 1463
+    case vpsravw = 1464
+    case vpsraw = 1465
+    case vpsrld = 1466
+    case vpsrldq = 1467
+    case vpsrlq = 1468
+    case vpsrlvd = 1469
+    case vpsrlvq = 1470
+    case vpsrlvw = 1471
+    case vpsrlw = 1472
+    case vpsubb = 1473
+    case vpsubd = 1474
+    case vpsubq = 1475
+    case vpsubsb = 1476
+    case vpsubsw = 1477
+    case vpsubusb = 1478
+    case vpsubusw = 1479
+    case vpsubw = 1480
+    case vpternlogd = 1481
+    case vpternlogq = 1482
+    case vptest = 1483
+    case vptestmb = 1484
+    case vptestmd = 1485
+    case vptestmq = 1486
+    case vptestmw = 1487
+    case vptestnmb = 1488
+    case vptestnmd = 1489
+    case vptestnmq = 1490
+    case vptestnmw = 1491
+    case vpunpckhbw = 1492
+    case vpunpckhdq = 1493
+    case vpunpckhqdq = 1494
+    case vpunpckhwd = 1495
+    case vpunpcklbw = 1496
+    case vpunpckldq = 1497
+    case vpunpcklqdq = 1498
+    case vpunpcklwd = 1499
+    case vpxor = 1500
+    case vpxord = 1501
+    case vpxorq = 1502
+    case vrangepd = 1503
+    case vrangeps = 1504
+    case vrangesd = 1505
+    case vrangess = 1506
+    case vrcp14pd = 1507
+    case vrcp14ps = 1508
+    case vrcp14sd = 1509
+    case vrcp14ss = 1510
+    case vrcp28pd = 1511
+    case vrcp28ps = 1512
+    case vrcp28sd = 1513
+    case vrcp28ss = 1514
+    case vrcpph = 1515
+    case vrcpps = 1516
+    case vrcpsh = 1517
+    case vrcpss = 1518
+    case vreducepd = 1519
+    case vreduceph = 1520
+    case vreduceps = 1521
+    case vreducesd = 1522
+    case vreducesh = 1523
+    case vreducess = 1524
+    case vrndscalepd = 1525
+    case vrndscaleph = 1526
+    case vrndscaleps = 1527
+    case vrndscalesd = 1528
+    case vrndscalesh = 1529
+    case vrndscaless = 1530
+    case vroundpd = 1531
+    case vroundps = 1532
+    case vroundsd = 1533
+    case vroundss = 1534
+    case vrsqrt14pd = 1535
+    case vrsqrt14ps = 1536
+    case vrsqrt14sd = 1537
+    case vrsqrt14ss = 1538
+    case vrsqrt28pd = 1539
+    case vrsqrt28ps = 1540
+    case vrsqrt28sd = 1541
+    case vrsqrt28ss = 1542
+    case vrsqrtph = 1543
+    case vrsqrtps = 1544
+    case vrsqrtsh = 1545
+    case vrsqrtss = 1546
+    case vscalefpd = 1547
+    case vscalefph = 1548
+    case vscalefps = 1549
+    case vscalefsd = 1550
+    case vscalefsh = 1551
+    case vscalefss = 1552
+    case vscatterdpd = 1553
+    case vscatterdps = 1554
+    case vscatterpf0dpd = 1555
+    case vscatterpf0dps = 1556
+    case vscatterpf0qpd = 1557
+    case vscatterpf0qps = 1558
+    case vscatterpf1dpd = 1559
+    case vscatterpf1dps = 1560
+    case vscatterpf1qpd = 1561
+    case vscatterpf1qps = 1562
+    case vscatterqpd = 1563
+    case vscatterqps = 1564
+    case vshuff32x4 = 1565
+    case vshuff64x2 = 1566
+    case vshufi32x4 = 1567
+    case vshufi64x2 = 1568
+    case vshufpd = 1569
+    case vshufps = 1570
+    case vsqrtpd = 1571
+    case vsqrtph = 1572
+    case vsqrtps = 1573
+    case vsqrtsd = 1574
+    case vsqrtsh = 1575
+    case vsqrtss = 1576
+    case vstmxcsr = 1577
+    case vsubpd = 1578
+    case vsubph = 1579
+    case vsubps = 1580
+    case vsubsd = 1581
+    case vsubsh = 1582
+    case vsubss = 1583
+    case vtestpd = 1584
+    case vtestps = 1585
+    case vucomisd = 1586
+    case vucomish = 1587
+    case vucomiss = 1588
+    case vunpckhpd = 1589
+    case vunpckhps = 1590
+    case vunpcklpd = 1591
+    case vunpcklps = 1592
+    case vxorpd = 1593
+    case vxorps = 1594
+    case vzeroall = 1595
+    case vzeroupper = 1596
+    case wbinvd = 1597
+    case wbnoinvd = 1598
+    case wrfsbase = 1599
+    case wrgsbase = 1600
+    case wrmsr = 1601
+    case wrpkru = 1602
+    case wrssd = 1603
+    case wrssq = 1604
+    case wrussd = 1605
+    case wrussq = 1606
+    case xabort = 1607
+    case xadd = 1608
+    case xbegin = 1609
+    case xchg = 1610
+    case xcrypt_cbc = 1611
+    case xcrypt_cfb = 1612
+    case xcrypt_ctr = 1613
+    case xcrypt_ecb = 1614
+    case xcrypt_ofb = 1615
+    case xend = 1616
+    case xgetbv = 1617
+    case xlat = 1618
+    case `xor` = 1619
+    case xorpd = 1620
+    case xorps = 1621
+    case xresldtrk = 1622
+    case xrstor = 1623
+    case xrstor64 = 1624
+    case xrstors = 1625
+    case xrstors64 = 1626
+    case xsave = 1627
+    case xsave64 = 1628
+    case xsavec = 1629
+    case xsavec64 = 1630
+    case xsaveopt = 1631
+    case xsaveopt64 = 1632
+    case xsaves = 1633
+    case xsaves64 = 1634
+    case xsetbv = 1635
+    case xsha1 = 1636
+    case xsha256 = 1637
+    case xstore = 1638
+    case xsusldtrk = 1639
+    case xtest = 1640
 }
 
 extension Mnemonic {
@@ -1503,11 +1683,18 @@ extension Mnemonic {
         case .andpd: return "andpd"
         case .andps: return "andps"
         case .bextr: return "bextr"
+        case .blcfill: return "blcfill"
+        case .blci: return "blci"
+        case .blcic: return "blcic"
+        case .blcmsk: return "blcmsk"
+        case .blcs: return "blcs"
         case .blendpd: return "blendpd"
         case .blendps: return "blendps"
         case .blendvpd: return "blendvpd"
         case .blendvps: return "blendvps"
+        case .blsfill: return "blsfill"
         case .blsi: return "blsi"
+        case .blsic: return "blsic"
         case .blsmsk: return "blsmsk"
         case .blsr: return "blsr"
         case .bndcl: return "bndcl"
@@ -1833,6 +2020,7 @@ extension Mnemonic {
         case .lgs: return "lgs"
         case .lidt: return "lidt"
         case .lldt: return "lldt"
+        case .llwpcb: return "llwpcb"
         case .lmsw: return "lmsw"
         case .loadiwkey: return "loadiwkey"
         case .lodsb: return "lodsb"
@@ -1845,6 +2033,8 @@ extension Mnemonic {
         case .lsl: return "lsl"
         case .lss: return "lss"
         case .ltr: return "ltr"
+        case .lwpins: return "lwpins"
+        case .lwpval: return "lwpval"
         case .lzcnt: return "lzcnt"
         case .maskmovdqu: return "maskmovdqu"
         case .maskmovq: return "maskmovq"
@@ -2128,6 +2318,9 @@ extension Mnemonic {
         case .scasd: return "scasd"
         case .scasq: return "scasq"
         case .scasw: return "scasw"
+        case .seamcall: return "seamcall"
+        case .seamops: return "seamops"
+        case .seamret: return "seamret"
         case .senduipi: return "senduipi"
         case .serialize: return "serialize"
         case .setb: return "setb"
@@ -2167,6 +2360,7 @@ extension Mnemonic {
         case .sidt: return "sidt"
         case .skinit: return "skinit"
         case .sldt: return "sldt"
+        case .slwpcb: return "slwpcb"
         case .smsw: return "smsw"
         case .sqrtpd: return "sqrtpd"
         case .sqrtps: return "sqrtps"
@@ -2195,12 +2389,23 @@ extension Mnemonic {
         case .sysenter: return "sysenter"
         case .sysexit: return "sysexit"
         case .sysret: return "sysret"
+        case .t1mskc: return "t1mskc"
+        case .tdpbf16ps: return "tdpbf16ps"
+        case .tdpbssd: return "tdpbssd"
+        case .tdpbsud: return "tdpbsud"
+        case .tdpbusd: return "tdpbusd"
+        case .tdpbuud: return "tdpbuud"
         case .test: return "test"
         case .testui: return "testui"
+        case .tileloadd: return "tileloadd"
+        case .tileloaddt1: return "tileloaddt1"
         case .tilerelease: return "tilerelease"
+        case .tilestored: return "tilestored"
+        case .tilezero: return "tilezero"
         case .tlbsync: return "tlbsync"
         case .tpause: return "tpause"
         case .tzcnt: return "tzcnt"
+        case .tzmsk: return "tzmsk"
         case .ucomisd: return "ucomisd"
         case .ucomiss: return "ucomiss"
         case .ud0: return "ud0"
@@ -2213,6 +2418,10 @@ extension Mnemonic {
         case .unpckhps: return "unpckhps"
         case .unpcklpd: return "unpcklpd"
         case .unpcklps: return "unpcklps"
+        case .v4fmaddps: return "v4fmaddps"
+        case .v4fmaddss: return "v4fmaddss"
+        case .v4fnmaddps: return "v4fnmaddps"
+        case .v4fnmaddss: return "v4fnmaddss"
         case .vaddpd: return "vaddpd"
         case .vaddph: return "vaddph"
         case .vaddps: return "vaddps"
@@ -2254,57 +2463,92 @@ extension Mnemonic {
         case .vbroadcastsd: return "vbroadcastsd"
         case .vbroadcastss: return "vbroadcastss"
         case .vcmppd: return "vcmppd"
+        case .vcmpph: return "vcmpph"
         case .vcmpps: return "vcmpps"
         case .vcmpsd: return "vcmpsd"
+        case .vcmpsh: return "vcmpsh"
         case .vcmpss: return "vcmpss"
         case .vcomisd: return "vcomisd"
+        case .vcomish: return "vcomish"
         case .vcomiss: return "vcomiss"
         case .vcompresspd: return "vcompresspd"
         case .vcompressps: return "vcompressps"
         case .vcvtdq2pd: return "vcvtdq2pd"
+        case .vcvtdq2ph: return "vcvtdq2ph"
         case .vcvtdq2ps: return "vcvtdq2ps"
         case .vcvtne2ps2bf16: return "vcvtne2ps2bf16"
         case .vcvtneps2bf16: return "vcvtneps2bf16"
         case .vcvtpd2dq: return "vcvtpd2dq"
+        case .vcvtpd2ph: return "vcvtpd2ph"
         case .vcvtpd2ps: return "vcvtpd2ps"
         case .vcvtpd2qq: return "vcvtpd2qq"
         case .vcvtpd2udq: return "vcvtpd2udq"
         case .vcvtpd2uqq: return "vcvtpd2uqq"
+        case .vcvtph2dq: return "vcvtph2dq"
+        case .vcvtph2pd: return "vcvtph2pd"
         case .vcvtph2ps: return "vcvtph2ps"
+        case .vcvtph2psx: return "vcvtph2psx"
+        case .vcvtph2qq: return "vcvtph2qq"
+        case .vcvtph2udq: return "vcvtph2udq"
+        case .vcvtph2uqq: return "vcvtph2uqq"
+        case .vcvtph2uw: return "vcvtph2uw"
+        case .vcvtph2w: return "vcvtph2w"
         case .vcvtps2dq: return "vcvtps2dq"
         case .vcvtps2pd: return "vcvtps2pd"
         case .vcvtps2ph: return "vcvtps2ph"
+        case .vcvtps2phx: return "vcvtps2phx"
         case .vcvtps2qq: return "vcvtps2qq"
         case .vcvtps2udq: return "vcvtps2udq"
         case .vcvtps2uqq: return "vcvtps2uqq"
         case .vcvtqq2pd: return "vcvtqq2pd"
+        case .vcvtqq2ph: return "vcvtqq2ph"
         case .vcvtqq2ps: return "vcvtqq2ps"
+        case .vcvtsd2sh: return "vcvtsd2sh"
         case .vcvtsd2si: return "vcvtsd2si"
         case .vcvtsd2ss: return "vcvtsd2ss"
         case .vcvtsd2usi: return "vcvtsd2usi"
+        case .vcvtsh2sd: return "vcvtsh2sd"
+        case .vcvtsh2si: return "vcvtsh2si"
+        case .vcvtsh2ss: return "vcvtsh2ss"
+        case .vcvtsh2usi: return "vcvtsh2usi"
         case .vcvtsi2sd: return "vcvtsi2sd"
+        case .vcvtsi2sh: return "vcvtsi2sh"
         case .vcvtsi2ss: return "vcvtsi2ss"
         case .vcvtss2sd: return "vcvtss2sd"
+        case .vcvtss2sh: return "vcvtss2sh"
         case .vcvtss2si: return "vcvtss2si"
         case .vcvtss2usi: return "vcvtss2usi"
         case .vcvttpd2dq: return "vcvttpd2dq"
         case .vcvttpd2qq: return "vcvttpd2qq"
         case .vcvttpd2udq: return "vcvttpd2udq"
         case .vcvttpd2uqq: return "vcvttpd2uqq"
+        case .vcvttph2dq: return "vcvttph2dq"
+        case .vcvttph2qq: return "vcvttph2qq"
+        case .vcvttph2udq: return "vcvttph2udq"
+        case .vcvttph2uqq: return "vcvttph2uqq"
+        case .vcvttph2uw: return "vcvttph2uw"
+        case .vcvttph2w: return "vcvttph2w"
         case .vcvttps2dq: return "vcvttps2dq"
         case .vcvttps2qq: return "vcvttps2qq"
         case .vcvttps2udq: return "vcvttps2udq"
         case .vcvttps2uqq: return "vcvttps2uqq"
         case .vcvttsd2si: return "vcvttsd2si"
         case .vcvttsd2usi: return "vcvttsd2usi"
+        case .vcvttsh2si: return "vcvttsh2si"
+        case .vcvttsh2usi: return "vcvttsh2usi"
         case .vcvttss2si: return "vcvttss2si"
         case .vcvttss2usi: return "vcvttss2usi"
         case .vcvtudq2pd: return "vcvtudq2pd"
+        case .vcvtudq2ph: return "vcvtudq2ph"
         case .vcvtudq2ps: return "vcvtudq2ps"
         case .vcvtuqq2pd: return "vcvtuqq2pd"
+        case .vcvtuqq2ph: return "vcvtuqq2ph"
         case .vcvtuqq2ps: return "vcvtuqq2ps"
         case .vcvtusi2sd: return "vcvtusi2sd"
+        case .vcvtusi2sh: return "vcvtusi2sh"
         case .vcvtusi2ss: return "vcvtusi2ss"
+        case .vcvtuw2ph: return "vcvtuw2ph"
+        case .vcvtw2ph: return "vcvtw2ph"
         case .vdbpsadbw: return "vdbpsadbw"
         case .vdivpd: return "vdivpd"
         case .vdivph: return "vdivph"
@@ -2317,6 +2561,8 @@ extension Mnemonic {
         case .vdpps: return "vdpps"
         case .verr: return "verr"
         case .verw: return "verw"
+        case .vexp2pd: return "vexp2pd"
+        case .vexp2ps: return "vexp2ps"
         case .vexpandpd: return "vexpandpd"
         case .vexpandps: return "vexpandps"
         case .vextractf128: return "vextractf128"
@@ -2330,6 +2576,10 @@ extension Mnemonic {
         case .vextracti64x2: return "vextracti64x2"
         case .vextracti64x4: return "vextracti64x4"
         case .vextractps: return "vextractps"
+        case .vfcmaddcph: return "vfcmaddcph"
+        case .vfcmaddcsh: return "vfcmaddcsh"
+        case .vfcmulcph: return "vfcmulcph"
+        case .vfcmulcsh: return "vfcmulcsh"
         case .vfixupimmpd: return "vfixupimmpd"
         case .vfixupimmps: return "vfixupimmps"
         case .vfixupimmsd: return "vfixupimmsd"
@@ -2352,6 +2602,8 @@ extension Mnemonic {
         case .vfmadd231sd: return "vfmadd231sd"
         case .vfmadd231sh: return "vfmadd231sh"
         case .vfmadd231ss: return "vfmadd231ss"
+        case .vfmaddcph: return "vfmaddcph"
+        case .vfmaddcsh: return "vfmaddcsh"
         case .vfmaddpd: return "vfmaddpd"
         case .vfmaddps: return "vfmaddps"
         case .vfmaddsd: return "vfmaddsd"
@@ -2371,16 +2623,19 @@ extension Mnemonic {
         case .vfmsub132ph: return "vfmsub132ph"
         case .vfmsub132ps: return "vfmsub132ps"
         case .vfmsub132sd: return "vfmsub132sd"
+        case .vfmsub132sh: return "vfmsub132sh"
         case .vfmsub132ss: return "vfmsub132ss"
         case .vfmsub213pd: return "vfmsub213pd"
         case .vfmsub213ph: return "vfmsub213ph"
         case .vfmsub213ps: return "vfmsub213ps"
         case .vfmsub213sd: return "vfmsub213sd"
+        case .vfmsub213sh: return "vfmsub213sh"
         case .vfmsub213ss: return "vfmsub213ss"
         case .vfmsub231pd: return "vfmsub231pd"
         case .vfmsub231ph: return "vfmsub231ph"
         case .vfmsub231ps: return "vfmsub231ps"
         case .vfmsub231sd: return "vfmsub231sd"
+        case .vfmsub231sh: return "vfmsub231sh"
         case .vfmsub231ss: return "vfmsub231ss"
         case .vfmsubadd132pd: return "vfmsubadd132pd"
         case .vfmsubadd132ph: return "vfmsubadd132ph"
@@ -2397,6 +2652,8 @@ extension Mnemonic {
         case .vfmsubps: return "vfmsubps"
         case .vfmsubsd: return "vfmsubsd"
         case .vfmsubss: return "vfmsubss"
+        case .vfmulcph: return "vfmulcph"
+        case .vfmulcsh: return "vfmulcsh"
         case .vfnmadd132pd: return "vfnmadd132pd"
         case .vfnmadd132ph: return "vfnmadd132ph"
         case .vfnmadd132ps: return "vfnmadd132ps"
@@ -2423,36 +2680,57 @@ extension Mnemonic {
         case .vfnmsub132ph: return "vfnmsub132ph"
         case .vfnmsub132ps: return "vfnmsub132ps"
         case .vfnmsub132sd: return "vfnmsub132sd"
+        case .vfnmsub132sh: return "vfnmsub132sh"
         case .vfnmsub132ss: return "vfnmsub132ss"
         case .vfnmsub213pd: return "vfnmsub213pd"
         case .vfnmsub213ph: return "vfnmsub213ph"
         case .vfnmsub213ps: return "vfnmsub213ps"
         case .vfnmsub213sd: return "vfnmsub213sd"
+        case .vfnmsub213sh: return "vfnmsub213sh"
         case .vfnmsub213ss: return "vfnmsub213ss"
         case .vfnmsub231pd: return "vfnmsub231pd"
         case .vfnmsub231ph: return "vfnmsub231ph"
         case .vfnmsub231ps: return "vfnmsub231ps"
         case .vfnmsub231sd: return "vfnmsub231sd"
+        case .vfnmsub231sh: return "vfnmsub231sh"
         case .vfnmsub231ss: return "vfnmsub231ss"
         case .vfnmsubpd: return "vfnmsubpd"
         case .vfnmsubps: return "vfnmsubps"
         case .vfnmsubsd: return "vfnmsubsd"
         case .vfnmsubss: return "vfnmsubss"
         case .vfpclasspd: return "vfpclasspd"
+        case .vfpclassph: return "vfpclassph"
         case .vfpclassps: return "vfpclassps"
         case .vfpclasssd: return "vfpclasssd"
+        case .vfpclasssh: return "vfpclasssh"
         case .vfpclassss: return "vfpclassss"
+        case .vfrczpd: return "vfrczpd"
+        case .vfrczps: return "vfrczps"
+        case .vfrczsd: return "vfrczsd"
+        case .vfrczss: return "vfrczss"
         case .vgatherdpd: return "vgatherdpd"
         case .vgatherdps: return "vgatherdps"
+        case .vgatherpf0dpd: return "vgatherpf0dpd"
+        case .vgatherpf0dps: return "vgatherpf0dps"
+        case .vgatherpf0qpd: return "vgatherpf0qpd"
+        case .vgatherpf0qps: return "vgatherpf0qps"
+        case .vgatherpf1dpd: return "vgatherpf1dpd"
+        case .vgatherpf1dps: return "vgatherpf1dps"
+        case .vgatherpf1qpd: return "vgatherpf1qpd"
+        case .vgatherpf1qps: return "vgatherpf1qps"
         case .vgatherqpd: return "vgatherqpd"
         case .vgatherqps: return "vgatherqps"
         case .vgetexppd: return "vgetexppd"
+        case .vgetexpph: return "vgetexpph"
         case .vgetexpps: return "vgetexpps"
         case .vgetexpsd: return "vgetexpsd"
+        case .vgetexpsh: return "vgetexpsh"
         case .vgetexpss: return "vgetexpss"
         case .vgetmantpd: return "vgetmantpd"
+        case .vgetmantph: return "vgetmantph"
         case .vgetmantps: return "vgetmantps"
         case .vgetmantsd: return "vgetmantsd"
+        case .vgetmantsh: return "vgetmantsh"
         case .vgetmantss: return "vgetmantss"
         case .vgf2p8affineinvqb: return "vgf2p8affineinvqb"
         case .vgf2p8affineqb: return "vgf2p8affineqb"
@@ -2546,6 +2824,10 @@ extension Mnemonic {
         case .vmxon: return "vmxon"
         case .vorpd: return "vorpd"
         case .vorps: return "vorps"
+        case .vp2intersectd: return "vp2intersectd"
+        case .vp2intersectq: return "vp2intersectq"
+        case .vp4dpwssd: return "vp4dpwssd"
+        case .vp4dpwssds: return "vp4dpwssds"
         case .vpabsb: return "vpabsb"
         case .vpabsd: return "vpabsd"
         case .vpabsq: return "vpabsq"
@@ -2583,6 +2865,7 @@ extension Mnemonic {
         case .vpbroadcastq: return "vpbroadcastq"
         case .vpbroadcastw: return "vpbroadcastw"
         case .vpclmulqdq: return "vpclmulqdq"
+        case .vpcmov: return "vpcmov"
         case .vpcmpb: return "vpcmpb"
         case .vpcmpd: return "vpcmpd"
         case .vpcmpeqb: return "vpcmpeqb"
@@ -2603,10 +2886,18 @@ extension Mnemonic {
         case .vpcmpuq: return "vpcmpuq"
         case .vpcmpuw: return "vpcmpuw"
         case .vpcmpw: return "vpcmpw"
+        case .vpcomb: return "vpcomb"
+        case .vpcomd: return "vpcomd"
         case .vpcompressb: return "vpcompressb"
         case .vpcompressd: return "vpcompressd"
         case .vpcompressq: return "vpcompressq"
         case .vpcompressw: return "vpcompressw"
+        case .vpcomq: return "vpcomq"
+        case .vpcomub: return "vpcomub"
+        case .vpcomud: return "vpcomud"
+        case .vpcomuq: return "vpcomuq"
+        case .vpcomuw: return "vpcomuw"
+        case .vpcomw: return "vpcomw"
         case .vpconflictd: return "vpconflictd"
         case .vpconflictq: return "vpconflictq"
         case .vpdpbusd: return "vpdpbusd"
@@ -2649,19 +2940,46 @@ extension Mnemonic {
         case .vpgatherdq: return "vpgatherdq"
         case .vpgatherqd: return "vpgatherqd"
         case .vpgatherqq: return "vpgatherqq"
+        case .vphaddbd: return "vphaddbd"
+        case .vphaddbq: return "vphaddbq"
+        case .vphaddbw: return "vphaddbw"
         case .vphaddd: return "vphaddd"
+        case .vphadddq: return "vphadddq"
         case .vphaddsw: return "vphaddsw"
+        case .vphaddubd: return "vphaddubd"
+        case .vphaddubq: return "vphaddubq"
+        case .vphaddubw: return "vphaddubw"
+        case .vphaddudq: return "vphaddudq"
+        case .vphadduwd: return "vphadduwd"
+        case .vphadduwq: return "vphadduwq"
         case .vphaddw: return "vphaddw"
+        case .vphaddwd: return "vphaddwd"
+        case .vphaddwq: return "vphaddwq"
         case .vphminposuw: return "vphminposuw"
+        case .vphsubbw: return "vphsubbw"
         case .vphsubd: return "vphsubd"
+        case .vphsubdq: return "vphsubdq"
         case .vphsubsw: return "vphsubsw"
         case .vphsubw: return "vphsubw"
+        case .vphsubwd: return "vphsubwd"
         case .vpinsrb: return "vpinsrb"
         case .vpinsrd: return "vpinsrd"
         case .vpinsrq: return "vpinsrq"
         case .vpinsrw: return "vpinsrw"
         case .vplzcntd: return "vplzcntd"
         case .vplzcntq: return "vplzcntq"
+        case .vpmacsdd: return "vpmacsdd"
+        case .vpmacsdqh: return "vpmacsdqh"
+        case .vpmacsdql: return "vpmacsdql"
+        case .vpmacssdd: return "vpmacssdd"
+        case .vpmacssdqh: return "vpmacssdqh"
+        case .vpmacssdql: return "vpmacssdql"
+        case .vpmacsswd: return "vpmacsswd"
+        case .vpmacssww: return "vpmacssww"
+        case .vpmacswd: return "vpmacswd"
+        case .vpmacsww: return "vpmacsww"
+        case .vpmadcsswd: return "vpmadcsswd"
+        case .vpmadcswd: return "vpmadcswd"
         case .vpmadd52huq: return "vpmadd52huq"
         case .vpmadd52luq: return "vpmadd52luq"
         case .vpmaddubsw: return "vpmaddubsw"
@@ -2739,6 +3057,7 @@ extension Mnemonic {
         case .vpor: return "vpor"
         case .vpord: return "vpord"
         case .vporq: return "vporq"
+        case .vpperm: return "vpperm"
         case .vprold: return "vprold"
         case .vprolq: return "vprolq"
         case .vprolvd: return "vprolvd"
@@ -2747,17 +3066,29 @@ extension Mnemonic {
         case .vprorq: return "vprorq"
         case .vprorvd: return "vprorvd"
         case .vprorvq: return "vprorvq"
+        case .vprotb: return "vprotb"
+        case .vprotd: return "vprotd"
+        case .vprotq: return "vprotq"
+        case .vprotw: return "vprotw"
         case .vpsadbw: return "vpsadbw"
         case .vpscatterdd: return "vpscatterdd"
         case .vpscatterdq: return "vpscatterdq"
         case .vpscatterqd: return "vpscatterqd"
         case .vpscatterqq: return "vpscatterqq"
+        case .vpshab: return "vpshab"
+        case .vpshad: return "vpshad"
+        case .vpshaq: return "vpshaq"
+        case .vpshaw: return "vpshaw"
+        case .vpshlb: return "vpshlb"
+        case .vpshld: return "vpshld"
         case .vpshldd: return "vpshldd"
         case .vpshldq: return "vpshldq"
         case .vpshldvd: return "vpshldvd"
         case .vpshldvq: return "vpshldvq"
         case .vpshldvw: return "vpshldvw"
         case .vpshldw: return "vpshldw"
+        case .vpshlq: return "vpshlq"
+        case .vpshlw: return "vpshlw"
         case .vpshrdd: return "vpshrdd"
         case .vpshrdq: return "vpshrdq"
         case .vpshrdvd: return "vpshrdvd"
@@ -2830,15 +3161,25 @@ extension Mnemonic {
         case .vrcp14ps: return "vrcp14ps"
         case .vrcp14sd: return "vrcp14sd"
         case .vrcp14ss: return "vrcp14ss"
+        case .vrcp28pd: return "vrcp28pd"
+        case .vrcp28ps: return "vrcp28ps"
+        case .vrcp28sd: return "vrcp28sd"
+        case .vrcp28ss: return "vrcp28ss"
+        case .vrcpph: return "vrcpph"
         case .vrcpps: return "vrcpps"
+        case .vrcpsh: return "vrcpsh"
         case .vrcpss: return "vrcpss"
         case .vreducepd: return "vreducepd"
+        case .vreduceph: return "vreduceph"
         case .vreduceps: return "vreduceps"
         case .vreducesd: return "vreducesd"
+        case .vreducesh: return "vreducesh"
         case .vreducess: return "vreducess"
         case .vrndscalepd: return "vrndscalepd"
+        case .vrndscaleph: return "vrndscaleph"
         case .vrndscaleps: return "vrndscaleps"
         case .vrndscalesd: return "vrndscalesd"
+        case .vrndscalesh: return "vrndscalesh"
         case .vrndscaless: return "vrndscaless"
         case .vroundpd: return "vroundpd"
         case .vroundps: return "vroundps"
@@ -2848,14 +3189,30 @@ extension Mnemonic {
         case .vrsqrt14ps: return "vrsqrt14ps"
         case .vrsqrt14sd: return "vrsqrt14sd"
         case .vrsqrt14ss: return "vrsqrt14ss"
+        case .vrsqrt28pd: return "vrsqrt28pd"
+        case .vrsqrt28ps: return "vrsqrt28ps"
+        case .vrsqrt28sd: return "vrsqrt28sd"
+        case .vrsqrt28ss: return "vrsqrt28ss"
+        case .vrsqrtph: return "vrsqrtph"
         case .vrsqrtps: return "vrsqrtps"
+        case .vrsqrtsh: return "vrsqrtsh"
         case .vrsqrtss: return "vrsqrtss"
         case .vscalefpd: return "vscalefpd"
+        case .vscalefph: return "vscalefph"
         case .vscalefps: return "vscalefps"
         case .vscalefsd: return "vscalefsd"
+        case .vscalefsh: return "vscalefsh"
         case .vscalefss: return "vscalefss"
         case .vscatterdpd: return "vscatterdpd"
         case .vscatterdps: return "vscatterdps"
+        case .vscatterpf0dpd: return "vscatterpf0dpd"
+        case .vscatterpf0dps: return "vscatterpf0dps"
+        case .vscatterpf0qpd: return "vscatterpf0qpd"
+        case .vscatterpf0qps: return "vscatterpf0qps"
+        case .vscatterpf1dpd: return "vscatterpf1dpd"
+        case .vscatterpf1dps: return "vscatterpf1dps"
+        case .vscatterpf1qpd: return "vscatterpf1qpd"
+        case .vscatterpf1qps: return "vscatterpf1qps"
         case .vscatterqpd: return "vscatterqpd"
         case .vscatterqps: return "vscatterqps"
         case .vshuff32x4: return "vshuff32x4"
@@ -2880,6 +3237,7 @@ extension Mnemonic {
         case .vtestpd: return "vtestpd"
         case .vtestps: return "vtestps"
         case .vucomisd: return "vucomisd"
+        case .vucomish: return "vucomish"
         case .vucomiss: return "vucomiss"
         case .vunpckhpd: return "vunpckhpd"
         case .vunpckhps: return "vunpckhps"
@@ -2914,6 +3272,7 @@ extension Mnemonic {
         case .`xor`: return "xor"
         case .xorpd: return "xorpd"
         case .xorps: return "xorps"
+        case .xresldtrk: return "xresldtrk"
         case .xrstor: return "xrstor"
         case .xrstor64: return "xrstor64"
         case .xrstors: return "xrstors"
@@ -2930,6 +3289,7 @@ extension Mnemonic {
         case .xsha1: return "xsha1"
         case .xsha256: return "xsha256"
         case .xstore: return "xstore"
+        case .xsusldtrk: return "xsusldtrk"
         case .xtest: return "xtest"
         }
     }
@@ -2937,146 +3297,146 @@ extension Mnemonic {
 
 @usableFromInline enum Tables {
     static let mapCount = 16
-    static let mnemonicCount = 1461
-    static let nodeCount = 4312
-    static let descCount = 1941
+    static let mnemonicCount = 1641
+    static let nodeCount = 5420
+    static let descCount = 2325
     /// 16 maps x 256 opcodes, u16 node ref (0 = invalid). Maps: 1 0F 0F38 0F3A V0F V0F38 V0F3A E0F E0F38 E0F3A E5 E6 X8 X9 XA 3DN
     static let roots: StaticString = """
 00010002000300040005000600000000000700080009000A000B000C00000000000D000E000F00100011001200000000001300140015001600170018\
 000000000019001A001B001C001D001E00000000001F002000210022002300240000000000250026002700280029002A00000000002B002C002D002E\
 002F00300000000000000000000000000000000000000000000000000000000000000000000000000031003100310031003100310031003100320032\
 0032003200320032003200320000000000000033000000000000000000340035003600370038003B003C003F00400041004200430044004500460047\
-00480049004A004B004C004D004E004F005800610000006A006B006C006D006E006F0070007100720073007400750077007A007B007B007B007B007B\
-007B007B007F0083000000840087008A008B008C008D008E008F0090009100950096009A009B009C009D00A100A200A600A700AB00AC00AC00AC00AC\
-00AC00AC00AC00AC00AD00AD00AD00AD00AD00AD00AD00AD00B500BD00BE00BF0000000000C400C900CA00CB00CC00CD00CE00CF000000D300DB00E3\
-00EB00F300000000000000F4010D014101580173018A019F01B801CE01CF01D001D101D401D501D601D701D801D901DA000001DB01DC01DD01DE01DF\
-000001E00000000001E101E201EA01F201F301F401F501F601F701F801FB02050210028102840287000002880289028A028B028E0000028F0000029C\
-029D029E02A702B002B802BD02C002C302CA02CF02DD029102E302EA02EE029103000291030103020303030400000000000000000307030A030F0318\
-031D0322032503280329032A032B032C032D032E0000032F000000000000000000000000000000000330033103320333033403350336033703380339\
-033A033B033C033D033E033F03440349034C034F035203550358035B03600365036A036E03730378037D038203850388038B038E039103940397039A\
-039D03A003A303A603A803AA03B103B503BA03C903D803E703EA03ED03F003F20401040700000000040A040D04150419041A041B041C041D041E041F\
-0420042104220423042404250426042704280429042A042B042C042D042E042F0430043104320433043404350436043704380439043A043B043C043D\
-043E043F0449045C045D045E045F046004610462049B049C049D049E04A004A104A304A504A604A704A904AA04AF04B004B304B604B704B804B904BA\
-04BF04C204C504CA04CD050805090509050905090509050905090509050C050F051205150518051B052105260529052C052F053205350538053B053E\
-054105440547054A054D055005540559055C055F056205650568056B056E057105740577057A057D058005830586058B058E059105940597059A059D\
-05A005A105A405A705AA05AD05B005B305B605B905BC05BF05C205C5000000000000000005C700000000000005C905CB000005CD0000000000000000\
-05D005D305D6000005D805DA05DC05DE05E005E20000000005E405E605E905EB000000000000000005ED05EF05F105F305F505F7000005F905FB05FD\
-05FF06010603060506070609060B060D0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+00480049004A004B004C004D004E004F005800610000006A006B006C006D006E006F007000710072007500770078007A007D007E007E007E007E007E\
+007E007E0082008600000087008A008D008E008F0090009100920093009400980099009D009E009F00A000A400A500A900AA00AE00AF00AF00AF00AF\
+00AF00AF00AF00AF00B000B000B000B000B000B000B000B000B800C000C100C20000000000C700CC00CD00CE00CF00D000D100D2000000D600DE00E6\
+00EE00F600000000000000F701100144015B0176018D01A201BB01D101D201D301D401D701D801D901DA01DB01DC01DD000001DE01DF01E001E101E2\
+000001E30000000001E401E501ED01F501F601F701F801F901FA01FB01FE02080213028B028E029100000292029302940295029800000299000002A6\
+02A702A802B102BA02C202C702CA02CD02D402D902E3029B02EA02F102F5029B0307029B03080309030A030B0000000000000000030E03110316031F\
+03240329032C032F033003310332033303340335000003370000000000000000000000000000000003380339033A033B033C033D033E033F03400341\
+034203430344034503460347034C035103540357035A035D036003630368036D03720376037B03800385038A038D0390039303960399039C039F03A2\
+03A503A803AB03AE03B003B203B903BD03C203D103E003EF03F203F503F803FA0409040F0000000004120415041D0421042204230424042504260427\
+04280429042A042B042C042D042E042F0430043104320433043404350436043704380439043A043B043C043D043E043F044004410442044304440445\
+044604470452046F04700471047204730474047504AE04AF04B004B104B304B404B604B804B904BA04BC04BD04C204C304C604C904CA04CB04CC04CD\
+04D204D504D804DD04E00509050A050A050A050A050A050A050A050A050D0510051305160519051C05220527052A052D0530053305360539053C053F\
+054205450548054B054E05510555055A055D0560056305660569056C056F057205750578057B057E058105840587058C058F059205950598059B059E\
+05A105A205A505A805AB05AE05B105B405B705BA05BD05C005C305C6000000000000000005C800000000000005CA05CC000005CE0000000000000000\
+05D105D405D7000005D905DB05DD05DF05E105E30000000005E505E705EA05EC000000000000000005EE05F005F205F405F605F8000005FA05FC05FE\
+06000602060406060608060A060C060E0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000006100613061600000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000006110614061700000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000618061A061C061E0620062200000624\
-00000000000000000000000000000000062E00000000063006350639063D064100000000000000000000000000000000000000000000000000000000\
-000000000646064B000000000000065006570000065E0661066406670000000000000000000000000000000000000000000000000669066B066D066F\
-06710673067506780000000000000000067A067C068006820000000000000000000000000000000006840686068A0000000000000000000000000000\
-0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000068C068E069000000692000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000069406960698069A00000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000069C0000069E06A000000000000000000000000000000000000000000000000000000000\
-000006A20000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-0000000000000000000000000000000000000000000000000000000000000000000000000000000006AB06B406BC06C106C406C706CE06D300000000\
-0000000000000000000000000000000000000000000000000000000006D606D906DC06E106E406E706EA06ED00000000000000000000000000000000\
-00000000000000000000000000000000000006FA0707000007140721072E073B000000000748075300000000000000000758075D0760076307660769\
-076C076F07740779077E07820787078C079107960798079A079C079E07A007A207A407A607A807AA07AC07AE07B007B207B607B907BD07C507CD07D7\
-07D907DB07DD07E0000000000000000007E307E607EB07EE000000000000000000000000000000000000000000000000000000000000000007F507FE\
-0809081400000000000000000821082E0000000000000000000000000000000000000000000000000000000000000000000000000000000008340000\
-00000000000000000000000000000000000000000000000000000000000000000000000008390000083B083E08410000000000000000000000000000\
-00000000084408460848084A084C084E08500853085508570859085B085D085F08610863086508670869086B086D086F087308760878087A087C087E\
-08800882088408860889088B088D088F0891089308950898089A089C089E08A008A208A408A6000008A808AA08AC08AE08B008B208B408B608B808BA\
-08BC08BE08C108C408C708CA00000000000008CD0000000008D108D308D608DA08DF000008E108E308E5000008E708E908EB08ED08EF08F100000000\
-08F308F508F808FA08FE09020906090A090C090E0910091209140916091A091C091E09200922092409260928092A092C092E09300000000000000934\
-0937093B00000A640000000000000000000000000A670A6A0A6D0A7000000000000000000A730A760A7B000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000A7E0A8100000000000000000000000000000000\
-00000000000000000000000000000000000000000A8600000A8B00000A900A950A9A0A9F000000000AA30AA70AAB0AAF0AB30AB70ABB0ABF0AC30AC7\
-0000000000000000000000000ACB0ACF0AD30AD70ADB0ADF0AE30AE70AEB0AEF0000000000000000000000000AF30AF70AFB0AFF0B030B070B0B0B0F\
-0B130B170000000000000000000000000000000000000000000000000000000000000B19000000000000000000000000000000000000000000000B1B\
-0B1D0B1F0B210B230000000000000000000000000000000000000000000000000000000000000000000000000B260B2E00000B350B380B4100000000\
-0000000000000000000000000B450B490B4C00000B4F0B520B5600000B580B5A0B5C0B5E0B600B620B640B6600000000000000000B680B6A0B6E0B70\
-0B740B780000000000000B7B000000000B7D0B7F0B8300000000000000000000000000000000000000000000000000000B8A0B910B980B9F00000000\
-000000000BA30BA70000000000000000000000000BA90BAB0BAD00000BAF00000BB300000BB70BBB0BBE0BC10BC40000000000000000000000000000\
-000000000000000000000000000000000BC80BCC0BD00BD40BD60BD80BDA0BDC00000000000000000BE00BE40BE80BEC0BF00BF40BF80BFC00000000\
-0000000000000000000000000C000C040C080C0C0C100C140C180C1C0000000000000000000000000000000000000000000000000000000000000000\
+00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000619061B061D061F0621062300000625\
+00000000000000000000000000000000062F0000000006310636063A063E064200000000000000000000000000000000000000000000000000000000\
+000000000647064C000000000000065106580000065F066206650668000000000000000000000000000000000000000000000000066A066C066E0670\
+06720674067606790000000000000000067B067D068106830000000000000000000000000000000006850687068B0000000000000000000000000000\
+0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000068D068F069100000693000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000069506970699069B00000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000C1E0C200000000000000000000000000000000000000000000000000000000000000C220000000000000000000000000000000000000000\
-0000000000000000000000000C2500000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000C280C2B0C2E0C310C320C330C360C3900000000000000000000000000000000000000000000000000000000\
-000000000C3A0C3B0C3C0C3F0C400C410C420C4300000000000000000000000000000000000000000000000000000000000000000000000000000000\
-0000000000000000000000000000000000000000000000000C460C470C480C490C4A0C4B0C4C0C4D0C4E0C4F0C500C530C540C550C560C570C580C59\
-0C5A0C5B0C5D0C5F0C610C620C630C640C650C660C670C680C6A0C740C750C7A0C870C8D0C8F0C910C9300000C9C0CA50CAF0CB50CB60CB70CB90CC3\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000069D0000069F06A100000000000000000000000000000000000000000000000000000000\
+000006A30000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000000000000000000000000000000000000000000000000000006AC06B506C006C706CA06CD06D706DE00000000\
+0000000000000000000000000000000000000000000000000000000006E106E406E706EC06EF06F206F506F800000000000000000000000000000000\
+000000000000000000000000000000000000070507120000071F072C07390746000000000753075E000000000000000007630768076B076E07710774\
+0777077A077F07840789078D07920797079C07A107A307A507A707A907AB07AD07AF07B107B307B507B707B907BB07BD07C307C607CA07D207DA07E4\
+07E607E807EA07EE000000000000000007F107F407FE0801000000000000000000000000000000000000000000000000000000000000000008080811\
+081C08270000000000000000083408410000000000000000000000000000000000000000000000000000000000000000000000000000000008470000\
+000000000000000000000000000000000000000000000000000000000000000000000000084C0000084F085308560000000000000000000000000000\
+000000000859085B085D085F0861086308660869086B086D086F08710873087508770879087B087D087F0881088308850889088C088E089008920894\
+08960898089A089C089F08A108A308A508A708A908AB08AF08B108B308B508B708B908BB08BD000008BF08C108C308C508C708C908CB08CD08CF08D1\
+08D308D508D808DB08DE08E100000000000008E40000000008E808EA08ED08F108F6000008F808FA08FC000008FE0900090209040906090800000000\
+090A090C090F091109150919091D09210923092509270929092B092D09310933093509370939093B093D093F0941094309450948000000000000094C\
+094F095300000B0E00000B1B00000000000000000B1E0B210B240B2700000000000000000B2A0B2D0B3200000B3700000B4800000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000B4B0B4E00000000000000000000000000000000\
+00000000000000000000000000000000000000000B5300000B5800000B5D0B620B670B6C000000000B700B740B780B7C0B800B840B880B8C0B900B94\
+0000000000000000000000000B980B9C0BA00BA40BA80BAC0BB00BB40BB80BBC0000000000000000000000000BC00BC40BC80BCC0BD00BD40BD80BDC\
+0BE00BE40000000000000000000000000000000000000000000000000000000000000BE6000000000000000000000000000000000000000000000BE9\
+0BEB0BED0BEF0BF10000000000000000000000000000000000000000000000000000000000000000000000000BF40BFC00000C030C060C0F00000000\
+0000000000000000000000000C130C170C1A00000C1D0C200C2400000C260C280C2A0C2C0C2E0C300C320C3400000000000000000C370C3A0C400C43\
+0C470C4B0000000000000C4E000000000C510C540C5A00000000000000000000000000000000000000000000000000000C610C680C6F0C7600000000\
+000000000C7A0C7E0000000000000000000000000C800C830C8500000C8700000C8B00000C8F0C930C960C990C9C0000000000000000000000000000\
+000000000000000000000000000000000CA00CA40CA80CAC0CAF0CB20CB50CB800000000000000000CBC0CC00CC40CC80CCC0CD00CD40CD800000000\
+0000000000000000000000000CDC0CE00CE40CE80CEC0CF00CF40CF80000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-0000000000000000000000000CC800000CC90CCB0CCC0000000000000000000000000000000000000CCD0CCE0CCF0CD00CD10CD20CD30CD50CD60CD7\
-0CD80CDC0CDD0CDE0CDF0CE30CE40CE50CE90CEA0CEB0CEC0CEF0CF10CF20CF30CF40CF80CF90CFA0CFB0CFF0D010D020D030D040D050D060D070D09\
-0D0A0D0B0D0C0D0D0D0E0D0F0D1000000D110D120D130D140D150D160D170D180D190D1A0D1B0D1C0D1E0D1F000000000D240D290D2E0D320D380D3E\
-0D4200000D440D480D4D0D520D530D540D550D580D5B0D5E0D610D640D670D6A0D710D780D7D0D830D850D860D8A0D8E0D910D940D970D9A0D9D0DA0\
-0DA30DA60DAA0DAC0DB10DBA0DBB0DBE0DBF0DC20DC30DC60DC90DCA0DCE0DD20DD60DD80DDB0DDD00000E82000000000E860E8A0E8E0E920E940E96\
-0E9A0E9C0EA00EA4000000000EA60EA90EAE0EB30000000000000000000000000EB70EBB0EBF0EC30EC7000000000000000000000000000000000000\
-0ECA0ECE0ED50ED900000EDD0EE10EE50EE70EE90EED0EF10EF60EFA0EFE0F020000000000000F0500000000000000000F090F0D0F110F150F180F1C\
-0F1F0F220F270F2C0F310F36000000000F380F3A0F3C0F3E0F400F420F440F460F480F4A0F4F0F540F590F5E000000000F600F620F640F660F680F6A\
-0F6C0F6E0F700F7200000000000000000F750F780F7A0F7C0F7E0F800F820F840F860F880F8A0F8C00000000000000000F9000000000000000000000\
-000000000000000000000F91000000000000000000000000000000000000000000000F920F930F940F950F9600000000000000000000000000000000\
-0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000F990F9C0F9E0FA20FA40FA5\
-0FA700000FAA0FAD0FB00FB30FB40FB50FB60FB700000000000000000FB80FB90FBB0FBC0FC00FC40FC80FCC00000FCE0FD20FD60FD70FD80FDA0FDE\
-00000FE20FE60FEA00000000000000000000000000000000000000000000000000000000000000000FEE0FF20FF60FFA000000000FFE100210031004\
-1007100B100C0000100E0000000000000000000000000000000000001012101600000000101A101E1022102600000000000000000000000000000000\
-102710281029102A00000000102E10320000000000000000000000000000000010351039103C10400000000000000000000000000000000000000000\
+000000000CFB0CFE0000000000000000000000000000000000000000000000000000000000000D010000000000000000000000000000000000000000\
+0000000000000000000000000D0400000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000D110D1E0D240D290D2E0D330D390D3E00000000000000000000000000000000000000000000000000000000\
+000000000D410D440D470D4A0D4D0D500D550D5A00000000000000000000000000000000000000000000000000000000000000000000000000000000\
+00000000000000000000000000000000000000000000000000000D63000000000D680D6D0D720D770D800D890D920D9A0DA30DAC0DB50DBE0DBF0DC0\
+0DC30DC40DC60DC80DCA0DCB0DCC0DCD0DD00DD20DD50DD80DDC0DE60DE90DEE0DFB0E010E030E050E0700000E100E190E230E29000000000E2F0E39\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000001041104200000000000000000000000000000000\
-000000000000000000000000000010430000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001049104F00000000\
+0000000000000000000000000E3E00000E400E430E4800000000000000000000000000000000000000000E490E4B0E4D0E500E510E5400000E550E56\
+0E570E5B0E5C0E5D0E5E0E620E630E640E670E680E690E6A0E720E740E750E760E770E7B0E7C0E7D0E7E0E8200000E830E850E870E8A0E8B0E8C0000\
+0E8D0E8E0E910E940E950E960E9900000E9A0000000000000E9B0000000000000000000000000E9C0E9F0EA1000000000EA60EAB0EB00EB50EBB0EC1\
+0EC500000EC70ECB0ED00ED50ED60ED70EDA0EDD0EE00EE30EE60EE90EEC0EEF0EF60EFD0F060F0C0F0E0F100F140F18000000000F1B0F1E0F210F24\
+0F270F2A0F2E0F300F350F3F0F400F440F450F490F4A0F4E0F5200000F560F5A0F5E0F620F660F6A0000106000001067106B106F10731077107A107D\
+108910911095109900000000109B109E10A310A810AB000010B400000000000010B810BC10C010C410C8000010CC0000000000000000000000000000\
+10CF10D310DA10DE000010E210E610EA10EC10EE10F210F610FB10FF11031107000000000000110A0000000000000000110E11121116111A0000111E\
+000011211126112B11301135000000001139113D11411145114E1157115B115F11631167116C11711176117B00000000117F11831187118B1194119D\
+11A111A511A911AD000000000000000011B011B311B711BB11BF11C311C711CB11CF11D311D711DB000000000000000011DF000011F1120312070000\
+120B120F1213121700001218000000000000000000000000000000000000000000000000121A121C121E122000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000122312260000122A122D122F\
+0000000012341237123C123F00000000000012400000000000000000124212441248124A124E12521256125A0000125D1261126512671269126D1271\
+00001275127B1281000000000000000000000000000000000000000000000000000000000000000012851289128D1291000000001295129900000000\
+129C12A012A20000000000000000000000000000000000000000000012A612AA0000000012AE12B212B812BE00000000000000000000000000000000\
+00000000000000000000000012C412CA0000000000000000000000000000000012CD12D112D412D80000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000010540000000000000000000000001059105E0000000010631068106D107200000000000000000000000000000000000000000000000000000000\
-107500000000000000000000000000000000000000000000000000000000000010780000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000012DD0000000000000000000000000000000000000000000012E012E300000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000012E912EF00000000\
+00000000000000000000000000000000000012F400000000000000000000000000000000000000000000000012F6000012FA12FE1301130400000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+00001309000000000000000000000000130E1313131C13241329132E1333133800000000000000000000000000000000000000000000000000000000\
+133B0000000000000000000000000000000000001343134B13511355135A136313660000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000136B00000000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000000000000136E1371000000000000000000000000000000000000000000000000000000000000000000000000\
+000000001374137700000000000000000000000000000000137A137D138013830000000000000000000000001388138D000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000107B107E10811084\
-10870000108A108D10900000000000000000000000000000109310961099109C109F000010A210A510A8000000000000000000000000000010AB10AE\
-10B110B410B7000010BA10BD10C000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001390139313961399\
+139C139F13A213A513A813AB00000000000000000000000013AE13B113B413B713BA13BD13C013C313C613C900000000000000000000000013CC13CF\
+13D213D513D813DB13DE13E113E413E70000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+13EC13F10000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000013F513F913FD00000000\
+000000000000000014011405000000000000000000001409140D14110000000000000000000000001415141900000000141D14230000000014270000\
+00000000000000000000000000000000000000000000000000000000142B000000000000000000000000000000000000142F14331437143B00000000\
+000000000000000000000000143F14431447144B00000000000000000000000000000000000000000000000000000000000000000000000000000000\
+00000000000000000000000000000000144F14531457145B00000000000000000000000000000000000000000000000000000000000000000000146B\
+147100000000000000000000000000000000000000000000000000000000000014790000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000147C147F14831487000000000000000000000000000000000000000000000000148D14931499149F14A514AB14B114B7\
+14BD14C314C914CF00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000000000000000014D314D714DB0000000014DF14E300000000000014E70000000000000000000014EB14EF14F3\
+0000000014F714FB00000000000014FF0000000000000000000015031507150B00000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+150E00001514000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-00000000000000000000000000000000000000000000000010C110C20000000000000000000000000000000000000000000000000000000010C310C4\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000151515160000000000000000000000000000000000000000000000000000000015171518\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-00000000000000000000000000000000000000000000000000000000000000000000000010C500000000000010C6000010C700000000000010C80000\
-10C910CA0000000010CB00000000000010CC000010CD00000000000010CE000010CF10D00000000010D100000000000010D2000010D3000000000000\
-10D4000010D510D600000000000010D700000000000010D8000000000000000000000000000000000000000000000000000000000000000000000000\
+0000000000000000000000000000000000000000000000000000000000000000000000001519000000000000151A0000151B000000000000151C0000\
+151D151E00000000151F0000000000001520000015210000000000001522000015231524000000001525000000000000152600001527000000000000\
+152800001529152A000000000000152B000000000000152C000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 0000000000000000000000000000000000000000000000000000000000000000
 """
@@ -3104,7 +3464,7 @@ extension Mnemonic {
 010101000000000001010101000000000000000000000000000000000101010100000000010100000000000000000000000000000000000000000100\
 000000000000000000000000000000000000010001010100000000000000000001010101010101010101010101010101010101010101010101010101\
 010101010101010101010101010101010101010001010101010101010101010101010101000000010000010101010100010101000101010101010000\
-010101010101010101010101010101010101010101010101010100000001010100010000000000000101010100000000010101000000000000000000\
+010101010101010101010101010101010101010101010101010100000001010100010001000000000101010100000000010101000100010000000000\
 000000000000000000000000000000000000000001010000000000000000000000000000000000000100010001010101000001010101010101010101\
 000000000000010101010101010101010000000000000101010101010101010100000000000000000000000000000001000000000000000000000001\
 010101010000000000000000000000000000000000000101000101010000000000000000010101000101010001010101010101010000000001010101\
@@ -3113,36 +3473,36 @@ extension Mnemonic {
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000001010000000000000000000000000000000100000000000000000000000000000000010000000000000000000000000000000000000000000000\
 000000000000000001010101010101010000000000000000000000000000000001010101010101010000000000000000000000000000000000000000\
-000000000000000000000000010101010101010101010101010101010101010101010101010101010101010101010101010101000101010101010101\
+000000000000000000000000000100000101010101010101010101010101010101010101010101010101010101010101010101000101010100000101\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000010001010100000000000000000001010101010101010101010101010101010101010101010101010101010101010101010101010101\
-010101010101010001010101010101010101010101010000010101010101010001010101010101010101010101010101010101010101010101010101\
-010101010101010101010101010101010101010100010000010101010101010101010000010101010000000000000101010101000000000000000000\
-010101010001010101010101010101010000000100000000010101010101010101010101000001010101010101010101010101010000010101010101\
-010101010000000001010101010101010101010100000000010000000000000000000001000000000000000000000001010101010000000000000000\
-000000000000000000000000000000000000000000000000010101010101010001010101010101010000000001010101010101010001010101010101\
-000101010000000000000000000000000000000001010101000001010101010101000100000000000000000001010000010101010000000000000000\
-010101010000010100000000000000000101010100000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001010000000000000000\
-000000000000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001010000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000100000000000001010000010101010000000000000000000000000000010000000000000000000000000000000100000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000010001010100000000000000000000010101010101000101010101010101010101010101010101010101010101010001010101010100\
+010101010101010001000000010000000000000101010000010101010101010001010101010101010101010101010101010101010101000001010101\
+010101010101010101010101010001010101010100010001010101010101010101010000010101010100010000000101010101000100000000000000\
+010101010001010101010101010101010000000100000000010101010001000101010101000001010101010101010101010101010000010101010101\
+010101010000000001010101010101010101010100000000010001010100010101010001000000000000000000000000010101010000000000000000\
+000000000000000000000000000000000000000000000000010100010101000001010101000000010000000001010101010101010001010101010101\
+000101010000000000000000000000000000000001010101000001010000010101000000000000000000000001010000010101010000000000000000\
+000000000000010100000000000000000101010100000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000001010000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001010000\
+000000000000000000010000000000000000000000000100010101010000000000000000000000000000000000000000000000000000000000000000\
+000100000000000001010101010101010000000000000000000000000000010000000000000000000101010101010100000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000001010101010001010100000000000000010101010100010101000000000000000101\
-010101000101010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000010000000000000000000000000000000000000000000000000101000000000000000000000000000000000000\
+000001010000000000000000010101010000000000000101000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000001010101010101010101000000000000010101010101010101010000000000000101\
+010101010101010100000000000000000000000000000000000000000000010100000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000101010000000000000101000000000001010100000000000001010000010100000100\
+000000000000000000000000000001000000000000000000010101010000000000000000010101010000000000000000000000000000000000000000\
+000000000000000001010101000000000000000000000000000000000001010000000000000000000000000000000100000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000010101010000000000000000000000000101010101010101\
+010101010000000000000000000000000000000000000000000000000000000000000000000000000001010100000101000000010000000000010101\
+000001010000000100000000000101010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+010001000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
@@ -3159,946 +3519,1353 @@ extension Mnemonic {
 01002801002901002A01002B01002C01002D01002E01002F01003001003101003201003301003401003501003601003701003801003908000001003A\
 01003B01003C08000301003D01003E01003F01004001004101004201004301004401004501004601004701004801004901004A01004B01004C01004D\
 01004E01004F01005001005101005201005301005403000601005501005601005701005801005901005A01005B01005C03000E01005D01005E01005F\
-01006001006101006201006301006403001601006501006601006701006801006901006A01006B01006C01006D01006E01006F01007003001E010071\
-01007202002601007301007401007501007608002A01007701007801007908002D01007A01007B01007C08003001007D01007E08003301007F010080\
-01008101008201008301008401008501008601008701008808003601008901008A01008B01008C08003901008D01008E01008F010090010091010092\
-08003C01009301009401009501009608003F01009701009801009901009A08004201009B01009C01009D01009E01009F0100A00100A10100A20100A3\
-0300450100A40100A50100A60100A70100A80100A90100AA03004D0100AB0100AC0100AD0100AE05005504005D03005F0100AF0100B005006704006F\
-0300710100B10100B20100B30100B40100B50100B60100B70100B80100B90800790100BA0100BB0100BC0100BD0100BE0100BF0100C003007C0100C1\
-0100C20100C30100C40100C50100C60100C70300840100C80100C90100CA0100CB0100CC0100CD0100CE03008C0100CF0100D00100D10100D20100D3\
-0100D40100D50300940100D60100D70100D804009C0100D90100DA04009E0100DB0100DC0400A00100DD0100DE0400A20100DF0100E00400A40100E1\
-0100E20400A60100E30100E40400A80100E50100E60400AA0300AC0100E70100E80400B40100E90400B60100EA0100EB0500B80400C00100EC0100ED\
-0400C20100EE0100EF0100F00100F10100F20500C40400CC0100F30100F40100F50100F60100F70100F80100F90100FA0500CE0400D60100FB0100FC\
-0100FD0100FE0100FF0101000101010101020101030500D80400E001010401010501010601010701010801010901010A01010B01010C0500E20400EA\
-0300EC01010D01010E0400F401010F0101100400F60101110101120400F80101130101140400FA0101150400FC0101160101170500FE040106010118\
-04010801011904010A03010C01011A01011B04011401011C01011D04011601011E01011F04011801012001012104011A010122010123010124010125\
-01012605011C04012401012701012804012601012904012801012A04012A03012C01012B01012C04013401012D01012E04013601012F040138010130\
-04013A01013101013204013C01013301013404013E01013501013604014001013701013804014203014401013901013A04014C01013B04014E01013C\
-01013D04015001013E01013F04015201014001014104015401014204015601014304015801014404015A03015C010145010146040164010147010148\
-04016601014904016801014A01014B05016A04017201014C01014D04017401014E01014F04017601015001015104017801015201015304017A03017C\
-01015401015504018401015604018601015704018801015804018A01015901015A05018C04019401015B01015C04019601015D01015E04019801015F\
-04019A03019C0101600101610101620101630101640901A401016501016601016701016801016901016A01016B01016C01016D01016E01016F010170\
-0101710101720101730101740101750101760101770101780101790301A601017A01017B01017C01017D01017E01017F0101800301AE010181010182\
-0101830101840101850101860101870101880301B601018901018A01018B01018C0401BE01018D01018E0401C001018F0301C20101900101910401CA\
-0101920101930401CC0101940101950101960101970301CE01019801019901019A01019B01019C01019D01019E0501D60401DE01019F0101A00101A1\
-0101A20101A30101A40501E00401E80101A50101A60101A70101A80101A90101AA0101AB0501EA0401F20101AC0101AD0101AE0101AF0101B00101B1\
-0101B20101B30101B40501F40401FC0101B50101B60401FE0101B70101B80101B90502000402080101BA0101BB04020A0101BC0101BD0101BE0101BF\
-0101C00101C10101C20101C30101C405020C04021403021605021E04022605022804023005023204023A05023C04024404024604024805024A040252\
-03025405025C04026405026604026E05027004027805027A0402820402840101C50101C60101C70101C80101C90101CA0101CB05028604028E040290\
-0101CC0101CD05029204029A03029C0502A40402AC0502AE0402B60502B80402C00502C20402CA0402CC0402CE0101CE0101CF0502D00402D80302DA\
-0202E20101D00101D10402E60101D20101D30402E80101D40101D50101D60101D70101D80101D90202EA0101DA0101DB0101DC0402EE0101DD0402F0\
-0101DE0402F20402F40402F60402F80402FA0402FC0302FE0101DF0101E00101E10101E20101E30101E40403060101E50101E604030802030A0101E7\
-0101E80101E90101EA04030E0101EB0101EC0403100203120101ED0101EE0403160101EF0403180101F00101F102031A0101F204031E0101F3040320\
-0203220101F40101F50203260101F60101F702032A0101F80101F904032E0101FA0403300101FB0203320101FC0403360101FD04033802033A0101FE\
-0101FF04033E01020004034001020104034201020204034404034604034804034A04034C03034E010203040356010204010205010206020358010207\
-04035C01020801020904035E01020A02036001020B04036403036602036E01020C01020D06037206037406037606037806037A06037C06037E060380\
-05038204038A01020E01020F05038C04039403039602039E0102100102110102120102130102140102150203A20102160102170203A6010218010219\
-01021A01021B0203AA01021C0403AE01021D0403B001021E0403B201021F0403B40203B60102200102210102220102230203BA010224010225010226\
-0102270203BE0102280102290203C201022A01022B0203C601022C01022D01022E01022F010230010231010232010233010234010235010236010237\
-01023801023901023A01023B01023C01023D01023E01023F0102400102410102420102430403CA0102440403CC0203CE010245010246010247010248\
-0203D201024901024A0203D601024B01024C0203DA01024D01024E0203DE01024F0102500203E20102510102520203E60102530102540203EA010255\
-0102560102570102580203EE01025901025A01025B01025C0203F201025D01025E01025F0102600203F60102610102620102630203FA010264010265\
-0102660102670203FE01026801026901026A01026B02040201026C01026D01026E01026F02040601027001027101027201027302040A010274010275\
-02040E01027601027702041201027801027902041601027A01027B02041A01027C01027D02041E01027E01027F020422010280010281020426010282\
-01028302042A01028401028502042E01028601028702043201028801028902043601028A01028B02043A01028C02043E01028D02044201028E01028F\
-06044601029001029106044802044A01029201029301029402044E01029501029601029701029802045201029904045601029A04045801029B04045A\
-03045C01029C04046401029D04046601029E04046803046A02047201029F0404760102A00404780102A104047A03047C0102A20404840102A3040486\
-0102A404048803048A0204920102A50404960102A604049803049A0102A70404A20102A80404A40102A90404A60102AA0404A80304AA0204B20102AB\
-0102AC0204B60102AD0102AE0204BA0102AF0102B00204BE0102B10204C20102B20102B30404C60304C80102B40404D00404D20404D40404D60404D8\
-0404DA0404DC0404DE0304E00204E80102B50102B60404EC0102B70404EE0204F00102B80102B90204F40102BA0102BB0204F80102BC0102BD0604FC\
-0102BE0102BF0604FE0102C00205000102C10102C20102C30205040102C40102C50102C60102C70102C80102C90102CA0102CB0102CC0102CD0102CE\
-0102CF0102D00102D10102D20102D30102D40102D50102D60102D70102D80102D90102DA0102DB0102DC0102DD0102DE0102DF0102E00102E10102E2\
-0102E30102E40102E50102E60102E70102E80102E90102EA0505080405100102EB05051204051A0102EC05051C0405240305260102ED05052E040536\
-0102EE0505380405400102EF05054204054A0102F005054C0405540102F105055604055E0102F205056004056803056A0102F30102F40102F50102F6\
-0102F70102F80102F90102FA0605720405740102FB0102FC0605760405780102FD04057A0102FE04057C0102FF01030006057E040580010301010302\
-06058201030304058401030401030506058601030604058801030701030804058A03058C01030901030A04059401030B04059603059801030C0405A0\
-01030D0405A201030E0405A401030F0405A60103100103110103120605A80405AA0103130103140405AC0305AE0103150405B60305B80205C0010316\
-0103170103180103190405C401031A01031B0405C601031C0405C801031D01031E01031F0205CA0103200103210103220103230103240305CE010325\
-0103260103270205D60103280103290205DA01032A01032B01032C01032D01032E01032F0103300103310205DE0103320405E20205E4010333010334\
-0205E80103350405EC0103360405EE0205F00103370103380205F401033901033A0605F80405FA01033B01033C0605FC0405FE01033D01033E060600\
-04060201033F01034006060404060601034101034204060801034301034404060A03060C06061404061606061804061A06061C04061E060620040622\
-01034504062404062603062806063004063206063404063606063804063A06063C04063E01034601034704064001034804064203064406064C04064E\
-06065004065206065404065606065804065A03065C02066401034901034A01034B02066801034C01034D02066C01034E01034F020670010350010351\
-02067401035201035302067801035401035502067C01035601035704068001035804068202068401035904068801035A04068A02068C01035B01035C\
-02069001035D01035E02069401035F01036002069801036101036202069C0103630103640206A00103650103660206A40103670103680206A8010369\
-01036A0206AC01036B01036C0206B001036D01036E0206B401036F0103700206B80103710103720206BC0103730103740206C00103750103760206C4\
-0103770103780103790206C801037A0406CC01037B0406CE0206D001037C01037D0206D401037E01037F0206D80103800103810206DC010382010383\
-0206E00103840103850206E40103860103870206E80103880103890206EC01038A01038B0206F001038C0406F40206F601038D01038E0206FA01038F\
-0103900206FE01039101039202070201039301039402070601039501039602070A01039701039802070E01039904071201039A04071402071601039B\
-01039C02071A01039D01039E02071E01039F0103A00207220103A10103A20207260103A30103A402072A0103A50103A602072E0103A70103A8020732\
-0103A90103AA0103AB0207360103AC0103AD02073A0103AE0103AF02073E0103B00103B10207420103B20103B30207460103B40103B502074A0103B6\
-0103B702074E0103B80103B90207520103BA0103BB0207560103BC0103BD02075A0103BE0103BF02075E0103C00103C10207620103C20207660103C3\
-02076A0103C402076E0103C50207720103C60103C70207760103C80103C902077A0103CA0103CB02077E0103CC0207820103CD0207860103CE02078A\
-0103CF02078E0103D00207920103D10207960103D202079A0103D302079E0103D40407A20207A40103D50207A80103D60207AC0103D70207B00103D8\
-0207B40103D90207B80103DA0207BC0103DB0207C00103DC0207C40103DD0207C80103DE0207CC0103DF0207D00103E00207D40103E10207D80103E2\
-0207DC0103E30207E00103E40207E40103E50207E80103E60207EC0103E70407F00207F20103E80407F60207F80103E90407FC0207FE0103EA020802\
-0103EB0208060103EC02080A0103ED02080E0103EE0208120103EF0208160103F002081A0103F104081E0103F20408200103F30408220103F4040824\
-03082602082E0103F50208320103F60103F70103F80408360208380103F90103FA04083C02083E0103FB0103FC0408420208440103FD0103FE040848\
-02084A0103FF04084E04085001040002085201040104085604085801040202085A01040301040406085E040860020862010405010406060866040868\
-01040701040802086A01040904086E01040A04087001040B04087202087401040C04087802087A01040D04087E02088001040E04088402088601040F\
-02088A01041002088E01041102089201041202089601041302089A01041402089E0104150208A20104160104170208A60104180208AA0104190208AE\
-01041A01041B0608B20208B401041C0208B801041D0208BC01041E0208C001041F0104200608C40208C60104210208CA0104220208CE0104230208D2\
-0104240208D60104250208DA0104260208DE0104270208E20104280208E60104290208EA01042A0208EE01042B0208F201042C0208F601042D01042E\
-01042F0104300408FA0104310104320408FC0208FE01043301043401043501043604090201043701043804090402090601043901043A04090A01043B\
-04090C01043C01043D02090E01043E04091201043F04091402091601044001044102091A01044201044302091E010444010445040922010446040924\
-01044702092601044804092A01044904092C02092E01044A01044B02093201044C01044D02093601044E01044F02093A01045004093E010451040940\
-02094201045201045302094601045401045502094A01045601045702094E01045801045902095201045A07095601045B07095A06095E04096001045C\
-07096201045D07096606096A04096C02096E01045E07097201045F07097606097A04097C01046007097E01046107098206098604098802098A010462\
-07098E01046307099206099604099801046407099A01046507099E0609A20409A40209A60104660709AA0104670709AE0609B20409B40104680709B6\
-0104690709BA0609BE0409C00209C201046A0709C601046B0709CA0609CE0409D001046C0709D201046D0709D60609DA0409DC0209DE01046E0709E2\
-01046F0709E60609EA0409EC0104700709EE0104710709F20609F60409F80209FA0104720709FE010473070A02060A06040A08010474070A0A010475\
-070A0E060A12040A14020A16010476070A1A010477070A1E060A22040A24010478070A26060A2A040A2C020A2E010479040A3201047A040A34020A36\
-01047B01047C01047D01047E020A3A01047F010480020A3E010481010482020A42010483010484020A46010485010486020A4A010487010488020A4E\
-01048901048A020A5201048B01048C01048D01048E020A5601048F010490010491010492020A5A010493010494010495010496020A5E010497010498\
-010499020A6201049A01049B01049C01049D020A6601049E01049F0104A00104A1020A6A0104A20104A30104A40104A5020A6E0104A60104A70104A8\
-0104A9020A720104AA020A760104AB020A7A0104AC020A7E0104AD020A820104AE020A860104AF020A8A0104B0020A8E0104B1020A920104B2020A96\
-0104B3020A9A0104B4020A9E0104B5020AA20104B6020AA60104B7020AAA0104B80104B9060AAE020AB00104BA0104BB020AB40104BC0104BD0104BE\
-020AB80104BF040ABC0104C0040ABE0104C1040AC0030AC2020ACA0104C2040ACE0104C3040AD00104C4040AD2030AD4020ADC0104C5040AE00104C6\
-040AE20104C7040AE40104C8040AE6030AE8020AF00104C9020AF40104CA020AF80104CB020AFC0104CC0104CD070B000104CE0104CF020B040104D0\
-0104D1020B080104D20104D3060B0C0104D4020B0E0104D50104D6020B120104D70104D8060B160104D90104DA060B18020B1A0104DB0104DC060B1E\
-040B200104DD0104DE060B22040B24020B260104DF060B2A040B2C0104E0060B2E040B300104E10104E2060B32040B34020B360104E3060B3A040B3C\
-0104E4060B3E040B400104E50104E6060B42040B44020B460104E7070B4A0104E8070B4E060B52040B540104E9070B560104EA070B5A060B5E040B60\
-020B620104EB070B660104EC070B6A060B6E040B700104ED070B720104EE070B76060B7A040B7C020B7E0104EF040B820104F0040B84030B86020B8E\
-0104F10104F20104F30104F4020B920104F5020B960104F6040B9A020B9C0104F70104F8020BA00104F90104FA020BA40104FB020BA80104FC020BAC\
-0104FD020BB00104FE020BB40104FF020BB8010500020BBC010501040BC0020BC2010502020BC6010503020BCA010504020BCE010505020BD2010506\
-020BD6010507020BDA010508020BDE010509020BE201050A020BE601050B020BEA01050C020BEE01050D020BF201050E020BF601050F020BFA010510\
-010511010512020BFE010513040C02020C04010514020C08010515020C0C010516020C10010517020C14010518020C18010519020C1C01051A020C20\
-01051B020C2401051C040C28020C2A01051D020C2E01051E020C3201051F020C36010520020C3A010521020C3E010522020C42010523040C46020C48\
-010524020C4C010525020C50010526020C54010527020C58010528020C5C010529020C6001052A020C6401052B020C6801052C020C6C01052D020C70\
-01052E020C7401052F020C78010530020C7C010531020C80010532020C84010533020C88010534020C8C010535020C90010536020C94010537060C98\
-020C9A010538060C9E020CA0010539060CA4020CA601053A060CAA020CAC01053B060CB0020CB201053C070CB6060CBA020CBC01053D020CC001053E\
-060CC4020CC601053F070CCA060CCE020CD0010540070CD4060CD8040CDA020CDC010541020CE0010542020CE4010543020CE8010544020CEC010545\
-020CF0010546020CF4010547020CF8010548020CFC010549020D0001054A020D0401054B020D0801054C040D0C020D0E01054D020D1201054E060D16\
-040D18020D1A01054F060D1E040D20020D22010550060D26040D28020D2A010551060D2E040D30020D32010552020D36010553020D3A010554020D3E\
-010555020D42010556020D46010557020D4A010558070D4E060D52020D54010559020D5801055A020D5C01055B020D6001055C020D6401055D020D68\
-01055E020D6C01055F020D70010560020D74010561020D78010562020D7C010563020D80010564010565060D84020D86010566060D8A020D8C010567\
-010568060D90020D92010569070D96060D9A070D9C060DA0070DA2060DA6070DA8060DAC070DAE060DB2070DB4060DB8070DBA060DBE070DC0060DC4\
-050DC601056A070DCE060DD2050DD4040DDC070DDE060DE2070DE4060DE8070DEA060DEE070DF0060DF4070DF6060DFA070DFC060E00070E02060E06\
-070E08060E0C050E0E040E16070E18060E1C070E1E060E22070E24060E28070E2A060E2E070E30060E34070E36060E3A070E3C060E40070E42060E46\
-050E48040E50070E52060E56070E58060E5C070E5E060E62070E64060E68070E6A060E6E070E70060E74070E76060E7A070E7C060E80050E82040E8A\
-070E8C060E90070E92060E96070E98060E9C070E9E060EA2070EA4060EA8070EAA060EAE070EB0060EB4070EB6060EBA050EBC040EC4070EC6060ECA\
-070ECC060ED0070ED2060ED6070ED8060EDC070EDE060EE2070EE4060EE8070EEA060EEE070EF0060EF4050EF6040EFE070F00060F04070F06060F0A\
-070F0C060F10070F12060F16070F18060F1C070F1E060F22070F24060F28070F2A060F2E050F30040F38070F3A060F3E070F40060F44070F46060F4A\
-070F4C060F50070F52060F56070F58060F5C070F5E060F62070F64060F68050F6A040F72030F7401056B070F7C060F80070F82060F86070F88060F8C\
-070F8E060F92070F94060F98070F9A060F9E070FA0060FA4070FA6060FAA050FAC040FB4070FB6060FBA070FBC060FC0070FC2060FC6070FC8060FCC\
-070FCE060FD2070FD4060FD8070FDA060FDE070FE0060FE4050FE6040FEE070FF0060FF4070FF6060FFA070FFC06100007100206100607100806100C\
-07100E06101207101406101807101A06101E05102004102807102A06102E07103006103407103606103A07103C06104007104206104607104806104C\
-07104E06105207105406105805105A04106207106406106807106A06106E07107006107407107606107A07107C06108007108206108607108806108C\
-07108E06109205109404109C07109E0610A20710A40610A80710AA0610AE0710B00610B40710B60610BA0710BC0610C00710C20610C60710C80610CC\
-0510CE0410D60710D80610DC0710DE0610E20710E40610E80710EA0610EE0710F00610F40710F60610FA0710FC061100071102061106051108041110\
-07111206111607111806111C07111E06112207112406112807112A06112E07113006113407113606113A07113C06114005114204114A03114C021154\
-01056C06115802115A01056D06115E02116001056E06116402116601056F06116A02116C01057006117002117201057106117602117801057207117C\
-06118004118202118401057306118802118A01057406118E02119001057501057606119404119602119801057701057806119C04119E0211A0010579\
-01057A0611A40411A60211A801057B01057C0611AC0411AE0211B001057D01057E0611B40411B60211B801057F0105800611BC0411BE0211C0010581\
-0105820611C40211C60105830105840611CA0211CC0105850105860611D00211D20105870105880611D60211D801058901058A0611DC0211DE01058B\
-01058C0611E20211E401058D01058E0611E80211EA01058F0105900611EE0211F00105910105920611F40211F60105930105940611FA0211FC010595\
-01059606120002120201059701059806120602120801059901059A06120C02120E01059B01059C06121202121401059D01059E06121802121A01059F\
-0105A006121E0212200105A10105A20612240212260105A30105A406122A02122C0105A50105A60612300212320105A70105A80612360212380105A9\
-0105AA06123C02123E0105AB0105AC0612420212440105AD0105AE06124802124A0105AF0105B006124E0212500105B10105B20612540212560105B3\
-0105B406125A02125C0105B50105B60612600212620105B70105B80612660212680105B90105BA06126C02126E0105BB0105BC0612720212740105BD\
-0212780105BE02127C0105BF0212800105C00212840105C10212880105C202128C0105C30712900212940105C40712980105C507129C0105C60712A0\
-0312A40212AC0105C70712B00105C80712B40105C90712B80212BC0105CA0712C00212C40105CB0712C80105CC0712CC0105CD0712D00105CE0712D4\
-0212D80105CF0712DC0612E00212E20105D00712E60612EA0212EC0105D10612F00212F20105D20612F60212F80105D30612FC0212FE0105D4071302\
-0613060213080105D502130C0105D60213100105D70213140105D80213180105D902131C0105DA0213200105DB0213240105DC0213280105DD02132C\
-0105DE0213300105DF0105E00613340213360105E102133A0105E207133E0613420213440105E307134806134C02134E0105E40613520213540105E5\
-0213580105E602135C0105E70105E80613600213620105E90713660105EA07136A06136E0413700213720105EB0713760105EC07137A06137E041380\
-0213820105ED0713860105EE07138A06138E0413900213920105EF0713960105F007139A06139E0413A00213A20105F10713A60613AA0213AC0105F2\
-0713B00613B40213B60105F30213BA0105F40213BE0105F50213C20105F60213C60105F70713CA0613CE0213D00105F80105F90613D40213D60105FA\
-0105FB0613DA0213DC0105FC0613E00213E20105FD0613E60213E80105FE0613EC0213EE0105FF0106000613F20213F40106010106020613F80213FA\
-0106030106040613FE02140001060501060606140402140601060702140A01060802140E01060902141201060A02141601060B01060C06141A02141C\
-01060D01060E06142002142201060F01061006142602142801061101061206142C02142E01061301061406143202143401061501061606143802143A\
-01061701061806143E02144001061901061A06144402144601061B01061C06144A02144C01061D01061E06145002145201061F010620061456021458\
-01062101062206145C02145E01062301062406146202146401062501062606146802146A01062701062806146E02147001062901062A061474021476\
-01062B02147A01062C02147E01062D02148201062E07148602148A04148E04149002149204149604149802149A04149E0414A00214A20414A60414A8\
-0214AA0214AE0214B20414B60414B80214BA0414BE0414C00214C20214C60214CA0214CE0414D20414D40214D60214DA0214DE0214E20214E60414EA\
-0414EC0214EE0214F20214F60214FA0214FE02150202150602150A02150E02151202151601062F06151A02151C02152002152402152802152C021530\
-02153402153802153C01063002154001063102154401063202154802154C02155002155402155802155C02156002156406156802156A010633010634\
-06156E01063501063606157001063701063806157202157402157801063901063A01063B03157C02158401063C01063D06158801063E01063F06158A\
-01064001064101064206158C01064303158E02159601064401064501064601064703159A0215A20106480215A60106490215AA01064A0215AE01064B\
-01064C0615B201064D01064E0615B401064F0106500215B60106510106520615BA0106530106540615BC0106550106560215BE0106570106580615C2\
-01065901065A0615C401065B01065C0615C60215C801065D01065E0615CC01065F0106600215CE0215D20215D60615DA0215DC0106610106620615E0\
-0106630106640615E20106650106660615E40215E601066701066801066901066A0215EA0215EE0415F20215F40215F80215FC021600021604021608\
-02160C02161002161404161802161A02161E02162202162601066B01066C06162A02162C02163002163402163801066D01066E06163C02163E021642\
-02164601066F01067006164A02164C02165002165402165801067106165C02165E04166202166402166802166C021670010672010673061674021676\
-02167A02167E02168201067401067506168602168804168C02168E02169202169602169A02169E0216A20216A60416AA0216AC0216B00216B40216B8\
-0216BC0216C00216C40216C80216CC0216D00216D40216D80216DC0216E00216E40216E80216EC0216F00216F40216F80616FC0216FE021702010676\
-06170601067706170802170A01067806170E01067906171002171201067A06171601067B06171802171A06171E01067C06172002172201067D01067E\
-06172601067F06172802172A01068001068106172E01068206173002173201068301068406173602173806173C02173E010685010686061742021744\
-01068701068806174804174A02174C01068901068A06175004175202175402175802175C02176001068B06176402176601068C06176A02176C01068D\
-06177002177201068E06177602177801068F06177C02177E01069006178202178401069106178802178A01069201069306178E010694010695061790\
-02179201069601069706179601069801069906179802179A01069A01069B06179E0417A00217A201069C01069D01069E0617A60417A80217AA0417AE\
-0217B00217B401069F0106A00617B80217BA0106A10106A20617BE0217C00617C40417C60217C80617CC0417CE0217D00106A30617D40217D60106A4\
-0617DA0217DC0106A50617E00217E20106A60617E60217E80106A70617EC0217EE0106A80617F20217F40106A90106AA0617F80217FA0106AB0217FE\
-0106AC0106AD0618020418040218060106AE06180A06180C04180E0106AF0106B00618100418120218140218180106B106181C02181E0218220106B2\
-06182602182802182C0106B30618300218320106B406183602183802183C0106B50106B60618400218420106B70106B80618460218480106B90106BA\
-06184C02184E0618520218540106BB06185802185A06185E02186006186406186606186806186A06186C06186E06187006187205187406187C05187E\
-04188606188806188A06188C06188E0618900618920618940618960518980418A00618A20618A40618A60618A80618AA0618AC0618AE0618B00518B2\
-0418BA0618BC0618BE0618C00618C20618C40618C60618C80618CA0518CC0418D40618D60618D80618DA0618DC0618DE0618E00618E20618E40518E6\
-0418EE0618F00618F20618F40618F60618F80618FA0618FC0618FE05190004190806190A06190C06190E06191006191206191406191606191805191A\
-04192206192406192606192806192A06192C06192E06193006193205193404193C03193E06194606194806194A06194C06194E061950061952061954\
-05195604195E06196006196206196406196606196806196A06196C06196E05197004197806197A06197C06197E061980061982061984061986061988\
-05198A04199206199406199606199806199A06199C06199E0619A00619A20519A40419AC0619AE0619B00619B20619B40619B60619B80619BA0619BC\
-0519BE0419C60619C80619CA0619CC0619CE0619D00619D20619D40619D60519D80419E00619E20619E40619E60619E80619EA0619EC0619EE0619F0\
-0519F20419FA0619FC0619FE061A00061A02061A04061A06061A08061A0A051A0C041A14031A16021A1E0106BC0106BD061A22021A240106BE0106BF\
-061A28021A2A0106C00106C1061A2E021A300106C20106C3061A34021A36061A3A021A3C061A40021A42061A460106C4061A48021A4A061A4E021A50\
-0106C50106C6061A54021A560106C70106C8061A5A021A5C061A60021A620106C9061A66021A680106CA0106CB061A6C041A6E021A700106CC0106CD\
-061A74041A76021A780106CE0106CF061A7C021A7E0106D00106D1061A82021A840106D20106D3061A88021A8A0106D40106D5061A8E021A900106D6\
-0106D7061A94021A960106D8061A9A021A9C0106D90106DA061AA0021AA20106DB061AA60106DC061AA80106DD061AAA021AAC0106DE0106DF061AB0\
-021AB20106E00106E1061AB6021AB80106E20106E3061ABC021ABE0106E40106E5061AC2021AC4061AC8021ACA061ACE021AD00106E6061AD4041AD6\
-021AD80106E7061ADC041ADE021AE00106E80106E9061AE4041AE6021AE80106EA0106EB061AEC021AEE0106EC0106ED061AF2021AF40106EE0106EF\
-061AF8021AFA0106F0061AFE021B000106F10106F2061B04021B060106F30106F4061B0A021B0C0106F50106F6061B10021B120106F70106F8061B16\
-021B18061B1C041B1E021B200106F90106FA061B24021B26061B2A041B2C021B2E0106FB061B32021B340106FC0106FD061B38041B3A021B3C0106FE\
-0106FF061B40041B42021B44010700010701061B48041B4A021B4C010702010703061B50041B52021B54061B58021B5A061B5E021B60061B64021B66\
-061B6A021B6C061B70021B72061B76021B78061B7C021B7E061B82021B84061B88021B8A061B8E021B90010704010705061B94041B96021B98010706\
-010707061B9C041B9E021BA0010708010709061BA4041BA6021BA801070A01070B061BAC041BAE021BB0061BB4021BB6061BBA021BBC061BC0021BC2\
-061BC6021BC8061BCC021BCE061BD2021BD4061BD8021BDA061BDE021BE0061BE4021BE6061BEA021BEC01070C061BF0021BF201070D061BF6021BF8\
-061BFC021BFE061C02021C04061C08021C0A061C0E021C10061C14021C16061C1A021C1C061C20021C22061C26021C28061C2C021C2E061C32021C34\
-01070E01070F061C38021C3A021C3E021C42021C46021C4A021C4E021C52010710061C56021C58010711061C5C021C5E061C62021C64010712010713\
-061C68021C6A061C6E021C70021C74061C78021C7A010714061C7E021C80010715061C84021C86010716061C8A021C8C010717061C90021C92021C96\
-021C9A021C9E021CA2021CA6021CAA061CAE021CB0021CB4010718010719061CB8021CBA01071A01071B061CBE021CC001071C01071D061CC4021CC6\
-01071E01071F061CCA021CCC061CD0021CD2010720010721061CD6021CD8010722010723061CDC021CDE021CE2021CE6061CEA021CEC010724010725\
-061CF0021CF2010726010727061CF6021CF8010728010729061CFC021CFE01072A01072B061D02021D0401072C01072D061D08021D0A01072E01072F\
-061D0E021D10010730010731061D14021D16010732010733061D1A021D1C010734010735061D20021D22010736010737061D26021D28021D2C021D30\
-010738061D34021D3601073901073A061D3A021D3C021D40061D44021D4601073B01073C061D4A021D4C01073D01073E061D50021D5201073F010740\
-061D56021D58010741010742061D5C021D5E010743010744061D62021D64010745010746061D68021D6A021D6E021D72021D76021D7A010747010748\
-061D7E021D8001074901074A061D84021D8601074B061D8A021D8C01074C01074D061D90021D9201074E061D96021D9801074F010750061D9C021D9E\
-021DA2021DA6021DAA010751061DAE010752061DB0041DB2021DB4010753061DB8010754061DBA041DBC021DBE010755061DC2010756061DC4021DC6\
-010757061DCA010758061DCC021DCE010759061DD201075A061DD4021DD601075B061DDA01075C061DDC021DDE01075D061DE201075E061DE4021DE6\
-01075F061DEA010760061DEC021DEE010761061DF2010762061DF4021DF6010763061DFA021DFC010764061E00021E02010765061E06021E08010766\
-061E0C021E0E010767061E12021E14010768061E18021E1A010769061E1E021E2001076A061E24021E2601076B061E2A021E2C01076C061E30021E32\
-01076D061E36021E3801076E061E3C021E3E01076F061E42021E44010770061E48021E4A010771061E4E021E50010772061E54021E56010773061E5A\
-021E5C010774061E60021E62010775061E66021E68010776061E6C021E6E010777061E72021E74010778061E78021E7A010779061E7E021E8001077A\
-061E84021E8601077B061E8A021E8C01077C061E90021E9201077D01077E01077F010780010781010782010783010784010785010786010787010788\
-01078901078A01078B01078C01078D01078E01078F010790010791010792010793010794
+01006001006101006201006301006403001601006501006601006701006801006901006A01006B01006C01006D01006E04001E01006F040020010070\
+01007103002201007201007302002A01007401007501007601007708002E01007801007901007A08003101007B01007C01007D08003401007E01007F\
+08003701008001008101008201008301008401008501008601008701008801008908003A01008A01008B01008C01008D08003D01008E01008F010090\
+01009101009201009308004001009401009501009601009708004301009801009901009A01009B08004601009C01009D01009E01009F0100A00100A1\
+0100A20100A30100A40300490100A50100A60100A70100A80100A90100AA0100AB0300510100AC0100AD0100AE0100AF0500590400610300630100B0\
+0100B105006B0400730300750100B20100B30100B40100B50100B60100B70100B80100B90100BA08007D0100BB0100BC0100BD0100BE0100BF0100C0\
+0100C10300800100C20100C30100C40100C50100C60100C70100C80300880100C90100CA0100CB0100CC0100CD0100CE0100CF0300900100D00100D1\
+0100D20100D30100D40100D50100D60300980100D70100D80100D90400A00100DA0100DB0400A20100DC0100DD0400A40100DE0100DF0400A60100E0\
+0100E10400A80100E20100E30400AA0100E40100E50400AC0100E60100E70400AE0300B00100E80100E90400B80100EA0400BA0100EB0100EC0500BC\
+0400C40100ED0100EE0400C60100EF0100F00100F10100F20100F30500C80400D00100F40100F50100F60100F70100F80100F90100FA0100FB0500D2\
+0400DA0100FC0100FD0100FE0100FF0101000101010101020101030101040500DC0400E401010501010601010701010801010901010A01010B01010C\
+01010D0500E60400EE0300F001010E01010F0400F80101100101110400FA0101120101130400FC0101140101150400FE010116040100010117010118\
+05010204010A01011904010C01011A04010E03011001011B01011C04011801011D01011E04011A01011F01012004011C01012101012204011E010123\
+01012401012501012601012705012004012801012801012904012A01012A04012C01012B04012E03013001012C01012D04013801012E01012F04013A\
+01013004013C01013104013E01013201013304014001013401013504014201013601013704014401013801013904014603014801013A01013B040150\
+01013C04015201013D01013E04015401013F01014004015601014101014204015801014304015A01014404015C01014504015E030160010146010147\
+04016801014801014904016A01014A04016C01014B01014C05016E04017601014D01014E04017801014F01015004017A01015101015204017C010153\
+01015404017E03018001015501015604018801015704018A01015804018C01015904018E01015A01015B05019004019801015C01015D04019A01015E\
+01015F04019C01016004019E0301A00101610101620101630101640101650901A801016601016701016801016901016A01016B01016C01016D01016E\
+01016F01017001017101017201017301017401017501017601017701017801017901017A0301AA01017B01017C01017D01017E01017F010180010181\
+0301B20101820101830101840101850101860101870101880101890301BA01018A01018B01018C01018D0401C201018E01018F0401C40101900301C6\
+0101910101920401CE0101930101940401D00101950101960101970101980301D201019901019A01019B01019C01019D01019E01019F0501DA0401E2\
+0101A00101A10101A20101A30101A40101A50501E40401EC0101A60101A70101A80101A90101AA0101AB0101AC0501EE0401F60101AD0101AE0101AF\
+0101B00101B10101B20101B30101B40101B50501F80402000101B60101B70402020101B80101B90101BA05020404020C0101BB0101BC04020E0101BD\
+0101BE0101BF0101C00101C10101C20101C30101C40101C505021004021803021A05022204022A0101C60101C70101C805022C04023405023604023E\
+05024004024804024A04024C05024E04025603025805026004026805026A04027205027404027C05027E0402860402880101C90101CA0101CB0101CC\
+0101CD0101CE0101CF05028A0402920402940101D00101D105029604029E0302A00502A80402B00502B20402BA0502BC0402C40502C60402CE0402D0\
+0101D20101D30502D20402DA0402DC0101D40101D50502DE0402E60302E80202F00101D60101D70402F40101D80101D90402F60101DA0101DB0101DC\
+0101DD0101DE0101DF0202F80101E00101E10101E20402FC0101E30402FE0101E404030004030204030404030604030804030A03030C0101E50101E6\
+0101E70101E80101E90101EA0403140101EB0101EC0403160203180101ED0101EE0101EF0101F004031C0101F10101F204031E0203200101F30101F4\
+0403240101F50403260101F60101F70203280101F804032C0101F904032E0203300101FA0101FB0203340101FC0101FD0203380101FE0101FF04033C\
+01020004033E01020102034001020204034401020304034602034801020401020504034C01020604034E010207040350010208040352030354010209\
+01020A04035C01020B01020C01020D02035E01020E04036201020F01021004036401021102036601021204036A03036C020374010213010214060378\
+06037A06037C06037E06038006038206038406038605038804039001021501021605039204039A03039C0203A401021701021801021901021A01021B\
+01021C0203A801021D01021E0203AC01021F0102200102210102220203B00102230403B40102240403B60102250403B80102260403BA0203BC010227\
+01022801022901022A0203C001022B01022C01022D01022E0203C401022F0102300203C80102310102320203CC010233010234010235010236010237\
+0102380102390203D001023A01023B01023C01023D01023E01023F01024001024101024201024301024401024501024601024701024801024901024A\
+0403D401024B0403D60203D801024C01024D01024E01024F0203DC0102500102510203E00102520102530203E40102540102550203E8010256010257\
+0203EC0102580102590203F001025A01025B0203F401025C01025D01025E01025F0203F80102600102610102620102630203FC010264010265010266\
+01026702040001026801026901026A02040401026B01026C01026D01026E02040801026F01027001027101027202040C010273010274010275010276\
+02041001027701027801027901027A02041401027B01027C02041801027D01027E02041C01027F010280020420010281010282020424010283010284\
+02042801028501028602042C01028701028802043001028901028A02043401028B01028C02043801028D01028E02043C01028F010290020440010291\
+01029202044401029302044801029402044C01029501029606045001029701029806045202045401029901029A01029B02045801029C01029D01029E\
+01029F02045C0102A00404600102A10404620102A20404640304660102A304046E0102A40404700102A504047203047402047C0102A60404800102A7\
+0404820102A80404840304860102A904048E0102AA0404900102AB04049203049402049C0102AC0404A00102AD0404A20304A40102AE0404AC0102AF\
+0404AE0102B00404B00102B10404B20304B40204BC0102B20102B30204C00102B40102B50204C40102B60102B70204C80102B80204CC0102B90102BA\
+0404D00304D20102BB0404DA0404DC0404DE0404E00404E20404E40404E60404E80304EA0204F20102BC0102BD0404F60102BE0404F80204FA0102BF\
+0102C00204FE0102C10102C20205020102C30102C40605060102C50102C60605080102C702050A0102C80102C90102CA02050E0102CB0102CC0102CD\
+0102CE0102CF0102D00102D10102D20102D30102D40102D50102D60102D70102D80102D90102DA0102DB0102DC0102DD0102DE0102DF0102E00102E1\
+0102E20102E30102E40102E50102E60102E70102E80102E90102EA0102EB0102EC0102ED0102EE0102EF0102F00102F105051204051A0102F205051C\
+0405240102F305052604052E0305300205380102F405053C04054403054605054E0405560305580505600405680102F505056A0405720102F6050574\
+04057C0102F705057E0405860102F80505880405900102F905059204059A03059C0505A40405AC0305AE0205B60102FA0102FB0102FC0102FD0102FE\
+0102FF0103000103010605BA0405BC0103020103030605BE0405C00103040405C20103050405C40103060103070605C60405C80103080103090605CA\
+01030A0405CC01030B01030C0605CE01030D0405D001030E01030F0405D20305D40103100103110405DC0103120405DE0305E00103130405E8010314\
+0405EA0103150405EC0103160405EE0103170103180103190605F00405F201031A01031B0405F40305F601031C0405FE03060002060801031D01031E\
+01031F01032004060C01032101032204060E01032304061001032401032501032602061201032701032801032901032A01032B03061601032C01032D\
+01032E02061E01032F01033002062201033101033201033301033401033501033601033701033802062601033904062A02062C01033A01033B020630\
+01033C04063401033D04063602063801033E01033F02063C01034001034106064004064201034201034306064404064601034401034506064804064A\
+01034601034706064C04064E01034801034904065001034A01034B04065203065406065C04065E01034C04066004066203066406066C04066E01034D\
+01034E04067001034F04067203067406067C04067E03068002068801035001035101035202068C010353010354020690010355010356020694010357\
+01035802069801035901035A02069C01035B01035C0206A001035D01035E0406A401035F0406A60206A80103600406AC0103610406AE0206B0010362\
+0103630206B40103640103650206B80103660103670206BC0103680103690206C001036A01036B0206C401036C01036D0206C801036E01036F0206CC\
+0103700103710206D00103720103730206D40103740103750206D80103760103770206DC0103780103790206E001037A01037B0206E401037C01037D\
+0206E801037E01037F0103800206EC0103810406F00103820406F20206F40103830103840206F80103850103860206FC010387010388020700010389\
+01038A02070401038B01038C02070801038D01038E02070C01038F01039002071001039101039202071401039304071802071A01039401039502071E\
+01039601039702072201039801039902072601039A01039B02072A01039C01039D02072E01039E01039F0207320103A00407360103A104073802073A\
+0103A20103A302073E0103A40103A50207420103A60103A70207460103A80103A902074A0103AA0103AB02074E0103AC0103AD0207520103AE0103AF\
+0207560103B00103B10103B202075A0103B30103B402075E0103B50103B60207620103B70103B80207660103B90103BA02076A0103BB0103BC02076E\
+0103BD0103BE0207720103BF0103C00207760103C10103C202077A0103C30103C402077E0103C50103C60207820103C70103C80207860103C902078A\
+0103CA02078E0103CB0207920103CC0207960103CD0103CE02079A0103CF0103D002079E0103D10103D20207A20103D30207A60103D40207AA0103D5\
+0207AE0103D60207B20103D70207B60103D80207BA0103D90207BE0103DA0207C20103DB0407C60207C80103DC0207CC0103DD0207D00103DE0207D4\
+0103DF0207D80103E00207DC0103E10207E00103E20207E40103E30207E80103E40207EC0103E50207F00103E60207F40103E70207F80103E80207FC\
+0103E90208000103EA0208040103EB0208080103EC02080C0103ED0208100103EE0408140208160103EF04081A02081C0103F00408200208220103F1\
+0208260103F202082A0103F302082E0103F40208320103F50208360103F602083A0103F702083E0103F80408420103F90408440103FA0408460103FB\
+04084803084A0208520103FC0208560103FD0103FE0103FF04085A02085C010400010401040860020862010402010403040866020868010404010405\
+04086C02086E01040604087204087401040702087601040804087A04087C01040902087E01040A01040B06088204088402088601040C01040D06088A\
+04088C01040E01040F02088E01041004089201041104089401041204089602089801041304089C02089E0104140408A20208A40104150408A80208AA\
+0104160208AE0104170208B20104180208B60104190208BA01041A0208BE01041B0208C201041C0208C601041D01041E0208CA01041F0208CE010420\
+0208D20104210104220608D60208D80104230208DC0104240208E00104250208E40104260104270608E80208EA0104280208EE0104290208F201042A\
+0208F601042B0208FA01042C0208FE01042D02090201042E02090601042F02090A01043002090E01043102091201043202091601043302091A010434\
+01043501043601043704091E01043801043904092002092201043A01043B01043C01043D04092601043E01043F04092802092A01044007092E010441\
+07093204093601044207093804093C01044301044402093E01044507094204094601044607094804094C02094E01044701044802095201044901044A\
+02095601044B07095A01044C07095E04096201044D07096404096801044E02096A01044F07096E04097201045007097404097802097A010451010452\
+02097E01045301045402098201045501045602098601045704098A01045804098C02098E01045901045A02099201045B01045C02099601045D01045E\
+02099A01045F01046002099E0104610709A20104620709A60609AA0409AC0104630709AE0104640709B20609B60409B80209BA0104650709BE010466\
+0709C20609C60409C80104670709CA0104680709CE0609D20409D40209D60104690709DA01046A0709DE0609E20409E401046B0709E601046C0709EA\
+0609EE0409F00209F201046D0709F601046E0709FA0609FE040A0001046F070A02010470070A06060A0A040A0C020A0E010471070A12010472070A16\
+060A1A040A1C010473070A1E010474070A22060A26040A28020A2A010475070A2E010476070A32060A36040A38010477070A3A010478070A3E060A42\
+040A44020A46010479070A4A01047A070A4E060A52040A5401047B070A5601047C070A5A060A5E040A60020A6201047D070A6601047E070A6A060A6E\
+040A7001047F070A72060A76040A78020A7A010480040A7E010481040A80020A82010482010483010484010485020A86010486010487020A8A010488\
+010489020A8E01048A01048B020A9201048C01048D020A9601048E01048F020A9A010490010491020A9E010492010493010494010495020AA2010496\
+010497010498010499020AA601049A01049B01049C01049D020AAA01049E01049F0104A0020AAE0104A10104A20104A30104A4020AB20104A50104A6\
+0104A70104A8020AB60104A90104AA0104AB0104AC020ABA0104AD0104AE0104AF0104B0020ABE0104B1020AC20104B2020AC60104B3020ACA0104B4\
+020ACE0104B5020AD20104B6020AD60104B7020ADA0104B8020ADE0104B9020AE20104BA020AE60104BB020AEA0104BC020AEE0104BD020AF20104BE\
+020AF60104BF070AFA0104C0070AFE060B02020B040104C10104C2020B080104C30104C40104C5020B0C0104C6040B100104C7040B120104C8040B14\
+030B16020B1E0104C9040B220104CA040B240104CB040B26030B28020B300104CC040B340104CD040B360104CE040B380104CF040B3A030B3C020B44\
+0104D0020B480104D1020B4C0104D2020B500104D30104D4070B54020B580104D50104D6020B5C0104D70104D8020B600104D9070B640104DA070B68\
+060B6C0104DB070B6E070B72060B76020B780104DC0104DD020B7C0104DE0104DF060B800104E00104E1060B82020B840104E20104E3060B88040B8A\
+0104E40104E5060B8C040B8E020B900104E6060B94040B960104E7060B98040B9A0104E80104E9060B9C040B9E020BA00104EA060BA4040BA60104EB\
+060BA8040BAA0104EC0104ED060BAC040BAE020BB00104EE070BB40104EF070BB8060BBC040BBE0104F0070BC00104F1070BC4060BC8040BCA020BCC\
+0104F2070BD00104F3070BD4060BD8040BDA0104F4070BDC0104F5070BE0060BE4040BE6020BE80104F6040BEC0104F7040BEE030BF0020BF80104F8\
+0104F90104FA0104FB020BFC0104FC070C00020C040104FD070C08040C0C020C0E0104FE0104FF020C12010500010501020C16010502020C1A010503\
+020C1E010504020C22010505020C26010506020C2A010507070C2E020C32010508040C36020C38010509020C3C01050A020C4001050B020C4401050C\
+020C4801050D020C4C01050E020C5001050F020C54010510020C58010511020C5C010512020C60010513020C64010514020C68010515020C6C010516\
+020C70010517010518010519020C7401051A040C78020C7A01051B020C7E01051C020C8201051D020C8601051E020C8A01051F020C8E010520020C92\
+010521020C96010522020C9A010523040C9E020CA0010524020CA4010525020CA8010526020CAC010527020CB0010528020CB4010529020CB801052A\
+070CBC040CC0020CC201052B020CC601052C020CCA01052D020CCE01052E020CD201052F020CD6010530020CDA010531020CDE010532020CE2010533\
+020CE6010534020CEA010535020CEE010536020CF2010537020CF6010538020CFA010539020CFE01053A020D0201053B020D0601053C020D0A01053D\
+020D0E01053E060D12020D1401053F060D18020D1A010540060D1E020D20010541060D24020D26010542060D2A020D2C010543070D30060D34020D36\
+010544020D3A010545060D3E020D40010546070D44060D48020D4A010547070D4E060D52040D54020D56010548020D5A010549020D5E01054A020D62\
+01054B020D6601054C020D6A01054D020D6E01054E020D7201054F020D76010550020D7A010551020D7E010552020D82010553040D86020D88010554\
+020D8C010555060D90040D92020D94010556060D98040D9A020D9C010557060DA0040DA2020DA4010558060DA8040DAA020DAC010559020DB001055A\
+020DB401055B020DB801055C020DBC01055D020DC001055E020DC401055F070DC8060DCC020DCE010560020DD2010561020DD6010562020DDA010563\
+020DDE010564020DE2010565020DE6010566020DEA010567020DEE010568020DF2010569020DF601056A070DFA020DFE01056B01056C060E02020E04\
+01056D060E08020E0A01056E01056F060E0E020E10010570070E14060E18070E1A060E1E070E20060E24070E26060E2A070E2C060E30070E32060E36\
+070E38060E3C070E3E060E42050E44010571070E4C060E50050E52040E5A070E5C060E60070E62060E66070E68060E6C070E6E060E72070E74060E78\
+070E7A060E7E070E80060E84070E86060E8A050E8C040E94070E96060E9A070E9C060EA0070EA2060EA6070EA8060EAC070EAE060EB2070EB4060EB8\
+070EBA060EBE070EC0060EC4050EC6040ECE070ED0060ED4070ED6060EDA070EDC060EE0070EE2060EE6070EE8060EEC070EEE060EF2070EF4060EF8\
+070EFA060EFE050F00040F08070F0A060F0E070F10060F14070F16060F1A070F1C060F20070F22060F26070F28060F2C070F2E060F32070F34060F38\
+050F3A040F42070F44060F48070F4A060F4E070F50060F54070F56060F5A070F5C060F60070F62060F66070F68060F6C070F6E060F72050F74040F7C\
+070F7E060F82070F84060F88070F8A060F8E070F90060F94070F96060F9A070F9C060FA0070FA2060FA6070FA8060FAC050FAE040FB6070FB8060FBC\
+070FBE060FC2070FC4060FC8070FCA060FCE070FD0060FD4070FD6060FDA070FDC060FE0070FE2060FE6050FE8040FF0030FF2010572070FFA060FFE\
+07100006100407100606100A07100C06101007101206101607101806101C07101E06102207102406102805102A04103207103406103807103A06103E\
+07104006104407104606104A07104C06105007105206105607105806105C07105E06106205106404106C07106E06107207107406107807107A06107E\
+07108006108407108606108A07108C06109007109206109607109806109C05109E0410A60710A80610AC0710AE0610B20710B40610B80710BA0610BE\
+0710C00610C40710C60610CA0710CC0610D00710D20610D60510D80410E00710E20610E60710E80610EC0710EE0610F20710F40610F80710FA0610FE\
+07110006110407110606110A07110C06111005111204111A07111C06112007112206112607112806112C07112E06113207113406113807113A06113E\
+07114006114407114606114A05114C04115407115606115A07115C06116007116206116607116806116C07116E06117207117406117807117A06117E\
+07118006118405118604118E07119006119407119606119A07119C0611A00711A20611A60711A80611AC0711AE0611B20711B40611B80711BA0611BE\
+0511C00411C80311CA0105730711D20611D60711D80611DC0711DE0611E20711E40611E80711EA0611EE0711F00611F40711F60611FA0711FC061200\
+05120204120A07120C06121007121206121607121806121C07121E06122207122406122807122A06122E07123006123407123606123A05123C041244\
+07124606124A07124C06125007125206125607125806125C07125E06126207126406126807126A06126E07127006127405127604127E071280061284\
+07128606128A07128C06129007129206129607129806129C07129E0612A20712A40612A80712AA0612AE0512B00412B80712BA0612BE0712C00612C4\
+0712C60612CA0712CC0612D00712D20612D60712D80612DC0712DE0612E20712E40612E80512EA0412F20712F40612F80712FA0612FE071300061304\
+07130606130A07130C06131007131206131607131806131C07131E06132205132404132C07132E06133207133406133807133A06133E071340061344\
+07134606134A07134C06135007135206135607135806135C05135E04136607136806136C07136E06137207137406137807137A06137E071380061384\
+07138606138A07138C0613900713920613960513980413A00313A20213AA0105740713AE0613B20413B40105750713B60613BA0413BC0105760713BE\
+0613C20413C40213C60105770613CA0213CC0105780613D00213D20105790613D60213D801057A0613DC0213DE01057B0613E20213E401057C0613E8\
+0213EA01057D0713EE0613F20413F40213F601057E0713FA0613FE04140002140201057F07140606140A04140C01058007140E061412041414010581\
+07141606141A04141C01058207141E06142204142402142601058306142A02142C01058406143002143201058501058606143604143802143A010587\
+01058806143E04144002144201058901058A06144604144802144A01058B01058C06144E04145002145201058D01058E06145604145802145A01058F\
+01059006145E04146002146201059101059206146602146801059301059406146C02146E01059501059606147202147401059701059806147802147A\
+01059901059A06147E02148001059B01059C06148402148601059D01059E06148A02148C01059F0105A00614900214920105A10105A2061496021498\
+0105A30105A406149C02149E0105A50105A60614A20214A40105A70105A80614A80214AA0105A90105AA0614AE0214B00105AB0105AC0614B40214B6\
+0105AD0105AE0614BA0214BC0105AF0105B00614C00214C20105B10105B20614C60214C80105B30105B40614CC0214CE0105B50105B60614D20214D4\
+0105B70105B80614D80214DA0105B90105BA0614DE0214E00105BB0105BC0614E40214E60105BD0105BE0614EA0214EC0105BF0105C00614F00214F2\
+0105C10105C20614F60214F80105C30105C40614FC0214FE0105C50105C60615020215040105C70105C806150802150A0105C90105CA06150E021510\
+0105CB0105CC0615140215160105CD02151A0105CE07151E0215220105CF0215260105D002152A0105D102152E0105D20215320105D307153602153A\
+0105D407153E0105D50715420105D607154603154A0215520105D70715560105D807155A0105D907155E0215620105DA07156602156A0105DB07156E\
+0105DC0715720105DD0715760105DE07157A02157E0105DF0715820615860215880105E007158C0615900215920105E10615960215980105E206159C\
+02159E0105E30615A20215A40105E40715A80615AC0215AE0105E50215B20105E60215B60105E70215BA0105E80215BE0105E90215C20105EA0215C6\
+0105EB0215CA0105EC0215CE0105ED0715D20215D60105EE0715DA0215DE0105EF0715E20105F00715E60615EA0215EC0105F10715F00215F40105F2\
+0715F80615FC0215FE0105F30716020616060216080105F406160C02160E0105F50716120216160105F607161A02161E0105F70716220105F8071626\
+06162A02162C0105F90716300105FA07163406163804163A02163C0105FB0716400105FC07164406164804164A02164C0105FD0716500105FE071654\
+06165804165A02165C0105FF07166001060007166406166804166A02166C01060107167006167402167601060207167A06167E021680010603021684\
+01060407168802168C01060502169001060602169401060707169806169C02169E0106080106090616A20216A401060A01060B0616A80216AA01060C\
+0616AE0216B001060D0616B40216B601060E0616BA0216BC01060F0106100616C00216C20106110106120616C60216C80106130106140616CC0216CE\
+0106150106160616D20216D40106170716D80216DC0106180716E00216E40106190716E80216EC01061A0716F00216F401061B01061C0616F80216FA\
+01061D01061E0616FE02170001061F01062006170402170601062101062206170A02170C010623010624061710021712010625010626061716021718\
+01062701062806171C02171E01062901062A06172202172401062B01062C06172802172A01062D01062E06172E02173001062F010630061734021736\
+01063101063206173A02173C01063301063406174002174201063501063606174602174801063701063806174C02174E01063901063A061752021754\
+01063B06175802175A01063C06175E02176001063D07176402176801063E07176C02177006177406177604177806177A06177C04177E061780061782\
+04178406178606178804178A02178C06179006179204179406179606179804179A06179C06179E0417A00617A20617A40417A60217A80617AC0617AE\
+0417B00617B20417B40217B60617BA0417BC0617BE0417C00217C201063F0617C60106400617C80217CA0106410617CE0106420617D00217D20617D6\
+0617D80417DA0617DC0417DE0217E00617E40417E60617E80417EA0217EC0617F00617F20217F40617F80617FA0217FC010643010644021800041804\
+04180602180801064501064602180C01064701064802181001064906181401064A06181602181801064B06181C01064C06181E02182001064D061824\
+01064E06182601064F06182801065006182A02182C01065106183001065206183202183401065306183801065406183A02183C010655061840010656\
+06184202184401065706184801065806184A02184C01065906185001065A06185201065B06185401065C06185602185801065D06185C01065E06185E\
+01065F06186001066006186202186401066106186801066206186A01066306186C01066406186E021870010665010666061874010667061876010668\
+06187802187A01066906187E01066A06188001066B06188201066C06188402188601066D06188A01066E06188C01066F06188E010670061890021892\
+01067106189601067206189801067306189A01067406189C02189E0106750618A20106760618A40106770618A60106780618A80218AA0218AE0218B2\
+0106790618B60218B80218BC01067A0218C001067B0218C401067C0218C80218CC0218D00218D401067D0618D80218DA01067E0218DE01067F0618E2\
+0218E40106800618E80218EA0106810106820618EE0218F00106830106840618F40106850106860618F60106870106880618F80218FA0106890618FE\
+02190001068A01068B01068C03190402190C01068D01068E06191001068F01069006191201069101069201069306191401069403191602191E010695\
+01069601069701069803192202192A01069902192E01069A02193201069B02193601069C01069D06193A01069E01069F06193C0106A00106A102193E\
+0106A20106A30619420106A40106A50619440106A60106A70219460106A80106A906194A0106AA0106AB06194C0106AC0106AD06194E0219500106AE\
+0106AF0619540106B00106B10219560106B20106B306195A0106B406195C02195E0106B50106B60619620106B70106B80619640106B90106BA061966\
+0219680106BB0106BC0106BD0106BE02196C0106BF0219700106C00419740219760106C106197A0106C206197C02197E02198206198602198806198C\
+02198E0106C30619920219940219980106C406199C02199E0219A20219A60219AA0106C50106C60619AE0219B00219B40219B80219BC0106C70106C8\
+0619C00219C20219C60219CA0106C90619CE0219D00219D40219D80219DC0106CA0619E00106CB0106CC0619E20106CD0619E40219E60419EA0219EC\
+0219F00219F40219F80106CE0106CF0619FC0219FE021A02021A06021A0A0106D00106D1061A0E021A10021A14061A18021A1A061A1E021A200106D2\
+061A24021A26021A2A021A2E021A32021A360106D3061A3A021A3C0106D4061A40021A42021A46021A4A0106D5061A4E021A50021A54021A58021A5C\
+0106D6061A60021A620106D7021A660106D8061A6A0106D9061A6C021A6E0106DA061A720106DB061A74021A760106DC061A7A0106DD061A7C021A7E\
+0106DE061A820106DF061A84021A860106E00106E1061A8A0106E2061A8C021A8E0106E30106E4061A920106E5061A94021A960106E60106E7061A9A\
+021A9C061AA0021AA20106E80106E9061AA6021AA80106EA0106EB061AAC041AAE021AB00106EC0106ED061AB4041AB6021AB8021ABC021AC00106EE\
+061AC4021AC60106EF061ACA021ACC0106F0061AD0021AD20106F1061AD6021AD80106F2061ADC021ADE0106F3061AE2021AE40106F4061AE8021AEA\
+0106F5061AEE021AF00106F60106F7061AF40106F80106F9061AF6021AF80106FA0106FB061AFC0106FC0106FD061AFE021B000106FE061B04061B06\
+041B080106FF010700061B0A041B0C021B0E010701010702010703061B12041B14021B16041B1A021B1C010704021B20010705010706061B24021B26\
+010707010708061B2A021B2C010709061B30021B3201070A061B36021B3801070B061B3C021B3E01070C061B42021B4401070D061B48021B4A01070E\
+061B4E021B5001070F010710061B54021B56010711021B5A010712010713061B5E041B60021B62010714010715061B66061B68041B6A010716010717\
+061B6C041B6E021B70021B74010718010719061B78021B7A021B7E01071A01071B061B82021B84021B8801071C01071D061B8C021B8E01071E01071F\
+061B92021B94010720010721061B98021B9A010722010723061B9E021BA0010724010725061BA4021BA6010726010727061BAA021BAC010728010729\
+061BB0021BB201072A01072B061BB6021BB8061BBC061BBE061BC0061BC2061BC4061BC6061BC8061BCA051BCC061BD4051BD6041BDE061BE0061BE2\
+061BE4061BE6061BE8061BEA061BEC061BEE051BF0041BF8061BFA061BFC061BFE061C00061C02061C04061C06061C08051C0A041C12061C14061C16\
+061C18061C1A061C1C061C1E061C20061C22051C24041C2C061C2E061C30061C32061C34061C36061C38061C3A061C3C051C3E041C46061C48061C4A\
+061C4C061C4E061C50061C52061C54061C56051C58041C60061C62061C64061C66061C68061C6A061C6C061C6E061C70051C72041C7A061C7C061C7E\
+061C80061C82061C84061C86061C88061C8A051C8C041C94031C96061C9E061CA0061CA2061CA4061CA6061CA8061CAA061CAC051CAE041CB6061CB8\
+061CBA061CBC061CBE061CC0061CC2061CC4061CC6051CC8041CD0061CD2061CD4061CD6061CD8061CDA061CDC061CDE061CE0051CE2041CEA061CEC\
+061CEE061CF0061CF2061CF4061CF6061CF8061CFA051CFC041D04061D06061D08061D0A061D0C061D0E061D10061D12061D14051D16041D1E061D20\
+061D22061D24061D26061D28061D2A061D2C061D2E051D30041D38061D3A061D3C061D3E061D40061D42061D44061D46061D48051D4A041D52061D54\
+061D56061D58061D5A061D5C061D5E061D60061D62051D64041D6C031D6E061D76061D78061D7A061D7C061D7E061D80061D82061D84051D86041D8E\
+061D90061D92061D94061D96061D98061D9A061D9C061D9E051DA0041DA8061DAA061DAC061DAE061DB0061DB2061DB4061DB6061DB8051DBA041DC2\
+061DC4061DC6061DC8061DCA061DCC061DCE061DD0061DD2051DD4041DDC061DDE061DE0061DE2061DE4061DE6061DE8061DEA061DEC051DEE041DF6\
+061DF8061DFA061DFC061DFE061E00061E02061E04061E06051E08041E10061E12061E14061E16061E18061E1A061E1C061E1E061E20051E22041E2A\
+061E2C061E2E061E30061E32061E34061E36061E38061E3A051E3C041E44031E46021E4E061E52041E54061E56041E58061E5A041E5C021E5E01072C\
+01072D061E62021E6401072E01072F061E68021E6A010730010731061E6E021E70010732010733061E74021E76010734061E7A021E7C010735061E80\
+021E82010736061E86061E88041E8A010737061E8C061E8E041E90010738061E92041E94021E96010739061E9A061E9C041E9E01073A061EA0041EA2\
+021EA401073B01073C061EA8021EAA01073D01073E061EAE021EB0061EB4021EB601073F061EBA021EBC010740010741061EC0041EC2021EC4010742\
+010743061EC8041ECA021ECC061ED0041ED2021ED4061ED8041EDA061EDC041EDE061EE0041EE2061EE4041EE6021EE8010744010745061EEC021EEE\
+010746010747061EF2021EF4010748010749061EF8021EFA01074A01074B061EFE021F0001074C01074D061F04021F0601074E01074F061F0A021F0C\
+010750061F10021F12010751010752061F16021F18010753061F1C010754061F1E010755061F20021F22010756010757061F26021F28010758010759\
+061F2C021F2E01075A01075B061F32021F3401075C01075D061F38021F3A061F3E021F40061F44021F4601075E061F4A041F4C021F4E01075F061F52\
+041F54021F56010760010761061F5A041F5C021F5E010762010763061F62021F64010764010765061F68021F6A010766010767061F6E021F70010768\
+061F74021F7601076901076A061F7A021F7C01076B01076C061F80021F8201076D01076E061F86021F8801076F010770061F8C021F8E010771010772\
+061F92021F94010773061F98021F9A010774010775061F9E041FA0021FA2010776010777061FA6041FA8021FAA010778010779061FAE041FB0021FB2\
+01077A01077B061FB6041FB8021FBA01077C01077D061FBE021FC001077E01077F061FC4021FC6010780010781061FCA021FCC010782010783061FD0\
+021FD2010784010785061FD6061FD8041FDA010786061FDC041FDE021FE0010787010788061FE4061FE6041FE8010789061FEA041FEC021FEE01078A\
+01078B061FF2021FF401078C01078D061FF8021FFA01078E01078F061FFE02200001079001079106200402200601079201079306200A04200C02200E\
+01079401079506201204201402201601079601079706201A04201C02201E01079801079906202204202402202601079A01079B06202A02202C01079C\
+01079D06203002203201079E01079F0620360220380107A00107A106203C02203E0107A20107A30620420620440420460107A406204804204A02204C\
+0107A50107A60620500620520420540107A706205604205802205A0107A80107A906205E0220600107AA0107AB0620640220660107AC0107AD06206A\
+02206C0107AE0107AF0620700220720107B00620760220780107B106207C02207E0107B20107B30620820220840107B40107B506208802208A0107B6\
+0107B706208E0220900107B80107B90620940220960107BA0107BB06209A02209C0107BC0107BD0620A00220A20107BE0107BF0620A60220A80107C0\
+0107C10620AC0220AE0107C20107C30620B20220B40107C40107C50620B80220BA0107C60107C70620BE0220C00107C80107C90620C40420C60107CA\
+0107CB0620C80420CA0107CC0107CD0620CC0420CE0107CE0107CF0620D00420D20320D40220DC0107D00107D10620E00420E20107D20107D30620E4\
+0420E60107D40107D50620E80420EA0107D60107D70620EC0420EE0320F00220F80107D80107D90620FC0220FE0107DA0107DB0621020221040107DC\
+0107DD06210802210A0107DE0107DF06210E0221100107E00107E106211402211602211A0107E202211E0107E30221220107E40221260107E502212A\
+0107E606212E0221300107E70621340221360107E80107E906213A02213C0107EA0621400221420107EB0221460107EC06214A0107ED06214C02214E\
+0107EE0621520221540107EF0621580107F006215A02215C0107F10621600221620221660107F202216A0107F302216E0107F40107F5062172022174\
+0107F60221780107F70107F806217C02217E0107F90107FA0621820221840107FB0107FC06218802218A0107FD0107FE06218E0221900107FF062194\
+02219601080001080106219A02219C0108020108030621A00221A20108040221A60108050221AA0108060108070621AE0221B00108080108090621B4\
+0221B601080A01080B0621BA0221BC01080C0621C001080D01080E0621C20221C401080F0621C80108100108110621CA0221CC0108120108130621D0\
+0221D20108140108150621D60221D80108160108170621DC0221DE0108180108190621E20221E401081A01081B0621E80221EA01081C01081D0621EE\
+0221F001081E0621F40221F601081F0108200621FA0221FC01082102220001082201082306220402220601082401082506220A02220C010826010827\
+06221002221201082801082906221602221801082A06221C01082B01082C06221E02222001082D06222401082E01082F06222602222801083006222C\
+01083101083206222E02223001083306223401083401083506223602223801083606223C02223E01083701083806224202224401083906224802224A\
+01083A01083B06224E02225001083C06225401083D06225602225801083E06225C02225E01083F06226202226401084006226801084106226A04226C\
+02226E01084206227201084306227404227602227801084406227C01084506227E02228001084602228401084701084806228802228A01084901084A\
+06228E02229001084B06229402229601084C06229A02229C01084D0622A001084E0622A20222A401084F0622A80108500622AA0222AC0108510622B0\
+0108520622B20222B40108530622B80108540622BA0108550622BC0108560622BE0222C00108570108580622C40108590622C601085A0622C80222CA\
+01085B0622CE01085C0622D00222D201085D0622D601085E0622D80222DA01085F0622DE0108600622E00222E20108610622E60108620622E80222EA\
+0108630622EE0222F00108640622F40108650622F60108660108670622F80222FA0108680622FE01086906230001086A01086B06230202230401086C\
+06230801086D01086E06230A02230C01086F06231001087002231201087106231601087206231802231A01087306231E010874062320010875062322\
+01087606232402232601087706232A02232C01087806233001087906233202233401087A06233802233A01087B06233E02234001087C062344022346\
+01087D06234A02234C01087E06235002235201087F06235602235801088006235C02235E01088106236202236401088206236801088306236A02236C\
+01088406237001088506237202237401088606237802237A01088706237E02238001088806238402238601088906238A02238C01088A062390022392\
+01088B06239602239801088C06239C02239E01088D0623A20223A401088E0623A80223AA01088F0623AE0223B00108900623B40223B60108910623BA\
+0223BC0108920623C00223C20108930623C60223C80108940623CC0223CE0108950623D20223D40108960623D80223DA0108970623DE0223E0010898\
+0623E40223E60108990623EA0223EC01089A0623F00223F201089B0623F60223F801089C0623FC0223FE01089D06240202240401089E06240802240A\
+01089F06240E0224100108A00624140224160108A106241A02241C0108A20624200224220108A30624260224280108A406242C0108A506242E022430\
+0108A60624340108A70624360224380108A807243C0624400224420108A907244606244A02244C0108AA0724500624540224560108AB07245A06245E\
+0224600108AC07246406246802246A0108AD07246E0624720224740108AE07247806247C02247E0108AF0724820624860224880108B007248C062490\
+0224920108B107249606249A02249C0108B20108B30624A00224A20108B40724A60108B50724AA0624AE0224B00108B60724B40624B80224BA0108B7\
+0724BE0624C20224C40108B80724C80624CC0224CE0108B90724D20624D60224D80108BA0724DC0624E00224E20108BB0724E60624EA0224EC0108BC\
+0724F00624F40224F60108BD0724FA0624FE0225000108BE07250406250802250A0108BF07250E0625120225140108C007251806251C02251E0108C1\
+0725220625260225280108C207252C0625300225320108C307253606253A02253C0108C40725400108C50725440108C60725480108C707254C0108C8\
+0725500108C90725540108CA07255803255C0225640108CB0725680108CC07256C0325700225780108CD07257C0425800108CE072582042586032588\
+0225900108CF0625940225960108D006259A02259C0108D10725A00625A40225A60108D20725AA0625AE0225B00108D30725B40108D40725B80625BC\
+0225BE0108D50725C20108D60725C60625CA0225CC0108D70725D00108D80725D40625D80225DA0108D90725DE0108DA0725E20625E60225E80108DB\
+0725EC0108DC0725F00625F40225F60108DD0725FA0108DE0725FE0626020226040108DF0726080108E007260C0626100226120108E10726160108E2\
+07261A06261E0226200108E30726240108E407262806262C02262E0108E50726320108E607263606263A02263C0108E70726400108E8072644062648\
+02264A0108E907264E0108EA0726520626560226580108EB07265C0626600226620108EC07266606266A02266C0108ED0726700626740226760108EE\
+07267A06267E0226800108EF07268406268802268A0108F007268E0626920226940108F107269806269C02269E0108F20726A20626A60226A80108F3\
+0726AC0626B00226B20108F40726B60626BA0226BC0108F50726C00626C40226C60108F60726CA0626CE0226D00108F70726D40626D80226DA0108F8\
+0726DE0626E20226E40108F90726E80626EC0226EE0108FA0726F20226F60108FB0726FA0108FC0726FE03270202270A0108FD0108FE0108FF010900\
+01090101090201090301090401090501090601090701090801090901090A01090B01090C01090D01090E01090F010910010911010912010913010914
 """
     /// child links: u16 node refs
     static let links: StaticString = """
 0039003A003A003D003E003E005000510052005300540055005600570059005A005B005C005D005E005F006000620063006400650066006700680069\
-007600000000000000000000000000000078007800790078007C007D007E008000810082008500860086008800890089009200930094009700980099\
-009E009F00A000A300A400A500A800A900AA00AE00AF00B000B100B200B300B200B400B600B700B800B900BA00BB00BA00BC00C10000000000000000\
-000000000000000000C200C000000000000000000000000000C300C60000000000000000000000000000000000C700C5000000000000000000000000\
-00C800D000D100D200D400D500D600D700D800D900D800DA00DC00DD00DE00DF00E000E100E000E200E400E500E600E700E800E900E800EA00EC00ED\
-00EE00EF00F000F100F000F200F500F600F800F900FB00FC00FE00FF010101020104010501070108010A010B00F700FA00FD0100010301060109010C\
-010E010F00000111011400000000000000000000000000000113011501170118011B011C00000000011D011E00000000011A011F0122012301240125\
-012601270128000001210129012C012D012E012F0130013101320133012B0134013701380139013A013B013C013D013E0136013F0110011201160119\
-0120012A01350140014201430145014601480149014B014C014E00000000015100000000000000000000000001500152015400000156000001440147\
-014A014D014F0153015501570159015A015C015D015F016001620163016501660167016801690000000000000000016A016C016D0000016F01710000\
-015B015E01610164016B016E017001720174017501770178017A00FC017C00FF017E017F01810182018401850187018801760179017B017D01800183\
-01860189018B018C018E011101900191019301940196019700000199019B0000019D0000018D018F019201950198019A019C019E01A001A101A301A4\
-01A600FF000001A900000000000000000000000001A801AA01AC01AD01AF01B001B201B301B501B601A201A501A701AB01AE01B101B401B701B901BA\
-01BC011101BE019401C0019401C3000000000000000000000000000001C201C401C601C701C901CA01CC000001BB01BD01BF01C101C501C801CB01CD\
-01D201D301E301E301E401E501E601E701E801E901EB01EB01EC01ED01EE01EF01F001F101F901FA00000000000000000000000001FF000002020000\
-01FC01FD01FE02000201020302040000020602070209020A0208020B020C020D020E020F000000000212021302140215021602170000000002110218\
-021B021C021D021E000000000000021F021A02200223022400000000022502260227022802220229022C022D022E022F0230023102320233022B0234\
-02360237023900000000000000000000023A023B0000023C023E023F024202430244024502460247024802490241024A02190221022A02350238023D\
-0240024B021202130214021502160217000000000211024D021B021C021D021E000000000000021F021A024F02230224000000000225022602270228\
-02220251022C022D022E022F0230023102320233022B025302360237023E023F0242024302440245024602470000000002410257024E025002520254\
-0255000002560258021202130214021502160217000000000211025A021B021C021D021E000000000000021F021A025C022302240000000002250226\
-022702280222025E022C022D022E022F0230023102320233022B026002360237026400000265000002660267026802690263026A023E023F02420243\
-0244024502460247026D026E0241026F025B025D025F02610262026B026C02700212021302140215021602170000000002110272021B021C021D021E\
-000000000000021F021A02740223022400000000022502260227022802220276022C022D022E022F0230023102320233022B027802360237023E023F\
-024202430244024502460247027C027D0241027E0273027502770279027A0000027B027F024C0259027102800282028302850286028C028C028D028C\
-0290029102930291029502910290029102900291029002910290029102900291029202940296029702980299029A029B02A102A202A402A5029F02A0\
-02A302A602AA02AB02AD02AE02A802A902AC02AF02B102B202B4000002B302B502B602B702B9000002BB000002BA02BC0000000002BE02BF00000000\
-02C102C20000000002C402C502C7000002C602C802C9000002CB000002CD000002CC02CE0000000002D002D102D302D102D502D102D702D1029102D1\
-029102D1029102D1029102D102D202D402D602D802D902DA02DB02DC02DE029102DF02E002E102E202E4029102E7029102E502E602E802E902EB0291\
-02EC029102910291029102910291029102ED02910291029102EF02F002EF02F002EF02F002EF02F002EF02F002EF02F002EF02F002EF02F002F102F2\
-02F302F402F502F602F702F8029102F90291029102FB02FC0291029102910291029102FD029102FA0291029102910291029102FE0291029102FF0291\
-03050306000000000308030900000000030B030C030D030E0310000003120000031400000316000003110313031503170319031A031B031C031E031F\
-0320032103230324000000000326032700000000000003400000034203410343000000000345034603470348034A0000034B0000034D0000034E0000\
-0350035100000000035303540000000003560357000000000359035A00000000035C035D035E035F03610362036303640366036703680369036B036C\
-036D0000036F03700371037203740375037603770379037A037B037C037E037F03800381038303840000000003860387000000000389038A00000000\
-038C038D00000000038F039000000000039203930000000003950396000000000398039900000000039B039C00000000039E039F0000000003A103A2\
-0000000003A403A500000000000003A700000000000003A90000000003AB03AC03AE03AF03AD03B00000000003B203B303B4000003B603B703B803B9\
-000003BB000003BD000003BF0000000003BC000003BE000003C00000000003C2000003C4000003C60000000003C3000003C5000003C7000003C103C8\
-00000000000003CA000003CC000003CE0000000003CB000003CD000003CF0000000003D1000003D3000003D50000000003D2000003D4000003D60000\
-03D003D700000000000003D9000003DB0000000003DA00000000000003DC0000000003DE000003E0000003E2000003E40000000003DF03E100000000\
-03E303E503DD03E60000000003E803E90000000003EB03EC0000000003EE03EF0000000003F1000000000000000003F403F500000000000000000000\
-00000000000003F7000003F7000003F7000003F7000003F7000003F7000003F7000003F703F803F903FA03FB03FC03FD03FE03FF03F303F600000400\
-0000040300000405040204040000040600000408000004090000040B0000040C040E040F041104120410041304140000041604170418000004400000\
-000000000000000000000000000004410443000000000000000000000000000000000444044600000000000000000000000000000000044704420445\
-044800000000000000000000044A00000000000000000000000000000000044B044D00000000000000000000000000000000044E0450000000000000\
-000000000000000000000451045300000000000000000000000000000000045404560000000000000000000000000000000004570459000000000000\
-00000000000000000000045A044C044F045204550458045B0000000004630464046500000467046804690000046B0000046D0000046F047004710000\
-047304740475047604780479047A047B047D047E0466046A046C046E04720477047C047F048104820484000000000000000000000000000004830485\
-00000487000004890000048B0000048D0490049100000492049404950488048A048C048E048F04930496000000000498000000000000000000000000\
-04990000048004860497049A049F000004A2000004A400000000000004A80000000000000000000004AB04AC04AD04AE04B104B104B204B104B404B4\
-04B504B404BB04BC04BD04BE04C0000004C100000000000004C304C400000000000004C6000004C804C704C90000000004CB04CC0000000004CE04CF\
-04D0000004D204D304D4000004D604D704D8000004DA04DB04DC000004DE04DF04E104E2000004D1000004D504D904DD04E004E304CE04CF04E50000\
-04D204D304E7000004D604D704E9000004DA04DB04EB000004ED04DF000004E2000004E6000004E804EA04EC04EE04EF04CE04CF04F1000004D204D3\
-04F3000004D604D704F5000004DA04DB04F7000004F904FA000004FC000004F2000004F404F604F804FB04FD04CE04CF04FF000004D204D305010000\
-04D604D70503000004DA04DB050500000000050000000502050405060000000004E404F004FE05070000050A0000050B050D050E0000000005100511\
-00000000051305140000000005160517000000000519051A000000000000051D0000051F0000051C051E052000000522000005240523052500000000\
-0527052800000000052A052B00000000052D052E000000000530053100000000053305340000000005360537000000000539053A00000000053C053D\
-00000000053F054000000000054205430000000005450546000000000548054900000000054B054C00000000054E054F000000000000055105520553\
-05550000055700000556055800000000055A055B00000000055D055E000000000560056100000000056305640000000005660567000000000569056A\
-00000000056C056D00000000056F05700000000005720000000000000000057305750576000000000578057900000000057B057C00000000057E057F\
-000000000581058200000000058405850000000000000587000005890588058A00000000058C058D00000000058F0590000000000592059300000000\
-05950596000000000598059900000000059B059C00000000059E059F0000000005A205A30000000005A505A60000000005A805A90000000005AB05AC\
-0000000005AE05AF0000000005B105B20000000005B405B50000000005B705B80000000005BA05BB0000000005BD05BE0000000005C005C100000000\
-05C305C400000000000005C600000000000005C800000000000005CA00000000000005CC0000000005CE05CF0000000005D105D20000000005D405D5\
-00000000000005D700000000000005D900000000000005DB00000000000005DD00000000000005DF00000000000005E100000000000005E300000000\
-000005E50000000005E70000000005E800000000000005EA00000000000005EC00000000000005EE00000000000005F000000000000005F200000000\
-000005F400000000000005F600000000000005F800000000000005FA00000000000005FC00000000000005FE00000000000006000000000000000602\
-000000000000060400000000000006060000000000000608000000000000060A000000000000060C00000000060E00000000060F0000000006110000\
-000006120000000006140000000006150000000006170000000000000619000000000000061B000000000000061D000000000000061F000000000000\
-06210000000000000000062300000000062500000627000006290000062B000006260628062A062C000000000000000000000000062D00000000062F\
-00000000063206330000063106340000063700000000063606380000063B00000000063A063C0000063F00000000063E064000000642000006420000\
-06430644000006450647000006470000064806490000064A064C064D064E00000000064F000000000651065206530000065406550656000006580000\
-065A0000065C000000000659065B065D065F000006600000000000000000066200000000066300000000066500000000066600000000066800000000\
-0000066A000000000000066C000000000000066E00000000000006700000000000000672000000000000067400000000067606770000000000000679\
-000000000000067B00000000067D067E0000067F00000000000006810000000000000683000000000000068500000000068706880000068900000000\
-0000068B000000000000068D000000000000068F00000000000006910000000000000693000000000000069500000000000006970000000000000699\
-00000000069B0000000000000000069D000000000000069F00000000000006A10000000006A506A606A806A906A306A406A706AA06AE06AF06B106B2\
-06AC06AD06B006B306B506B606B8000006B706B906BA06BB06BD000006BF000006BE06C00000000006C206C30000000006C506C60000000006C806C9\
-06CB000006CA06CC06CD000006CF000006D1000006D006D20000000006D406D50000000006D706D8000000000000000006DA06DB06DD000006DF0000\
-06DE06E0000000000000000006E206E30000000006E506E606E806E90000000006EB06EC00000000000006EE00000000000006F00000000006EF06F1\
-000006F2000006F400000000000006F60000000006F506F7000006F806F306F900000000000006FB00000000000006FD0000000006FC06FE000006FF\
-00000701000000000000070300000000070207040000070507000706000000000708000000000000070A0000000000000709070B0000070C070E0000\
-000000000710000000000000070F071100000712070D0713000000000000071500000000000007170000000007160718000007190000071B00000000\
-0000071D00000000071C071E0000071F071A07200000000000000722000000000000072400000000072307250000072600000728000000000000072A\
-000000000729072B0000072C0727072D000000000000072F000000000000073100000000073007320000073300000735000000000000073700000000\
-07360738000007390734073A000000000000073C000000000000073E00000000073D073F000007400000074200000000000007440000000007430745\
-00000746074107470000000000000749000000000000074B00000000074A074C0000074D0000074F000000000750000000000751074E075200000000\
-000007540000075607550757000000000759075A075B075C075E0000075F0000076100000762000007640765000000000767076800000000076A076B\
-00000000076D076E0000000007700771077207730775077607770778077A077B077C077D077F078007810000078307840785078607880789078A078B\
-078D078E078F07900792079307940795000007970000000000000799000000000000079B000000000000079D000000000000079F00000000000007A1\
-00000000000007A300000000000007A500000000000007A700000000000007A900000000000007AB00000000000007AD00000000000007AF00000000\
-000007B10000000007B307B4000007B500000000000007B707B80000000007BA07BB07BC000007BE000007C0000007C20000000007BF000007C10000\
-07C30000000007C400000000000007C6000007C8000007CA0000000007C7000007C9000007CB0000000007CC00000000000007CE000007D0000007D2\
-000007D40000000007CF07D10000000007D307D5000007D600000000000007D800000000000007DA00000000000007DC0000000007DE07DF00000000\
-000007E1000007E2000007E4000007E507E707E8000007E907EA0000000007EC07ED000007EF07F007F207F307F107F40000000007F607F707F80000\
-07FA07FB07FC000007F907FD0000000007FF000000000800080200000000080308050806000008070801080400000808080A00000000080B080D0000\
-0000080E0810081100000812080C080F00000813081500000000000008170000000000000816081800000819081B000000000000081D000000000000\
-081C081E0000081F081A0820000000000822000000000000082400000000000008230825000008260828000000000000082A0000000000000829082B\
-0000082C0827082D00000000082F00000831000000000000083008320000000000000000083300000000000008350836083708380000083A00000000\
-0000083C0000083D00000000083F08400000000000000842000008430000084500000000000008470000000000000849000000000000084B00000000\
-0000084D000000000000084F000000000000085100000852000000000000085400000000000008560000000000000858000000000000085A00000000\
-0000085C000000000000085E00000000000008600000000000000862000000000000086400000000000008660000000000000868000000000000086A\
-000000000000086C000000000000086E000000000000087008710872087400000000087500000000000008770000000000000879000000000000087B\
-000000000000087D000000000000087F000000000000088100000000000008830000000000000885000000000887000000000000000008880000088A\
-000000000000088C000000000000088E0000000000000890000000000000089200000000000008940000000000000896000008970000000000000899\
-000000000000089B000000000000089D000000000000089F00000000000008A100000000000008A300000000000008A500000000000008A700000000\
-000008A900000000000008AB00000000000008AD00000000000008AF00000000000008B100000000000008B300000000000008B500000000000008B7\
-00000000000008B900000000000008BB00000000000008BD0000000008BF0000000008C00000000008C20000000008C30000000008C50000000008C6\
-0000000008C80000000008C90000000008CB0000000008CC00000000000008CE0000000008CF0000000008D000000000000008D20000000008D40000\
-000008D500000000000008D70000000008D80000000008D900000000000008DB0000000008DC000008DD0000000008DE00000000000008E000000000\
-000008E200000000000008E400000000000008E600000000000008E800000000000008EA00000000000008EC00000000000008EE00000000000008F0\
-00000000000008F200000000000008F40000000008F60000000008F700000000000008F90000000008FB000008FC0000000008FD0000000008FF0000\
-09000000000009010000000009030000090400000000090500000000090700000908000000000909000000000000090B000000000000090D00000000\
-0000090F0000000000000911000000000000091300000000000009150000000000000917000000000918000000000919000000000000091B00000000\
-0000091D000000000000091F00000000000009210000000000000923000000000000092500000000000009270000000000000929000000000000092B\
-000000000000092D000000000000092F00000000093109320000093300000000093500000000093600000000093809390000093A00000000093C0000\
-00000000093D0000093C000000000000093F0000093C00000000000009410000093C00000000000009430000093C00000000000009450000093C0000\
-0000000009470000093C00000000000009490000093C000000000000094B0000093E09400942094409460948094A094C094E000000000000094F0000\
-09500000000000000000000000000000094D0951093C00000000000009530000093C00000000000009550000093C00000000000009570000093C0000\
-0000000009590000093C000000000000095B0000093C000000000000095D0000093C000000000000095F0000093C0000000000000961000009540956\
-0958095A095C095E0960096209630000093C00000000000009650000093C00000000000009670000093C00000000000009690000093C000000000000\
-096B0000093C000000000000096D0000093C000000000000096F0000093C00000000000009710000093C0000000000000973000009660968096A096C\
-096E09700972097409750000093C00000000000009770000093C00000000000009790000093C000000000000097B0000093C000000000000097D0000\
-093C000000000000097F0000093C00000000000009810000093C00000000000009830000093C000000000000098500000978097A097C097E09800982\
-0984098609870000093C00000000000009890000093C000000000000098B0000093C000000000000098D0000093C000000000000098F0000093C0000\
-0000000009910000093C00000000000009930000093C00000000000009950000093C00000000000009970000098A098C098E09900992099409960998\
-09990000093C000000000000099B0000093C000000000000099D0000093C000000000000099F0000093C00000000000009A10000093C000000000000\
-09A30000093C00000000000009A50000093C00000000000009A70000093C00000000000009A90000099C099E09A009A209A409A609A809AA09AB0000\
-093C00000000000009AD0000093C00000000000009AF0000093C00000000000009B10000093C00000000000009B30000093C00000000000009B50000\
-093C00000000000009B70000093C00000000000009B90000093C00000000000009BB000009AE09B009B209B409B609B809BA09BC09BD0000093C0000\
-0000000009BF0000093C00000000000009C10000093C00000000000009C30000093C00000000000009C50000093C00000000000009C70000093C0000\
-0000000009C90000093C00000000000009CB0000093C00000000000009CD000009C009C209C409C609C809CA09CC09CE09CF00000952096409760988\
-099A09AC09BE09D009D200000000000009D3000009D200000000000009D5000009D200000000000009D7000009D200000000000009D9000009D20000\
-0000000009DB000009D200000000000009DD000009D200000000000009DF000009D200000000000009E1000009D409D609D809DA09DC09DE09E009E2\
-09E3000009D200000000000009E5000009D200000000000009E7000009D200000000000009E9000009D200000000000009EB000009D2000000000000\
-09ED000009D200000000000009EF000009D200000000000009F1000009D200000000000009F3000009E609E809EA09EC09EE09F009F209F409F50000\
-09D200000000000009F7000009D200000000000009F9000009D200000000000009FB000009D200000000000009FD000009D200000000000009FF0000\
-09D20000000000000A01000009D20000000000000A03000009D20000000000000A05000009F809FA09FC09FE0A000A020A040A060A07000009D20000\
-000000000A09000009D20000000000000A0B000009D20000000000000A0D000009D20000000000000A0F000009D20000000000000A11000009D20000\
-000000000A13000009D20000000000000A15000009D20000000000000A1700000A0A0A0C0A0E0A100A120A140A160A180A19000009D2000000000000\
-0A1B000009D20000000000000A1D000009D20000000000000A1F000009D20000000000000A21000009D20000000000000A23000009D2000000000000\
-0A25000009D20000000000000A27000009D20000000000000A2900000A1C0A1E0A200A220A240A260A280A2A0A2B000009D20000000000000A2D0000\
-09D20000000000000A2F000009D20000000000000A31000009D20000000000000A33000009D20000000000000A35000009D20000000000000A370000\
-09D20000000000000A39000009D20000000000000A3B00000A2E0A300A320A340A360A380A3A0A3C0A3D000009D20000000000000A3F000009D20000\
-000000000A41000009D20000000000000A43000009D20000000000000A45000009D20000000000000A47000009D20000000000000A49000009D20000\
-000000000A4B000009D20000000000000A4D00000A400A420A440A460A480A4A0A4C0A4E0A4F000009D20000000000000A51000009D2000000000000\
-0A53000009D20000000000000A55000009D20000000000000A57000009D20000000000000A59000009D20000000000000A5B000009D2000000000000\
-0A5D000009D20000000000000A5F00000A520A540A560A580A5A0A5C0A5E0A600A61000009E409F60A080A1A0A2C0A3E0A500A6209D10A6300000000\
-0A65000000000A66000000000A68000000000A69000000000A6B000000000A6C000000000A6E000000000A6F000000000A71000000000A7200000000\
-0A74000000000A750000000000000A77000000000A7800000A79000000000A7A000000000A7C000000000A7D000000000A7F000000000A8000000000\
-0A820A830A84000000000A85000000000A870A880A89000000000A8A000000000A8C0A8D0A8E000000000A8F000000000A910A920A93000000000A94\
-000000000A960A970A98000000000A99000000000A9B0A9C0A9D000000000A9E000000000AA00AA100000AA2000000000AA40AA500000AA600000000\
-0AA80AA900000AAA000000000AAC0AAD00000AAE000000000AB00AB100000AB2000000000AB40AB500000AB6000000000AB80AB900000ABA00000000\
-0ABC0ABD00000ABE000000000AC00AC100000AC2000000000AC40AC500000AC6000000000AC80AC900000ACA000000000ACC0ACD00000ACE00000000\
-0AD00AD100000AD2000000000AD40AD500000AD6000000000AD80AD900000ADA000000000ADC0ADD00000ADE000000000AE00AE100000AE200000000\
-0AE40AE500000AE6000000000AE80AE900000AEA000000000AEC0AED00000AEE000000000AF00AF100000AF2000000000AF40AF500000AF600000000\
-0AF80AF900000AFA000000000AFC0AFD00000AFE000000000B000B0100000B02000000000B040B0500000B06000000000B080B0900000B0A00000000\
-0B0C0B0D00000B0E000000000B100B1100000B12000000000B140B1500000B160000000000000B180000000000000B1A0000000000000B1C00000000\
-00000B1E0000000000000B200000000000000B22000000000B240000000000000B250000000000000B270000000000000B290000000000000B2B0000\
-0000000000000B280B2A0B2C00000000000000000B2D0000000000000B2F0000000000000B310000000000000B330000000000000B3000000B320B34\
-0B360000000000000000000000000B370B390000000000000B3B0000000000000B3D0000000000000B3F0000000000000B3A0B3C0B3E0B4000000B42\
-0000000000000B4300000B440000000000000B460000000000000B4700000B48000000000B4A000000000B4B000000000B4D000000000B4E00000000\
-0B50000000000B510000000000000B53000000000B54000000000B550000000000000B570000000000000B590000000000000B5B0000000000000B5D\
-0000000000000B5F0000000000000B610000000000000B630000000000000B650000000000000B670000000000000B69000000000B6B0B6C00000B6D\
-0000000000000B6F0000000000000B71000000000B72000000000B730000000000000B75000000000B76000000000B77000000000B79000000000B7A\
-0000000000000B7C0000000000000B7E000000000B800B8100000B82000000000B840000000000000B860000000000000B850B8700000B8800000B89\
-000000000B8B0000000000000B8D0000000000000B8C0B8E00000B8F00000B90000000000B920000000000000B940000000000000B930B9500000B96\
-00000B97000000000B990000000000000B9B0000000000000B9A0B9C00000B9D00000B9E0000000000000BA0000000000BA1000000000BA200000000\
-00000BA4000000000BA5000000000BA60000000000000BA80000000000000BAA0000000000000BAC0000000000000BAE0000000000000BB000000000\
-0BB1000000000BB2000000000BB40BB500000BB6000000000BB80BB900000BBA000000000BBC000000000BBD000000000BBF000000000BC000000000\
-0BC2000000000BC3000000000BC50BC600000BC7000000000BC90BCA00000BCB000000000BCD0BCE00000BCF000000000BD10BD200000BD300000000\
-00000BD50000000000000BD70000000000000BD90000000000000BDB000000000BDD0BDE00000BDF000000000BE10BE200000BE3000000000BE50BE6\
-00000BE7000000000BE90BEA00000BEB000000000BED0BEE00000BEF000000000BF10BF200000BF3000000000BF50BF600000BF7000000000BF90BFA\
-00000BFB000000000BFD0BFE00000BFF000000000C010C0200000C03000000000C050C0600000C07000000000C090C0A00000C0B000000000C0D0C0E\
-00000C0F000000000C110C1200000C13000000000C150C1600000C17000000000C190C1A00000C1B0000000000000C1D0000000000000C1F00000000\
-00000C21000000000C230000000000000000000000000C2406A506A606A806A906A306A40C260C2706AE06AF06B106B206AC06AD0C290C2A06B506B6\
-06B800000C2C0C2D06BA06BB06BD000006BF00000C2F0C300000000006C206C30000000006C506C60000000006C806C906CB00000C340C3506CD0000\
-06CF000006D100000C370C380000000006D406D50000000006D706D8000000000000000006DA06DB06DD000006DF00000C3D0C3E0000000000000000\
-06E206E30000000006E506E606E806E90000000006EB06EC0000000000000754000007560C440C45000000000759075A075B075C075E0000075F0000\
-076100000762000007640765000000000767076800000000076A076B00000000076D076E0000000007700771077207730775077607770778077A077B\
-077C077D077F0C510C52078007810000078307840785078607880789078A078B078D078E078F07900792079307940795000007970000000000000799\
-000000000000079B000000000000079D0000000000000C5C0000000000000C5E0000000000000C6000000000000007A500000000000007A700000000\
-000007A900000000000007AB00000000000007AD00000000000007AF00000000000007B10000000007B307B400000C69000000000C6B0C6C0C6E0C6F\
-0C710C7200000C6D0C700C73000007BA07BB07BC000000000C7600000C7700000C78000000000C79000000000C7B0C7C0C7E0C7F0C820C830C7D0C80\
-0C8100000C8400000C85000000000C8600000000000000000C880C89000000000C8A0C8B00000C8C0000000000000C8E0000000000000C9000000000\
-00000C92000000000C940C950C970C980C960C990C9A0C9B0C9D0C9E0CA00CA10C9F0CA20CA30CA40CA60CA70CA90CAA0CAC0CAD00000CA80CAB0CAE\
-0CB00CB100000CB20CB30CB4000007E1000007E2000007E4000007E507E707E800000CB807EA00000CBA0CBB0CBD0CBE0CC00CC100000CBC0CBF0CC2\
-0CC40CC50CC60CC70000083A000000000000083C00000CCA00000000083F084000000000000008420000084300000845000000000000084700000000\
-00000849000000000000084B000000000000084D000000000000084F000000000000085100000CD40000000000000854000000000000085600000000\
-00000858000000000CD90CDA00000CDB000000000000085C000000000000085E0000000000000860000000000CE00CE100000CE20000000000000864\
-0000000000000866000000000CE60CE700000CE8000000000000086A000000000000086C000000000000086E0000000008710CED000008700CEE0872\
-0874000000000CF000000000000008770000000000000879000000000000087B000000000CF50CF600000CF7000000000000087F0000000000000881\
-0000000000000883000000000CFC0CFD00000CFE00000000088700000000000000000D000000088A000000000000088C000000000000088E00000000\
-0000089000000000000008920000000000000894000000000000089600000D080000000000000899000000000000089B000000000000089D00000000\
-0000089F00000000000008A100000000000008A300000000000008A500000000000008A700000000000008A900000000000008AB00000000000008AD\
-00000000000008AF00000000000008B100000000000008B300000000000008B500000000000008B700000000000008B900000000000008BB00000000\
-000008BD0000000008BF000000000D1D00000000000008C20000000000000D200D22000000000D210D23000000000D250D27000000000D260D280000\
-00000D2A0D2C000000000D2B0D2D000008CB00000D30000000000D2F0D3100000D330D340D36000000000D350D3700000D390D3A0D3C000000000D3B\
-0D3D00000D3F0D4000000D410000000008D4000000000D43000000000D450D4600000D47000000000D490D4A0D4B000000000D4C000000000D4E0D4F\
-0D50000000000D5100000000000008E000000000000008E200000000000008E40000000000000D5600000D57000000000D590000000008E60D5A0000\
-0D5C0000000008E80D5D00000D5F0000000008EA0D6000000D620000000008EC0D6300000D650000000008EE0D6600000D680000000008F00D690000\
-0D6B0D6C0D6E0D6F00000D6D0D7000000D720D730D750D7600000D740D7700000D790D7A00000D7B000008F20D7C00000D7F0D8000000D8100000D7E\
-0D82000008F6000000000D8400000000000008F9000000000D870D8800000D89000000000D8B0D8C00000D8D00000000090300000D8F000000000D90\
-00000000090700000D92000000000D93000000000D9500000000090B0D9600000D9800000000090D0D9900000D9B00000000090F0D9C00000D9E0000\
-000009110D9F00000DA10000000009130DA200000DA40000000009150DA500000DA70DA800000DA90000000000000DAB000000000DAD0DAE00000DAF\
-0000091D0DB00000091F0DB2091F0DB20DB30DB40DB60DB700000DB800000DB50DB90000000009210000000009230DBC00000DBD0000000000000925\
-0000000009270DC000000DC1000000000000092900000000092B0DC400000DC500000000092D0DC700000DC8000000000000092F000000000DCB0DCC\
-00000DCD000000000DCF0DD000000DD1000000000DD30DD400000DD5000000000931093200000DD70000000009350DD900000DDA0000000009380939\
-00000DDC00000000093C0000093C0000093C0000093C0000093C0000093C0000093C0000093C00000DDE0DDF0DE00DE10DE20DE30DE40DE5094E0000\
-0DE700000000000000000000000000000DE60DE8093C0000093C0000093C0000093C0000093C0000093C0000093C0000093C00000DEA0DEB0DEC0DED\
-0DEE0DEF0DF00DF10DF20000093C0000093C0000093C0000093C0000093C0000093C0000093C0000093C00000DF40DF50DF60DF70DF80DF90DFA0DFB\
-0DFC0000093C0000093C0000093C0000093C0000093C0000093C0000093C0000093C00000DFE0DFF0E000E010E020E030E040E050E060000093C0000\
-093C0000093C0000093C0000093C0000093C0000093C0000093C00000E080E090E0A0E0B0E0C0E0D0E0E0E0F0E100000093C0000093C0000093C0000\
-093C0000093C0000093C0000093C0000093C00000E120E130E140E150E160E170E180E190E1A0000093C0000093C0000093C0000093C0000093C0000\
-093C0000093C0000093C00000E1C0E1D0E1E0E1F0E200E210E220E230E240000093C0000093C0000093C0000093C0000093C0000093C0000093C0000\
-093C00000E260E270E280E290E2A0E2B0E2C0E2D0E2E00000DE90DF30DFD0E070E110E1B0E250E2F09D2000009D2000009D2000009D2000009D20000\
-09D2000009D2000009D200000E310E320E330E340E350E360E370E380E39000009D2000009D2000009D2000009D2000009D2000009D2000009D20000\
-09D200000E3B0E3C0E3D0E3E0E3F0E400E410E420E43000009D2000009D2000009D2000009D2000009D2000009D2000009D2000009D200000E450E46\
-0E470E480E490E4A0E4B0E4C0E4D000009D2000009D2000009D2000009D2000009D2000009D2000009D2000009D200000E4F0E500E510E520E530E54\
-0E550E560E57000009D2000009D2000009D2000009D2000009D2000009D2000009D2000009D200000E590E5A0E5B0E5C0E5D0E5E0E5F0E600E610000\
-09D2000009D2000009D2000009D2000009D2000009D2000009D2000009D200000E630E640E650E660E670E680E690E6A0E6B000009D2000009D20000\
-09D2000009D2000009D2000009D2000009D2000009D200000E6D0E6E0E6F0E700E710E720E730E740E75000009D2000009D2000009D2000009D20000\
-09D2000009D2000009D2000009D200000E770E780E790E7A0E7B0E7C0E7D0E7E0E7F00000E3A0E440E4E0E580E620E6C0E760E800E300E8100000000\
-0E830E8400000E85000000000E870E8800000E89000000000E8B0E8C00000E8D000000000E8F0E9000000E91000000000A65000000000E9300000000\
-0A68000000000E95000000000A6B00000E98000000000E970E9900000A6E000000000E9B000000000E9D0E9E00000E9F000000000EA10EA200000EA3\
-000000000A71000000000EA5000000000EA70A7400000EA8000000000EAA0EAB0EAC000000000EAD000000000EAF0EB00EB1000000000EB200000000\
-0EB40EB500000EB6000000000EB80EB900000EBA000000000EBC0EBD00000EBE000000000EC00EC100000EC2000000000EC40EC500000EC600000000\
-00000EC800000EC9000000000ECB0ECC00000ECD0000000000000ECF0ED100000ED3000000000ED00ED20ED40ED60ED700000ED8000000000EDA0EDB\
-00000EDC000000000EDE0EDF00000EE0000000000EE20EE300000EE4000000000A7C000000000EE6000000000A7F000000000EE8000000000EEA0000\
-00000EEB00000EEC000000000EEE000000000EEF00000EF0000000000EF20EF300000EF400000EF5000000000EF70EF800000EF9000000000EFB0EFC\
-00000EFD000000000EFF0F0000000F010000000000000F0300000F04000000000F060F0700000F08000000000F0A0F0B00000F0C000000000F0E0F0F\
-00000F10000000000F120F1300000F14000000000A820A830F16000000000F17000000000F190F1A00000F1B000000000A870A880F1D000000000F1E\
-000000000F20000000000F21000000000F230F240F25000000000F26000000000F280F290F2A000000000F2B000000000F2D0F2E0F2F000000000F30\
-000000000F320F330F34000000000F35000000000AA00AA100000F37000000000AA40AA500000F39000000000AA80AA900000F3B000000000AAC0AAD\
-00000F3D000000000AB00AB100000F3F000000000AB40AB500000F41000000000AB80AB900000F43000000000ABC0ABD00000F45000000000AC00AC1\
-00000F47000000000AC40AC500000F49000000000F4B0F4C0F4D000000000F4E000000000F500F510F52000000000F53000000000F550F560F570000\
-00000F58000000000F5A0F5B0F5C000000000F5D000000000AC80AC900000F5F000000000ACC0ACD00000F61000000000AD00AD100000F6300000000\
-0AD40AD500000F65000000000AD80AD900000F67000000000ADC0ADD00000F69000000000AE00AE100000F6B000000000AE40AE500000F6D00000000\
-0AE80AE900000F6F000000000AEC0AED00000F710000000000000F7300000F740000000000000F7600000F77000000000AF00AF100000F7900000000\
-0AF40AF500000F7B000000000AF80AF900000F7D000000000AFC0AFD00000F7F000000000B000B0100000F81000000000B040B0500000F8300000000\
-0B080B0900000F85000000000B0C0B0D00000F87000000000B100B1100000F89000000000B140B1500000F8B000000000F8D0F8E00000F8F00000000\
-00000B180000000000000B1A0000000000000B1C0000000000000B1E0000000000000B200000000000000B220000000000000F9700000F9800000000\
-00000F9A00000F9B000000000B4A000000000F9D000000000F9F0FA000000FA1000000000B4D000000000FA30000000000000B50000000000B530000\
-00000FA6000000000FA80B5700000FA9000000000B590FAB00000FAC000000000FAE0B5B00000FAF000000000B5D0FB100000FB20000000000000B5F\
-0000000000000B610000000000000B630000000000000B650000000000000B670000000000000B69000000000B6B0B6C00000FBA0000000000000B6F\
-000000000FBD0FBE00000FBF000000000FC10FC200000FC3000000000FC50FC600000FC7000000000FC90FCA00000FCB000000000B79000000000FCD\
-000000000FCF0FD000000FD1000000000FD30FD400000FD50000000000000B7C0000000000000B7E000000000B800B8100000FD9000000000FDB0FDC\
-00000FDD000000000FDF0FE000000FE1000000000FE30FE400000FE5000000000FE70FE800000FE9000000000FEB0FEC00000FED000000000FEF0FF0\
-00000FF1000000000FF30FF400000FF5000000000FF70FF800000FF9000000000FFB0FFC00000FFD000000000FFF1000000010010000000000000BA8\
-0000000000000BAA0000000010050BAC0000100600000000100810090000100A0000000000000BAE000000000BB000000000100D00000000100F1010\
-0000101100000000101310140000101500000000101710180000101900000000101B101C0000101D00000000101F1020000010210000000010231024\
-000010250000000000000BD50000000000000BD70000000000000BD90000000000000BDB00000000102B102C0000102D00000000102F103000001031\
-000000000000103300001034000000001036103700001038000000000000103A0000103B00000000103D103E0000103F0000000000000C1D00000000\
-00000C1F0000000000000C21000000001044000010460000104510470000000010480000104A0000104C0000104B104D00000000104E000010500000\
-10520000105100001053000010550000105700001056000010580000105A0000105C0000105B0000105D0000105F0000106100001060000010620000\
-1064000010660000106500001067000010690000106B0000106A0000106C0000106E000010700000106F000010710000107300000000107400000000\
-107600000000107700000000107900000000107A00000000107C00000000107D00000000107F00000000108000000000108200000000108300000000\
-108500000000108600000000108800000000108900000000108B00000000108C00000000108E00000000108F00000000109100000000109200000000\
-109400000000109500000000109700000000109800000000109A00000000109B00000000109D00000000109E0000000010A00000000010A100000000\
-10A30000000010A40000000010A60000000010A70000000010A90000000010AA0000000010AC0000000010AD0000000010AF0000000010B000000000\
-10B20000000010B30000000010B50000000010B60000000010B80000000010B90000000010BB0000000010BC0000000010BE0000000010BF00000000
+007300740076000000790000000000000000000000000000007B007B007C007B007F00800081008300840085008800890089008B008C008C00950096\
+0097009A009B009C00A100A200A300A600A700A800AB00AC00AD00B100B200B300B400B500B600B500B700B900BA00BB00BC00BD00BE00BD00BF00C4\
+0000000000000000000000000000000000C500C300000000000000000000000000C600C90000000000000000000000000000000000CA00C800000000\
+000000000000000000CB00D300D400D500D700D800D900DA00DB00DC00DB00DD00DF00E000E100E200E300E400E300E500E700E800E900EA00EB00EC\
+00EB00ED00EF00F000F100F200F300F400F300F500F800F900FB00FC00FE00FF010101020104010501070108010A010B010D010E00FA00FD01000103\
+01060109010C010F01110112000001140117000000000000000000000000000001160118011A011B011E011F000000000120012100000000011D0122\
+01250126012701280129012A012B00000124012C012F0130013101320133013401350136012E0137013A013B013C013D013E013F0140014101390142\
+011301150119011C0123012D013801430145014601480149014B014C014E014F01510000000001540000000000000000000000000153015501570000\
+015900000147014A014D0150015201560158015A015C015D015F0160016201630165016601680169016A016B016C0000000000000000016D016F0170\
+0000017201740000015E016101640167016E01710173017501770178017A017B017D00FF017F0102018101820184018501870188018A018B0179017C\
+017E0180018301860189018C018E018F0191011401930194019601970199019A0000019C019E000001A000000190019201950198019B019D019F01A1\
+01A301A401A601A701A90102000001AC00000000000000000000000001AB01AD01AF01B001B201B301B501B601B801B901A501A801AA01AE01B101B4\
+01B701BA01BC01BD01BF011401C1019701C3019701C6000000000000000000000000000001C501C701C901CA01CC01CD01CF000001BE01C001C201C4\
+01C801CB01CE01D001D501D601E601E601E701E801E901EA01EB01EC01EE01EE01EF01F001F101F201F301F401FC01FD000000000000000000000000\
+020200000205000001FF02000201020302040206020700000209020A020C020D020B020E020F0210021102120000000002150216021702180219021A\
+000000000214021B021E021F022002210000000000000222021D0223022602270000000002280229022A022B0225022C022F02300231023202330234\
+02350236022E02370239023A023C00000000000000000000023D023E0000023F0241024202450246024702480249024A024B024C0244024D021C0224\
+022D0238023B02400243024E02150216021702180219021A0000000002140250021E021F022002210000025202530254021D02550226022700000000\
+02280229022A022B02250257022F0230023102320233023402350236022E02590239023A0241024202450246024702480249024A000000000244025D\
+025102560258025A025B0000025C025E02150216021702180219021A0000000002140260021E021F022002210000000000000222021D026202260227\
+0000000002280229022A022B02250264022F0230023102320233023402350236022E02660239023A026A0000026B0000026C026D026E026F02690270\
+0241024202450246024702480249024A02730274024402750261026302650267026802710272027602150216021702180219021A0000000002140278\
+021E021F022002210000000000000222021D027A022602270000000002280229022A022B0225027C022F0230023102320233023402350236022E027E\
+0239023A02810282000000000000000000000000000002830241024202450246024702480249024A02860287024402880279027B027D027F02800284\
+02850289024F025F0277028A028C028D028F02900296029602970296029A029B029D029B029F029B029A029B029A029B029A029B029A029B029A029B\
+029C029E02A002A102A202A302A402A502AB02AC02AE02AF02A902AA02AD02B002B402B502B702B802B202B302B602B902BB02BC02BE000002BD02BF\
+02C002C102C3000002C5000002C402C60000000002C802C90000000002CB02CC0000000002CE02CF02D1000002D002D202D3000002D5000002D70000\
+02D602D80000000002DA02DB02DD02DB02DF02DB02E102DB02DC02DE02E002E202DB02DB02DB02DB02E402E502E602E702E802E902EB02E502EE02E5\
+02EC02ED02EF02F002F2029B02F3029B029B029B029B029B029B029B02F4029B029B029B02F602F702F602F702F602F702F602F702F602F702F602F7\
+02F602F702F602F702F802F902FA02FB02FC02FD02FE02FF029B0300029B029B03020303029B029B029B029B029B0304029B0301029B029B029B029B\
+029B0305029B029B0306029B030C030D00000000030F03100000000003120313031403150317000003190000031B0000031D00000318031A031C031E\
+03200321032203230325032603270328032A032B00000000032D032E000000000336000000000000000003480000034A0349034B00000000034D034E\
+034F0350035200000353000003550000035600000358035900000000035B035C00000000035E035F0000000003610362000000000364036503660367\
+0369036A036B036C036E036F037003710373037403750000037703780379037A037C037D037E037F03810382038303840386038703880389038B038C\
+00000000038E038F00000000039103920000000003940395000000000397039800000000039A039B00000000039D039E0000000003A003A100000000\
+03A303A40000000003A603A70000000003A903AA0000000003AC03AD00000000000003AF00000000000003B10000000003B303B403B603B703B503B8\
+0000000003BA03BB03BC000003BE03BF03C003C1000003C3000003C5000003C70000000003C4000003C6000003C80000000003CA000003CC000003CE\
+0000000003CB000003CD000003CF000003C903D000000000000003D2000003D4000003D60000000003D3000003D5000003D70000000003D9000003DB\
+000003DD0000000003DA000003DC000003DE000003D803DF00000000000003E1000003E30000000003E200000000000003E40000000003E6000003E8\
+000003EA000003EC0000000003E703E90000000003EB03ED03E503EE0000000003F003F10000000003F303F40000000003F603F70000000003F90000\
+00000000000003FC03FD0000000000000000000000000000000003FF000003FF000003FF000003FF000003FF000003FF000003FF000003FF04000401\
+04020403040404050406040703FB03FE000004080000040B0000040D040A040C0000040E00000410000004110000041300000414041604170419041A\
+0418041B041C0000041E041F042000000448000000000000000000000000000000000449044B00000000000000000000000000000000044C044E0000\
+0000000000000000000000000000044F044A044D04500000000000000000000000000000045100000453000000000000000000000000000000000454\
+045500000000000000000000000000000453000000000000000000000000000000000457045800000000000000000000000000000453000000000000\
+00000000000000000000045A045C00000000000000000000000000000000045D045F0000000000000000000000000000000004600462000000000000\
+00000000000000000000046304650000000000000000000000000000000004660468000000000000000000000000000000000469045B045E04610464\
+0467046A00000000045300000000000000000000000000000000046C046D000000000000000000000000000004560459046B046E0476047704780000\
+047A047B047C0000047E00000480000004820483048400000486048704880489048B048C048D048E049004910479047D047F04810485048A048F0492\
+0494049504970000000000000000000000000000049604980000049A0000049C0000049E000004A004A304A4000004A504A704A8049B049D049F04A1\
+04A204A604A90000000004AB00000000000000000000000004AC00000493049904AA04AD04B2000004B5000004B700000000000004BB000000000000\
+0000000004BE04BF04C004C104C404C404C504C404C704C704C804C704CE04CF04D004D104D3000004D400000000000004D604D700000000000004D9\
+000004DB04DA04DC0000000004DE04DF0000000004E104E204E3000004E504E604E7000004E904EA04EB000004ED04EE04EF000004F104F204F404F5\
+000004E4000004E804EC04F004F304F604E104E204F8000004FA04F2000004F5000004F9000000000000000004FB04FC04E104E204FE000005000501\
+00000503000004FF00000000000000000502050404E104E2050600000000050700000000000000000000000004F704FD050505080000050B0000050C\
+050E050F00000000051105120000000005140515000000000517051800000000051A051B000000000000051E000005200000051D051F052100000523\
+0000052505240526000000000528052900000000052B052C00000000052E052F00000000053105320000000005340535000000000537053800000000\
+053A053B00000000053D053E000000000540054100000000054305440000000005460547000000000549054A00000000054C054D00000000054F0550\
+00000000000005520553055405560000055800000557055900000000055B055C00000000055E055F0000000005610562000000000564056500000000\
+0567056800000000056A056B00000000056D056E00000000057005710000000005730000000000000000057405760577000000000579057A00000000\
+057C057D00000000057F05800000000005820583000000000585058600000000000005880000058A0589058B00000000058D058E0000000005900591\
+00000000059305940000000005960597000000000599059A00000000059C059D00000000059F05A00000000005A305A40000000005A605A700000000\
+05A905AA0000000005AC05AD0000000005AF05B00000000005B205B30000000005B505B60000000005B805B90000000005BB05BC0000000005BE05BF\
+0000000005C105C20000000005C405C500000000000005C700000000000005C900000000000005CB00000000000005CD0000000005CF05D000000000\
+05D205D30000000005D505D600000000000005D800000000000005DA00000000000005DC00000000000005DE00000000000005E000000000000005E2\
+00000000000005E400000000000005E60000000005E80000000005E900000000000005EB00000000000005ED00000000000005EF00000000000005F1\
+00000000000005F300000000000005F500000000000005F700000000000005F900000000000005FB00000000000005FD00000000000005FF00000000\
+000006010000000000000603000000000000060500000000000006070000000000000609000000000000060B000000000000060D00000000060F0000\
+00000610000000000612000000000613000000000615000000000616000000000618000000000000061A000000000000061C000000000000061E0000\
+000000000620000000000000062200000000000000000624000000000626000006280000062A0000062C000006270629062B062D0000000000000000\
+00000000062E00000000063000000000063306340000063206350000063800000000063706390000063C00000000063B063D0000064000000000063F\
+064100000643000006430000064406450000064606480000064800000649064A0000064B064D064E064F000000000650000000000652065306540000\
+065506560657000006590000065B0000065D00000000065A065C065E0660000006610000000000000000066300000000066400000000066600000000\
+0667000000000669000000000000066B000000000000066D000000000000066F00000000000006710000000000000673000000000000067500000000\
+06770678000000000000067A000000000000067C00000000067E067F0000068000000000000006820000000000000684000000000000068600000000\
+068806890000068A000000000000068C000000000000068E000000000000069000000000000006920000000000000694000000000000069600000000\
+00000698000000000000069A00000000069C0000000000000000069E00000000000006A000000000000006A20000000006A606A706A906AA06A406A5\
+06A806AB06AF06B006B206B306AD06AE06B106B406B600000000000006B800000000000006B706B906BB00000000000006BC000006BA06BD06BE06BF\
+06C100000000000006C2000006C400000000000006C5000006C306C60000000006C806C90000000006CB06CC0000000006CE00000000000006D00000\
+0000000006CF06D106D300000000000006D4000006D206D506D6000006D800000000000006D9000006DB00000000000006DC000006DA06DD00000000\
+06DF06E00000000006E206E3000000000000000006E506E606E8000006EA000006E906EB000000000000000006ED06EE0000000006F006F106F306F4\
+0000000006F606F700000000000006F900000000000006FB0000000006FA06FC000006FD000006FF0000000000000701000000000700070200000703\
+06FE07040000000000000706000000000000070800000000070707090000070A0000070C000000000000070E00000000070D070F00000710070B0711\
+000000000713000000000000071500000000000007140716000007170719000000000000071B000000000000071A071C0000071D0718071E00000000\
+00000720000000000000072200000000072107230000072400000726000000000000072800000000072707290000072A0725072B000000000000072D\
+000000000000072F00000000072E07300000073100000733000000000000073500000000073407360000073707320738000000000000073A00000000\
+0000073C00000000073B073D0000073E000007400000000000000742000000000741074300000744073F074500000000000007470000000000000749\
+000000000748074A0000074B0000074D000000000000074F00000000074E075000000751074C07520000000000000754000000000000075600000000\
+07550757000007580000075A00000000075B00000000075C0759075D000000000000075F000007610760076200000000076407650766076707690000\
+076A0000076C0000076D0000076F077000000000077207730000000007750776000000000778077900000000077B077C077D077E0780078107820783\
+0785078607870788078A078B078C0000078E078F07900791079307940795079607980799079A079B079D079E079F07A0000007A200000000000007A4\
+00000000000007A600000000000007A800000000000007AA00000000000007AC00000000000007AE00000000000007B000000000000007B200000000\
+000007B400000000000007B600000000000007B800000000000007BA00000000000007BC0000000007BE00000000000007C000000000000007BF07C1\
+000007C200000000000007C407C50000000007C707C807C9000007CB000007CD000007CF0000000007CC000007CE000007D00000000007D100000000\
+000007D3000007D5000007D70000000007D4000007D6000007D80000000007D900000000000007DB000007DD000007DF000007E10000000007DC07DE\
+0000000007E007E2000007E300000000000007E500000000000007E700000000000007E90000000007EB07EC0000000007ED000000000000000007EF\
+000007F0000007F2000007F307F500000000000007F700000000000007F607F807FA00000000000007FA00000000000007FB07FC000007F907FD0000\
+000007FF08000000080208030805080608040807000000000809080A080B0000080D080E080F0000080C081000000000081200000000081308150000\
+00000816081808190000081A081408170000081B081D00000000081E08200000000008210823082400000825081F0822000008260828000000000000\
+082A0000000000000829082B0000082C082E0000000000000830000000000000082F083100000832082D083300000000083500000000000008370000\
+000000000836083800000839083B000000000000083D000000000000083C083E0000083F083A08400000000008420000084400000000000008430845\
+0000000000000000084600000000000008480849084A084B084D0000000000000000084E000000000850000000000000000008510000085200000000\
+085408550000000000000857000008580000085A000000000000085C000000000000085E000000000000086000000000000008620000000008640000\
+0000000000000865000000000000086700000868000000000000086A000000000000086C000000000000086E00000000000008700000000000000872\
+000000000000087400000000000008760000000000000878000000000000087A000000000000087C000000000000087E000000000000088000000000\
+000008820000000000000884000000000000088608870888088A00000000088B000000000000088D000000000000088F000000000000089100000000\
+00000893000000000000089500000000000008970000000000000899000000000000089B00000000089D0000000000000000089E000008A000000000\
+000008A200000000000008A400000000000008A600000000000008A800000000000008AA0000000008AC000000000000000008AD000008AE00000000\
+000008B000000000000008B200000000000008B400000000000008B600000000000008B800000000000008BA00000000000008BC00000000000008BE\
+00000000000008C000000000000008C200000000000008C400000000000008C600000000000008C800000000000008CA00000000000008CC00000000\
+000008CE00000000000008D000000000000008D200000000000008D40000000008D60000000008D70000000008D90000000008DA0000000008DC0000\
+000008DD0000000008DF0000000008E00000000008E20000000008E300000000000008E50000000008E60000000008E700000000000008E900000000\
+08EB0000000008EC00000000000008EE0000000008EF0000000008F000000000000008F20000000008F3000008F40000000008F500000000000008F7\
+00000000000008F900000000000008FB00000000000008FD00000000000008FF00000000000009010000000000000903000000000000090500000000\
+000009070000000000000909000000000000090B00000000090D00000000090E00000000000009100000000009120000091300000000091400000000\
+09160000091700000000091800000000091A0000091B00000000091C00000000091E0000091F00000000092000000000000009220000000000000924\
+00000000000009260000000000000928000000000000092A000000000000092C000000000000092E00000000092F0000000009300000000000000932\
+000000000000093400000000000009360000000000000938000000000000093A000000000000093C000000000000093E000000000000094000000000\
+00000942000000000000094400000000094600000000000000000947000000000949094A0000094B00000000094D00000000094E0000000009500951\
+00000952000000000954000000000000095500000954000000000000095700000954000000000000095900000954000000000000095B000009540000\
+00000000095D00000954000000000000095F000009540000000000000961000009540000000000000963000009560958095A095C095E096009620964\
+09660000000000000967000009680000000000000000000000000000096509690954000000000000096B00000954000000000000096D000009540000\
+00000000096F000009540000000000000971000009540000000000000973000009540000000000000975000009540000000000000977000009540000\
+0000000009790000096C096E09700972097409760978097A097B00000954000000000000097D00000954000000000000097F00000954000000000000\
+098100000954000000000000098300000954000000000000098500000954000000000000098700000954000000000000098900000954000000000000\
+098B0000097E09800982098409860988098A098C098D00000954000000000000098F0000095400000000000009910000095400000000000009930000\
+0954000000000000099500000954000000000000099700000954000000000000099900000954000000000000099B00000954000000000000099D0000\
+09900992099409960998099A099C099E099F0000095400000000000009A10000095400000000000009A30000095400000000000009A5000009540000\
+0000000009A70000095400000000000009A90000095400000000000009AB0000095400000000000009AD0000095400000000000009AF000009A209A4\
+09A609A809AA09AC09AE09B009B10000095400000000000009B30000095400000000000009B50000095400000000000009B700000954000000000000\
+09B90000095400000000000009BB0000095400000000000009BD0000095400000000000009BF0000095400000000000009C1000009B409B609B809BA\
+09BC09BE09C009C209C30000095400000000000009C50000095400000000000009C70000095400000000000009C90000095400000000000009CB0000\
+095400000000000009CD0000095400000000000009CF0000095400000000000009D10000095400000000000009D3000009C609C809CA09CC09CE09D0\
+09D209D409D50000095400000000000009D70000095400000000000009D90000095400000000000009DB0000095400000000000009DD000009540000\
+0000000009DF0000095400000000000009E10000095400000000000009E30000095400000000000009E5000009D809DA09DC09DE09E009E209E409E6\
+09E70000096A097C098E09A009B209C409D609E809EA00000000000009EB000009EA00000000000009ED000009EA00000000000009EF000009EA0000\
+0000000009F1000009EA00000000000009F3000009EA00000000000009F5000009EA00000000000009F7000009EA00000000000009F9000009EC09EE\
+09F009F209F409F609F809FA09FB000009EA00000000000009FD000009EA00000000000009FF000009EA0000000000000A01000009EA000000000000\
+0A03000009EA0000000000000A05000009EA0000000000000A07000009EA0000000000000A09000009EA0000000000000A0B000009FE0A000A020A04\
+0A060A080A0A0A0C0A0D000009EA0000000000000A0F000009EA0000000000000A11000009EA0000000000000A13000009EA0000000000000A150000\
+09EA0000000000000A17000009EA0000000000000A19000009EA0000000000000A1B000009EA0000000000000A1D00000A100A120A140A160A180A1A\
+0A1C0A1E0A1F000009EA0000000000000A21000009EA0000000000000A23000009EA0000000000000A25000009EA0000000000000A27000009EA0000\
+000000000A29000009EA0000000000000A2B000009EA0000000000000A2D000009EA0000000000000A2F00000A220A240A260A280A2A0A2C0A2E0A30\
+0A31000009EA0000000000000A33000009EA0000000000000A35000009EA0000000000000A37000009EA0000000000000A39000009EA000000000000\
+0A3B000009EA0000000000000A3D000009EA0000000000000A3F000009EA0000000000000A4100000A340A360A380A3A0A3C0A3E0A400A420A430000\
+09EA0000000000000A45000009EA0000000000000A47000009EA0000000000000A49000009EA0000000000000A4B000009EA0000000000000A4D0000\
+09EA0000000000000A4F000009EA0000000000000A51000009EA0000000000000A5300000A460A480A4A0A4C0A4E0A500A520A540A55000009EA0000\
+000000000A57000009EA0000000000000A59000009EA0000000000000A5B000009EA0000000000000A5D000009EA0000000000000A5F000009EA0000\
+000000000A61000009EA0000000000000A63000009EA0000000000000A6500000A580A5A0A5C0A5E0A600A620A640A660A67000009EA000000000000\
+0A69000009EA0000000000000A6B000009EA0000000000000A6D000009EA0000000000000A6F000009EA0000000000000A71000009EA000000000000\
+0A73000009EA0000000000000A75000009EA0000000000000A7700000A6A0A6C0A6E0A700A720A740A760A780A79000009FC0A0E0A200A320A440A56\
+0A680A7A0A7C0000000000000A7D00000A7C0000000000000A7F00000A7C0000000000000A8100000A7C0000000000000A8300000A7C000000000000\
+0A8500000A7C0000000000000A8700000A7C0000000000000A8900000A7C0000000000000A8B00000A7E0A800A820A840A860A880A8A0A8C00000A8D\
+0A7C0000000000000A8F00000A7C0000000000000A9100000A7C0000000000000A9300000A7C0000000000000A9500000A7C0000000000000A970000\
+0A7C0000000000000A9900000A7C0000000000000A9B00000A7C0000000000000A9D00000A900A920A940A960A980A9A0A9C0A9E00000A9F0A7C0000\
+000000000AA100000A7C0000000000000AA300000A7C0000000000000AA500000A7C0000000000000AA700000A7C0000000000000AA900000A7C0000\
+000000000AAB00000A7C0000000000000AAD00000A7C0000000000000AAF00000AA20AA40AA60AA80AAA0AAC0AAE0AB000000AB10A7C000000000000\
+0AB300000A7C0000000000000AB500000A7C0000000000000AB700000A7C0000000000000AB900000A7C0000000000000ABB00000A7C000000000000\
+0ABD00000A7C0000000000000ABF00000A7C0000000000000AC100000AB40AB60AB80ABA0ABC0ABE0AC00AC200000AC30A7C0000000000000AC50000\
+0A7C0000000000000AC700000A7C0000000000000AC900000A7C0000000000000ACB00000A7C0000000000000ACD00000A7C0000000000000ACF0000\
+0A7C0000000000000AD100000A7C0000000000000AD300000AC60AC80ACA0ACC0ACE0AD00AD20AD400000AD50A7C0000000000000AD700000A7C0000\
+000000000AD900000A7C0000000000000ADB00000A7C0000000000000ADD00000A7C0000000000000ADF00000A7C0000000000000AE100000A7C0000\
+000000000AE300000A7C0000000000000AE500000AD80ADA0ADC0ADE0AE00AE20AE40AE600000AE70A7C0000000000000AE900000A7C000000000000\
+0AEB00000A7C0000000000000AED00000A7C0000000000000AEF00000A7C0000000000000AF100000A7C0000000000000AF300000A7C000000000000\
+0AF500000A7C0000000000000AF700000AEA0AEC0AEE0AF00AF20AF40AF60AF800000AF90A7C0000000000000AFB00000A7C0000000000000AFD0000\
+0A7C0000000000000AFF00000A7C0000000000000B0100000A7C0000000000000B0300000A7C0000000000000B0500000A7C0000000000000B070000\
+0A7C0000000000000B0900000AFC0AFE0B000B020B040B060B080B0A00000B0B0A8E0AA00AB20AC40AD60AE80AFA0B0C09E90A7B00000B0D0B0F0000\
+000000000B1000000B1100000B130000000000000B1400000B1500000B170000000000000B1800000B19000000000B120B160B1A0B1C000000000B1D\
+000000000B1F000000000B20000000000B22000000000B23000000000B25000000000B26000000000B28000000000B29000000000B2B000000000B2C\
+0000000000000B2E000000000B2F00000B30000000000B31000000000B330000000000000B34000000000B35000000000B3600000B38000000000000\
+0B39000000000B3A0B3C0000000000000B3D000000000B3E0B400000000000000B41000000000B420B440000000000000B45000000000B460B3B0B3F\
+0B430B470B49000000000B4A000000000B4C000000000B4D000000000B4F0B500B51000000000B52000000000B540B550B56000000000B5700000000\
+0B590B5A0B5B000000000B5C000000000B5E0B5F0B60000000000B61000000000B630B640B65000000000B66000000000B680B690B6A000000000B6B\
+000000000B6D0B6E00000B6F000000000B710B7200000B73000000000B750B7600000B77000000000B790B7A00000B7B000000000B7D0B7E00000B7F\
+000000000B810B8200000B83000000000B850B8600000B87000000000B890B8A00000B8B000000000B8D0B8E00000B8F000000000B910B9200000B93\
+000000000B950B9600000B97000000000B990B9A00000B9B000000000B9D0B9E00000B9F000000000BA10BA200000BA3000000000BA50BA600000BA7\
+000000000BA90BAA00000BAB000000000BAD0BAE00000BAF000000000BB10BB200000BB3000000000BB50BB600000BB7000000000BB90BBA00000BBB\
+000000000BBD0BBE00000BBF000000000BC10BC200000BC3000000000BC50BC600000BC7000000000BC90BCA00000BCB000000000BCD0BCE00000BCF\
+000000000BD10BD200000BD3000000000BD50BD600000BD7000000000BD90BDA00000BDB000000000BDD0BDE00000BDF000000000BE10BE200000BE3\
+0000000000000BE5000000000BE700000000000000000BE80000000000000BEA0000000000000BEC0000000000000BEE0000000000000BF000000000\
+0BF20000000000000BF30000000000000BF50000000000000BF70000000000000BF900000000000000000BF60BF80BFA00000000000000000BFB0000\
+000000000BFD0000000000000BFF0000000000000C010000000000000BFE00000C000C020C040000000000000000000000000C050C07000000000000\
+0C090000000000000C0B0000000000000C0D0000000000000C080C0A0C0C0C0E00000C100000000000000C1100000C120000000000000C1400000000\
+00000C1500000C16000000000C18000000000C19000000000C1B000000000C1C000000000C1E000000000C1F0000000000000C21000000000C220000\
+00000C230000000000000C250000000000000C270000000000000C290000000000000C2B0000000000000C2D0000000000000C2F0000000000000C31\
+0000000000000C33000000000C3500000000000000000C36000000000C3800000000000000000C39000000000C3B0000000000000C3D000000000000\
+0C3C0C3E00000C3F000000000C4100000000000000000C420000000000000C44000000000C45000000000C460000000000000C48000000000C490000\
+00000C4A000000000C4C000000000C4D000000000C4F00000000000000000C50000000000C5200000000000000000C53000000000C55000000000000\
+0C570000000000000C560C5800000C59000000000C5B0000000000000C5D0000000000000C5C0C5E00000C5F00000C60000000000C62000000000000\
+0C640000000000000C630C6500000C6600000C67000000000C690000000000000C6B0000000000000C6A0C6C00000C6D00000C6E000000000C700000\
+000000000C720000000000000C710C7300000C7400000C750000000000000C77000000000C78000000000C790000000000000C7B000000000C7C0000\
+00000C7D0000000000000C7F000000000C8100000000000000000C820000000000000C840000000000000C860000000000000C88000000000C890000\
+00000C8A000000000C8C0C8D00000C8E000000000C900C9100000C92000000000C94000000000C95000000000C97000000000C98000000000C9A0000\
+00000C9B000000000C9D0C9E00000C9F000000000CA10CA200000CA3000000000CA50CA600000CA7000000000CA90CAA00000CAB000000000CAD0000\
+0000000000000CAE000000000CB000000000000000000CB1000000000CB300000000000000000CB4000000000CB600000000000000000CB700000000\
+0CB90CBA00000CBB000000000CBD0CBE00000CBF000000000CC10CC200000CC3000000000CC50CC600000CC7000000000CC90CCA00000CCB00000000\
+0CCD0CCE00000CCF000000000CD10CD200000CD3000000000CD50CD600000CD7000000000CD90CDA00000CDB000000000CDD0CDE00000CDF00000000\
+0CE10CE200000CE3000000000CE50CE600000CE7000000000CE90CEA00000CEB000000000CED0CEE00000CEF000000000CF10CF200000CF300000000\
+0CF50CF600000CF70000000000000CF900000CFA0000000000000CFC00000CFD000000000CFF00000000000000000D00000000000D02000000000000\
+0000000000000D0306A4000006A400000D050D06000006A5000006A50D080D0906A6000006A700000D0B0D0C000006A9000006AA0D0E0D0F0D070D0A\
+0D0D0D1006AD000006AD00000D120D13000006AE000006AE0D150D1606AF000006B000000D180D19000006B2000006B30D1B0D1C0D140D170D1A0D1D\
+06B6000006B800000D1F0D20000006BB0D2200000D210D2306BE06BF06C100000D250000000006C40D2700000D260D28000000000D2A000000000D2C\
+0D2B0D2D000000000D2F000000000D310D300D320000000006CE000006D000000D340D35000006D30D3700000D360D3806D6000006D800000D3A0000\
+000006DB0D3C00000D3B0D3D0000000006DF0000000006E00D3F0D400000000006E20000000006E30D420D4300000000000000000D450D4606E80000\
+06EA00000D480D4900000000000000000D4B0D4C000000000D4E0D4F0D51000000000D530D520D54000000000D56000000000D580D570D5900000000\
+0D5B000000000D5D0D5F000000000D610D5C0D5E0D600D620D64000000000D660D650D67000000000D69000000000D6B0D6A0D6C000000000D6E0000\
+00000D700D6F0D71000000000D73000000000D750D740D76000000000D78000000000D7A0D7C000000000D7E0D790D7B0D7D0D7F0D81000000000D83\
+0D85000000000D870D820D840D860D880D8A000000000D8C0D8E000000000D900D8B0D8D0D8F0D910D930D940D9600000D9800000D950D970D990000\
+0D9B000000000D9D0D9F000000000DA10D9C0D9E0DA00DA20DA4000000000DA60DA8000000000DAA0DA50DA70DA90DAB0DAD000000000DAF0DB10000\
+00000DB30DAE0DB00DB20DB40DB6000000000DB80DBA000000000DBC0DB70DB90DBB0DBD000007A200000000000007A4000000000DC1000000000DC2\
+00000000000007A80000000000000DC50000000000000DC70000000000000DC900000000000007B000000000000007B200000000000007B400000000\
+0DCE000000000DCF0000000000000DD10000000000000DD300000DD40000000000000DD600000DD7000000000DD90DDA00000DDB000000000DDD0DDE\
+0DE00DE10DE30DE400000DDF0DE20DE50DE7000000000DE807C807C9000000000DEA00000DEB00000DEC000000000DED000000000DEF0DF00DF20DF3\
+0DF60DF70DF10DF40DF500000DF800000DF9000000000DFA00000000000000000DFC0DFD000000000DFE0DFF00000E000000000000000E0200000000\
+00000E040000000000000E06000000000E080E090E0B0E0C0E0A0E0D0E0E0E0F0E110E120E140E150E130E160E170E180E1A0E1B0E1D0E1E0E200E21\
+00000E1C0E1F0E220E240E2500000E260E270E280E2A0E2B00000E2D00000E2C0E2E00000E300E310E330E340E360E3700000E320E350E380E3A0E3B\
+0E3C0E3D00000E3F0000000000000E4100000E42000000000E44000000000E460E450E47000000000000085A00000000085C000000000E4A00000000\
+0000085E00000E4C0000000000000E4E00000E4F00000000000008620000000000000E5200000E53000000000000086A000000000000086C00000000\
+0000086E000000000E580E5900000E5A000000000000087200000000000008740000000000000876000000000E5F0E6000000E61000000000000087A\
+000000000000087C00000000087E0E6500000E660000000000000880000000000000088200000000000008840000000000000E6B0E6D0E6E00000E70\
+00000E6C0E6F0E71088A000000000E73000000000000088D000000000000088F0000000000000891000000000E780E7900000E7A0000000000000895\
+00000000000008970000000000000899000000000E7F0E8000000E8100000000000008A00000000008A2000000000E8400000000000008A400000E86\
+0000000000000E8800000E8900000000000008A800000000000008AA00000000000008B000000000000008B2000000000E8F000000000E9000000000\
+00000E9200000E9300000000000008B800000000000008BA000000000E97000000000E9800000000000008BE00000000000008C600000000000008D4\
+000000000E9D000000000E9E0000000000000EA00000000000000EA20EA4000000000EA30EA5000000000EA70EA9000000000EA80EAA000000000EAC\
+0EAE000000000EAD0EAF00000EB100000EB3000000000EB20EB400000EB60EB70EB9000000000EB80EBA00000EBC0EBD0EBF000000000EBE0EC00000\
+0EC20EC300000EC40000000008EB000000000EC6000000000EC80EC900000ECA000000000ECC0ECD0ECE000000000ECF000000000ED10ED20ED30000\
+00000ED400000000000008F700000000000008F9000000000ED8000000000ED90000000000000EDB00000EDC000000000EDE0000000008FD0EDF0000\
+0EE10000000008FF0EE200000EE40000000009010EE500000EE70000000009030EE800000EEA0000000009050EEB00000EED0000000009070EEE0000\
+0EF00EF10EF30EF400000EF20EF500000EF70EF80EFA0EFB00000EF90EFC000000000EFE00000EFE0EFF0F000F020F0300000F0400000F010F050000\
+0F080F0900000F0A00000F070F0B0000090D000000000F0D0000000000000F0F000000000F110F1200000F13000000000F150F1600000F1700000000\
+0F190000000009220F1A00000F1C0000000009240F1D00000F1F0000000009260F2000000F220000000009280F2300000F2500000000092A0F260000\
+0F2800000000092C0F2900000F2B0F2C00000F2D0000000000000F2F000000000F310F3200000F33000009340F3400000F360F370F360F370F380F39\
+0F3B0F3C00000F3D00000F3A0F3E000000000938000000000F410F4200000F43000000000000093C000000000F460F4700000F480000000000000940\
+000000000F4B0F4C00000F4D000000000F4F0F5000000F51000000000F530F5400000F55000000000F570F5800000F59000000000F5B0F5C00000F5D\
+000000000F5F0F6000000F61000000000F630F6400000F65000000000F670F6800000F69000000000954000009540000095400000954000009540000\
+0954000009540000095400000F6B0F6C0F6D0F6E0F6F0F700F710F72096600000F7400000000000000000000000000000F730F750954000009540000\
+0954000009540000095400000954000009540000095400000F770F780F790F7A0F7B0F7C0F7D0F7E0F7F000009540000095400000954000009540000\
+095400000954000009540000095400000F810F820F830F840F850F860F870F880F890000095400000954000009540000095400000954000009540000\
+09540000095400000F8B0F8C0F8D0F8E0F8F0F900F910F920F9300000954000009540000095400000954000009540000095400000954000009540000\
+0F950F960F970F980F990F9A0F9B0F9C0F9D000009540000095400000954000009540000095400000954000009540000095400000F9F0FA00FA10FA2\
+0FA30FA40FA50FA60FA7000009540000095400000954000009540000095400000954000009540000095400000FA90FAA0FAB0FAC0FAD0FAE0FAF0FB0\
+0FB1000009540000095400000954000009540000095400000954000009540000095400000FB30FB40FB50FB60FB70FB80FB90FBA0FBB00000F760F80\
+0F8A0F940F9E0FA80FB20FBC09EA000009EA000009EA000009EA000009EA000009EA000009EA000009EA00000FBE0FBF0FC00FC10FC20FC30FC40FC5\
+0FC6000009EA000009EA000009EA000009EA000009EA000009EA000009EA000009EA00000FC80FC90FCA0FCB0FCC0FCD0FCE0FCF0FD0000009EA0000\
+09EA000009EA000009EA000009EA000009EA000009EA000009EA00000FD20FD30FD40FD50FD60FD70FD80FD90FDA000009EA000009EA000009EA0000\
+09EA000009EA000009EA000009EA000009EA00000FDC0FDD0FDE0FDF0FE00FE10FE20FE30FE4000009EA000009EA000009EA000009EA000009EA0000\
+09EA000009EA000009EA00000FE60FE70FE80FE90FEA0FEB0FEC0FED0FEE000009EA000009EA000009EA000009EA000009EA000009EA000009EA0000\
+09EA00000FF00FF10FF20FF30FF40FF50FF60FF70FF8000009EA000009EA000009EA000009EA000009EA000009EA000009EA000009EA00000FFA0FFB\
+0FFC0FFD0FFE0FFF100010011002000009EA000009EA000009EA000009EA000009EA000009EA000009EA000009EA0000100410051006100710081009\
+100A100B100C00000FC70FD10FDB0FE50FEF0FF91003100D0A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C0000100F1010\
+101110121013101410151016000010170A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00001019101A101B101C101D101E\
+101F1020000010210A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00001023102410251026102710281029102A0000102B\
+0A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C0000102D102E102F10301031103210331034000010350A7C00000A7C0000\
+0A7C00000A7C00000A7C00000A7C00000A7C00000A7C0000103710381039103A103B103C103D103E0000103F0A7C00000A7C00000A7C00000A7C0000\
+0A7C00000A7C00000A7C00000A7C000010411042104310441045104610471048000010490A7C00000A7C00000A7C00000A7C00000A7C00000A7C0000\
+0A7C00000A7C0000104B104C104D104E104F105010511052000010530A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C00000A7C0000\
+10551056105710581059105A105B105C0000105D10181022102C10361040104A1054105E0FBD100E0000105F0B0F0000106100000B13000010630000\
+0B170000106500000000106210641066106810690000106A00000000106C106D0000106E000000001070107100001072000000001074107500001076\
+00000000107800000000107900000000107B00000000107C00000000107E0000107E0000107F10801082000010820000108310841086000010870000\
+0000108110851088108A0000108A0000108B108C108E0000108F00000000108D00001090109210930000109400000000109610970000109800000000\
+0B2800000000109A00000000109C0B2B0000109D00000000109F10A010A10000000010A20000000010A410A510A60000000010A7000000000B330000\
+000010A90000000010AA00000B380000000010AC0B3C0000000010AE0B400000000010B00B440000000010B210AD10AF10B110B310B510B6000010B7\
+0000000010B910BA000010BB0000000010BD10BE000010BF0000000010C110C2000010C30000000010C510C6000010C70000000010C910CA00000000\
+000010CB000010CD000010CE0000000010D010D1000010D200000000000010D410D6000010D80000000010D510D710D910DB10DC000010DD00000000\
+10DF10E0000010E10000000010E310E4000010E50000000010E710E8000010E9000000000B490000000010EB000000000B4C0000000010ED00000000\
+10EF0000000010F0000010F10000000010F30000000010F4000010F50000000010F710F8000010F9000010FA0000000010FC10FD000010FE00000000\
+110011010000110200000000110411050000110600000000000011080000110900000000110B110C0000110D00000000110F11100000111100000000\
+111311140000111500000000111711180000111900000000111B111C0000111D00000000111F00000000112000000000112211231124000000001125\
+0000000011271128112900000000112A00000000112C112D112E00000000112F00000000113111321133000000001134000000001136113700001138\
+00000000113A113B0000113C00000000113E113F0000114000000000114211430000114400000000114611471146114711481149114B0000114C0000\
+0000114A0000114D114F1150114F11501151115211540000115500000000115300001156115811590000115A00000000115C115D0000115E00000000\
+11601161000011620000000011641165000011660000000011681169116A00000000116B00000000116D116E116F0000000011700000000011721173\
+11740000000011750000000011771178117900000000117A00000000117C117D0000117E000000001180118100001182000000001184118500001186\
+00000000118811890000118A00000000118C118D118C118D118E118F11910000119200000000119000001193119511961195119611971198119A0000\
+119B0000000011990000119C119E119F000011A00000000011A211A3000011A40000000011A611A7000011A80000000011AA11AB000011AC00000000\
+000011AE000011AF00000000000011B1000011B20000000011B411B5000011B60000000011B811B9000011BA0000000011BC11BD000011BE00000000\
+11C011C1000011C20000000011C411C5000011C60000000011C811C9000011CA0000000011CC11CD000011CE0000000011D011D1000011D200000000\
+11D411D5000011D60000000011D811D9000011DA0000000011DC11DD000011DE0000000011E011E111E2000011E411E511E6000011E811E911EA0000\
+11EC11ED11EE0000000011E311E70000000011EB11EF0000000011F00000000011F211F311F4000011F611F711F8000011FA11FB11FC000011FE11FF\
+12000000000011F511F90000000011FD120100000000120200000000120412050000120600000000120812090000120A00000000120C120D0000120E\
+0000000012101211000012120000000012141215000012160000000000000BE50000000000001219000000000000121B000000000000121D00000000\
+0000121F00000000000012210000122200000000000012240000122500000000122712280000122900000000122B00000000122C000000000000122E\
+000000001230000012320000123112330000000000001235000012360000000012380000123A00001239123B000000000000123D0000123E00000000\
+00000C3300000000000012410000000000001243000000001245124600001247000000000000124900000000124B124C0000124D00000000124F1250\
+0000125100000000125312540000125500000000125712580000125900000000125B00000000125C00000000125E125F000012600000000012621263\
+000012640000000000001266000000000000126800000000126A126B0000126C00000000126E126F0000127000000000127212730000127400000000\
+12760000127812791277127A00000000127C0000127E127F127D128000000000128212830000128400000000128612870000128800000000128A128B\
+0000128C00000000128E128F0000129000000000129212930000129400000000129612970000129800000000129A00000000129B00000000129D129E\
+0000129F00000000000012A10000000012A312A4000012A50000000012A712A8000012A90000000012AB12AC000012AD0000000012AF12B0000012B1\
+0000000012B3000012B512B612B412B70000000012B9000012BB12BC12BA12BD0000000012BF000012C112C212C012C30000000012C5000012C712C8\
+12C612C900000000000012CB000012CC0000000012CE12CF000012D000000000000012D2000012D30000000012D512D6000012D70000000012D90000\
+12DB000012DA000012DC0000000012DE000012DF00000000000012E1000012E20000000012E4000012E6000012E512E70000000012E8000012EA0000\
+12EC000012EB12ED0000000012EE000012F0000012F2000012F112F3000000000000000012F5000012F712F80000000012F9000012FB12FC00000000\
+12FD000012FF0000130000000000000013020000130300000000000013050000130700001306000013080000130A0000130C0000130B0000130D0000\
+130F00001311000013100000131200001314000000001316131800000000131A131513171319131B131D131E1320000013220000131F132113230000\
+13250000132700001326000013280000132A0000132C0000132B0000132D0000132F0000133100001330000013320000133400001336000013350000\
+13370000133900000000133A00000000133C0000133E000013401341133D133F1342000013440000134600001348134913451347134A0000134C0000\
+134E134F0000134D0000135013520000000013531354000013560000135800001357135900000000135B0000135D0000135F000013610000135C135E\
+1360136213640000000013650000000013670000136900001368136A00000000136C00000000136D00000000136F0000000013700000000013720000\
+0000137300000000137500000000137600000000137800000000137900000000137B00000000137C00000000137E00000000137F0000000013810000\
+00001382000000001384000013860000000000001385138713890000138B000000000000138A138C138E00000000138F000000001391000000001392\
+00000000139400000000139500000000139700000000139800000000139A00000000139B00000000139D00000000139E0000000013A00000000013A1\
+0000000013A30000000013A40000000013A60000000013A70000000013A90000000013AA0000000013AC0000000013AD0000000013AF0000000013B0\
+0000000013B20000000013B30000000013B50000000013B60000000013B80000000013B90000000013BB0000000013BC0000000013BE0000000013BF\
+0000000013C10000000013C20000000013C40000000013C50000000013C70000000013C80000000013CA0000000013CB0000000013CD0000000013CE\
+0000000013D00000000013D10000000013D30000000013D40000000013D60000000013D70000000013D90000000013DA0000000013DC0000000013DD\
+0000000013DF0000000013E00000000013E20000000013E30000000013E50000000013E60000000013E8000013EA00000000000013E913EB13ED0000\
+13EF00000000000013EE13F013F200000000000013F3000013F400000000000013F600000000000013F7000013F800000000000013FA000000000000\
+13FB000013FC00000000000013FE00000000000013FF0000140000000000000014020000000000001403000014040000000000001406000000000000\
+140700001408000000000000140A000000000000140B0000140C000000000000140E000000000000140F000014100000000000001412000000000000\
+1413000014140000000000001416000000000000141700001418000000000000141A141B141C000000000000141E0000000000001420000000000000\
+141F142114220000000000001424000000000000142500001426000000000000142800000000000014290000142A000000000000142C000000000000\
+142D0000142E000000000000143000000000000014310000143200000000000014340000000000001435000014360000000000001438000000000000\
+14390000143A000000000000143C000000000000143D0000143E00000000000014400000000000001441000014420000000000001444000000000000\
+144500001446000000000000144800000000000014490000144A000000000000144C000000000000144D0000144E0000000000001450000000000000\
+1451000014520000000000001454000000000000145500001456000000000000145800000000000014590000145A000000000000145C000000000000\
+145E000000000000146000000000000014620000000000001464000000000000146600000000000014680000000000000000145D145F146114631465\
+14671469146A000000000000146C000000000000146E0000000000000000146D0000000000000000146F000014700000000000001472000000000000\
+00001473147500000000000000001476147414770000000000000000000000001478000000000000147A0000147B000000000000147D0000147E0000\
+00000000148000000000000014810000148200000000000014840000000000001485000014860000000000001488000000000000148A000000000000\
+1489148B148C000000000000148E0000000000001490000000000000148F149114920000000000001494000000000000149600000000000014951497\
+1498000000000000149A000000000000149C000000000000149B149D149E00000000000014A000000000000014A200000000000014A114A314A40000\
+0000000014A600000000000014A800000000000014A714A914AA00000000000014AC00000000000014AE00000000000014AD14AF14B0000000000000\
+14B200000000000014B400000000000014B314B514B600000000000014B800000000000014BA00000000000014B914BB14BC00000000000014BE0000\
+0000000014C000000000000014BF14C114C200000000000014C400000000000014C600000000000014C514C714C800000000000014CA000000000000\
+14CC00000000000014CB14CD14CE00000000000014D000000000000014D1000014D200000000000014D400000000000014D5000014D6000000000000\
+14D800000000000014D9000014DA00000000000014DC00000000000014DD000014DE00000000000014E000000000000014E1000014E2000000000000\
+14E400000000000014E5000014E600000000000014E800000000000014E9000014EA00000000000014EC00000000000014ED000014EE000000000000\
+14F000000000000014F1000014F200000000000014F400000000000014F5000014F600000000000014F800000000000014F9000014FA000000000000\
+14FC00000000000014FD000014FE00000000000015000000000000001501000015020000000000001504000000000000150500001506000000000000\
+150800000000000015090000150A000000000000150C000000000000150D000000000000150F00000000000015110000000000001510151200000000\
+00000000000000001513000000000000
 """
-    /// descriptors: u16 mnemonic, 4 x u16 operand (kind|access<<6|size<<8), u16 imm (imm1|imm2<<8), u8 attrs
+    /// descriptors: u16 mnemonic, 4 x u16 operand (kind|access<<6|size<<8), u16 imm (imm1|imm2<<8), u8 attrs,
+    /// u16 implicit GPRs read, u16 implicit GPRs written (bit i = GPR i), u8 attrs2 (1 = EVEX broadcast allowed, 2 = EVEX rounding/SAE allowed, 4 = no EVEX masking)
     static let descs: StaticString = """
-000401C1014400000000000004000405C1054400000000000004000401C4014100000000000000000405C4054100000000000000000401D801510000\
-0000000100000405D806510000000000030001BB01C101440000000000000401BB05C105440000000000000401BB01C401410000000000000001BB05\
-C405410000000000000001BB01D801510000000000010001BB05D8065100000000000300000201C1014400000000000004000205C105440000000000\
-0004000201C4014100000000000000000205C4054100000000000000000201D8015100000000000100000205D8065100000000000300028D01C10144\
-00000000000004028D05C1054400000000000004028D01C4014100000000000000028D05C4054100000000000000028D01D801510000000000010002\
-8D05D8065100000000000300001A01C1014400000000000004001A05C1054400000000000004001A01C4014100000000000000001A05C40541000000\
-00000000001A01D8015100000000000100001A05D806510000000000030002CB01C101440000000000000402CB05C105440000000000000402CB01C4\
-01410000000000000002CB05C405410000000000000002CB01D801510000000000010002CB05D806510000000000030005A101C10144000000000000\
-0405A105C105440000000000000405A101C401410000000000000005A105C405410000000000000005A101D801510000000000010005A105D8065100\
-000000000300005901410144000000000000000059054105440000000000000000590144014100000000000000005905440541000000000000000059\
-015801510000000000010000590558065100000000000300026405570000000000000000010231059700000000000000000101AB0584034100000000\
-000000026406510000000000000003010101058405410651000000030002640151000000000000000101010105840541015100000001000106019602\
-5A00000000000008010A0696025A0000000000000801070696025A0000000000000801BF025A01550000000000000801C1025A065500000000000008\
-01C0025A065500000000000008012601530000000000000005020122015300000000000000050201180153000000000000000502011E015300000000\
-0000000502012A01530000000000000005020125015300000000000000050201190153000000000000000502011F0153000000000000000502012901\
-53000000000000000502012401530000000000000005020127015300000000000000050201230153000000000000000502011B015300000000000000\
-050201200153000000000000000502011C015300000000000000050201210153000000000000000502000401C101510000000000010401BB01C10151\
-00000000000104000201C1015100000000000104028D01C1015100000000000104001A01C101510000000000010402CB01C101510000000000010405\
-A101C101510000000000010400590141015100000000000100000405C106510000000000030401BB05C1065100000000000304000205C10651000000\
-00000304028D05C1065100000000000304001A05C106510000000000030402CB05C106510000000000030405A105C106510000000000030400590541\
-065100000000000300000405C101510000000000010401BB05C1015100000000000104000205C1015100000000000104028D05C10151000000000001\
-04001A05C101510000000000010402CB05C101510000000000010405A105C10151000000000001040059054101510000000000010002D50141014400\
-00000000000002D50541054400000000000000059801C101C400000000000004059805C105C400000000000004018601810144000000000000000186\
-0581054400000000000000018601840141000000000000000186058405410000000000000001860581024F0000000000000001630584050200000000\
-0000000186028F0241000000000000000231058100000000000000000101B9000000000000000000000001D40000000000000000000000059805D705\
-D8000000000000000038000000000000000000000000800000000000000000000000003A0000000000000000000000007F0000000000000000000000\
-003900000000000000000000000067000000000000000000000000ED0000000000000000000000026500000000000000000000010266000000000000\
-0000000001023300000000000000000000010234000000000000000000000102890000000000000000000000015E0000000000000000000000018601\
-9801540000000000070001860598055400000000000700018601940158000000000007000186059405580000000000070001A3019601550000000000\
-000801A9059605550000000000000801A4059605550000000000000801A70596055500000000000008005C01D5015600000000000008006005D50556\
-00000000000008005D05D5055600000000000008005E05D505560000000000000802D5015801510000000000010002D5055806510000000000030002\
-C4019601580000000000000802C7059605580000000000000802C5059605580000000000000802C60596055800000000000008016D01980155000000\
-0000000801700598055500000000000008016E0598055500000000000008016F0598055500000000000008028E01D8015600000000000008029105D8\
-055600000000000008028F05D8055600000000000008029005D805560000000000000801860197015100000000000100018605970551000000000004\
-00027E01C1015100000000000100027F01C1015100000000000100026901C1015100000000000100026C01C101510000000000010002AE01C1015100\
-00000000010002B101C1015100000000000100028A01C1015100000000000100027E05C1015100000000000100027F05C10151000000000001000269\
-05C1015100000000000100026C05C101510000000000010002AE05C101510000000000010002B105C1015100000000000100028A05C1015100000000\
-000100027A0251000000000000000202027A000000000000000000000201860181015100000000000100059501510000000000000001000186058106\
-5100000000000300059706530000000000000008000093029101520000000001020101640000000000000000000001027B0251000000000000000200\
-027B0000000000000000000000010D0000000000000000000000010B0151000000000000000100011500000000000000000000000116000000000000\
-000000000001170000000000000000000000027E01C1015B00000000000000027F01C1015B00000000000000026901C1015B00000000000000026C01\
-C1015B0000000000000002AE01C1015B0000000000000002B101C1015B00000000000000028A01C1015B00000000000000027E05C1015B0000000000\
-0000027F05C1015B00000000000000026905C1015B00000000000000026C05C1015B0000000000000002AE05C1015B0000000000000002B105C1015B\
-00000000000000028A05C1015B00000000000000027E01C1015900000000000000027F01C1015900000000000000026901C101590000000000000002\
-6C01C101590000000000000002AE01C101590000000000000002B101C1015900000000000000028A01C1015900000000000000027E05C10159000000\
-00000000027F05C1015900000000000000026905C1015900000000000000026C05C101590000000000000002AE05C101590000000000000002B105C1\
-015900000000000000028A05C101590000000000000005A0000000000000000000000000980342000000000000000000009800DD005E000000000000\
-0000CC034200000000000000000000CC00DD005E0000000000000000A5034200000000000000000000A5005E00000000000000000000A80342000000\
-00000000000000A8005E00000000000000000000E3034200000000000000000000E300DD005E0000000000000000E5034200000000000000000000E5\
-00DD005E0000000000000000AD034200000000000000000000AD00DD005E0000000000000000AF034200000000000000000000AF00DD005E00000000\
-00000000C2034200000000000000000000C2005E00000000000000000000EF00DE00000000000000000000E0038200000000000000000000D0000000\
-000000000000000000E1038200000000000000000000E2009E00000000000000000000C51542000000000000000000009C0000000000000000000000\
-0097000000000000000000000000E7000000000000000000000000EE000000000000000000000000C4024200000000000000000000C3000000000000\
-000000000000C7000000000000000000000000C6000000000000000000000000CA000000000000000000000000C8000000000000000000000000C900\
-0000000000000000000000CB000000000000000000000000D315820000000000000000000096000000000000000000000000F5000000000000000000\
-000000D8000000000000000000000000D5000000000000000000000000F4000000000000000000000000D7000000000000000000000000AB00000000\
-0000000000000000BC000000000000000000000000D2028200000000000000000000D6000000000000000000000000F6000000000000000000000000\
-DF000000000000000000000000DE000000000000000000000000D9000000000000000000000000DB000000000000000000000000DD00000000000000\
-0000000000AA000000000000000000000000B50342000000000000000000009D00DD005E0000000000000000BB0342000000000000000000009F00DD\
-005E0000000000000000B60342000000000000000000009E00DD005E0000000000000000B7034200000000000000000000A400DD005E000000000000\
-0000C0034200000000000000000000C1034200000000000000000000EC000000000000000000000000B8034200000000000000000000B90342000000\
-00000000000000BA034200000000000000000000A000DD005E0000000000000000BF038200000000000000000000A200DD005E0000000000000000BD\
-038200000000000000000000A100DD005E0000000000000000BE038200000000000000000000A300DD005E0000000000000000B20000000000000000\
-00000000AC000000000000000000000000CE000000000000000000000000CF000000000000000000000000DC000000000000000000000000C2144200\
-000000000000000000E9005D005E0000000000000000A6005D005E0000000000000000E1148200000000000000000000980442000000000000000000\
-009800DE005D0000000000000000CC044200000000000000000000CC00DE005D0000000000000000A5044200000000000000000000A8044200000000\
-000000000000E3044200000000000000000000E500DE005D0000000000000000E5044200000000000000000000E300DE005D0000000000000000AD04\
-4200000000000000000000AF00DE005D0000000000000000AF044200000000000000000000AD00DE005D0000000000000000C2044200000000000000\
-000000B3005E00000000000000000000BF048200000000000000000000E0048200000000000000000000E0009E00000000000000000000E104820000\
-0000000000000000E1009E00000000000000000000DA164200000000000000000000E8005E00000000000000000000EB005D005E0000000000000000\
-D1168200000000000000000000D4028200000000000000000000B50242000000000000000000009900DE005D0000000000000000BB02420000000000\
-0000000000CD00DE005D0000000000000000B6024200000000000000000000B7024200000000000000000000A9000000000000000000000000C00242\
-00000000000000000000E600DE005D0000000000000000C1024200000000000000000000E400DE005D0000000000000000B802420000000000000000\
-0000B000DE005D0000000000000000B9024200000000000000000000AE00DE005D0000000000000000BA024200000000000000000000B4005E000000\
-00000000000000BF028200000000000000000000BD028200000000000000000000BE0282000000000000000000009A144200000000000000000000D4\
-029800000000000000000000BA044200000000000000000000EA005D005E00000000000000009B148200000000000000000000A7005D005E00000000\
-00000000BE0482000000000000000000017301530000000000000005020172015300000000000000050201710153000000000000000502011A015300\
-000000000000050201280153000000000000000502010201980151000000000001000102069801510000000000010001BE0151015800000000000100\
-01BE015106580000000000010000370653000000000000000602011D0653000000000000000602011D015300000000000000050201020198025A0000\
-000000000001020698025A0000000000000001BE025A01580000000000000001BE025A065800000000000000010C000000000000000000000000FD00\
-000000000000000000200048000000000000000000000002D5014101510000000000010001BA01C100000000000000000401B801C100000000000000\
-000401B0014100000000000000000001010141000000000000000000008201410000000000000000000100014100000000000000000002D505410651\
-0000000000030001BA05C100000000000000000401B805C100000000000000000401B005410000000000000000000101054100000000000000000000\
-82054100000000000000000001000541000000000000000000003C000000000000000000000002BF0000000000000000000000004200000000000000\
-0000000002C20000000000000000000000003D000000000000000000000002C00000000000000000000000010301C1000000000000000004008101C1\
-000000000000000004010305C1000000000000000004008105C100000000000000000400370541000000000000000002003713420000000000000000\
-00011D0541000000000000000002011D13420000000000000000000264054100000000000000000102B8028200000000000000000002B80583000000\
-00000000000002C8028200000000000000000002C80583000000000000000000016A024100000000000000002001760241000000000000000020034D\
-0241000000000000000000034E024100000000000000000002A61282000000000000000000008C000000000000000000002003F50000000000000000\
-00000003FE0000000000000000000020042600000000000000000000200430000000000000000000002001E7000000000000000000002002B6128200\
-00000000000000000183000000000000000000002001B60000000000000000000020003B000000000000000000002002BE0000000000000000000020\
-008A000000000000000000002001671242000000000000000020059F000000000000000000000005B0000000000000000000002003F7000000000000\
-0000000000059E000000000000000000000005B40000000000000000000000008B000000000000000000000001691242000000000000000020042700\
-000000000000000000200400000000000000000000000003FF00000000000000000000200428000000000000000000002002C1000000000000000000\
-00200041000000000000000000002002B700000000000000000000200111000000000000000000002002B9028200000000000000000002B905830000\
-00000000000000029300000000000000000000000271000000000000000000000005900000000000000000000000016B024200000000000000002001\
-6B02430000000000000000200110014200000000000000002002D0000000000000000000002002790000000000000000000000018400000000000000\
-0000000001B7000000000000000000000000470000000000000000000000027300000000000000000000000112000000000000000000002002D80000\
-0000000000000000200288044200000000000000000002A30000000000000000000020028C000000000000000000000002E000000000000000000000\
-0002D600000000000000000000000045000000000000000000000002CA0000000000000000000000027C0000000000000000000000024A0000000000\
-000000000020027D000000000000000000002002670000000000000000000020015F0584024200000000000000015F05840343000000000000000174\
-05C4024200000000000000017405C403430000000000000002D100000000000000000000000044000000000000000000002002D40000000000000000\
-000020010E0000000000000000000020058B0000000000000000000020058C000000000000000000002002DF00000000000000000000000236014200\
-000000000000000001B90541054400000000000000023B0142000000000000000000023C014200000000000000000000B10000000000000000000000\
-000104CA044B0000000000090001AD0F850F460000000000000001AC108510460000000000000001A80A850D420000000000000001A80A850D470000\
-000000000001A40A850E420000000000000001A40A850E470000000000000001AD0F860F450000000000000001AC108610450000000000000001A80D\
-820D450000000000000001A80A870D450000000000000001A40E820E450000000000000001A40A870E45000000000000000196088504420000000000\
-0000019108850847000000000000000195088504420000000000000001A60A850A4600000000000000018B0A851D4600000000000000019604820845\
-000000000000000195048208450000000000000002E60AC50A460000000000000002E50AC50A460000000000000002E40AC50A460000000000000002\
-E30AC50A460000000000000001930885044200000000000000019408850847000000000000000192088504420000000000000001A50A850A46000000\
-0000000001930482084500000000000000019204820845000000000000000237014200000000000000000001B9058100000000000000000002380142\
-00000000000000000002390142000000000000000000023A0142000000000000000000002B0064194200000000000000002D00640065000000000000\
-0000280064074100000000000000002A0064074100000000000000002E1942006400000000000000002D0065006400000000000000002C0064194200\
-00000000000000290064074100000000000000003E0142000000000000000000027603C3000000000000000000027704C30000000000000000000090\
-0000000000000000000000008F000000000000000000000001860483044D0000000000003001860483044E000000000000300186048D044300000000\
-0000300186048E04430000000000003001880F850F46000000000000000187108510460000000000000001880F860F45000000000000000187108610\
-4500000000000000006F0885114B00000000000000006E0885114B000000000000000076088507410000000000000000750885074100000000000000\
-019D0F820F4500000000000000019C108210450000000000000001A00382084500000000000000019F0482084500000000000000007C048A04460000\
-0000000000007A048A084600000000000000007E07840D4600000000000000007D07840E46000000000000000072048A044600000000000000006C04\
-8A084600000000000000007807840D4600000000000000007307840E460000000000000002DC0D450D460000000000000002DB0E450E460000000000\
-000000650D450D460000000000000000640E450E4600000000000000058F000000000000000000002002780000000000000000000000026F00000000\
-000000000000200272000000000000000000000002D2000000000000000000000002D3000000000000000000002000F7000000000000000000000000\
-5505840541000000000000000051058405410000000000000000490584054100000000000000004D0584054100000000000000005805840541000000\
-0000000000540584054100000000000000004A0584054100000000000000004E05840541000000000000000057058405410000000000000000530584\
-0541000000000000000056058405410000000000000000520584054100000000000000004B0584054100000000000000004F05840541000000000000\
-00004C058405410000000000000000500584054100000000000000019807840A4700000000000000019707840A470000000000000002BB0F850F4600\
-00000000000002BA108510460000000000000002BD0D850D460000000000000002BC0E850E460000000000000002860F850F46000000000000000287\
-0D850D4600000000000000026A0F850F4600000000000000026B0D850D4600000000000000001F0FC50F4600000000000000001E10C5104600000000\
-000000001D0F850F4600000000000000001C108510460000000000000001BD0FC50F460000000000000001BC10C510460000000000000005A30FC50F\
-460000000000000005A210C510460000000000000000060FC50F4600000000000000000510C510460000000000000000080DC50D4600000000000000\
-00070EC50E460000000000000001B20FC50F460000000000000001B110C510460000000000000001B40DC50D460000000000000001B30EC50E460000\
-0000000000007110850B4600000000000000006D0B8510460000000000000000770E850D460000000000000000740D850E4600000000000000006A0F\
-850A460000000000000000700A850F4600000000000000007B0A850F460000000000000002CD0FC50F460000000000000002CC10C510460000000000\
-000002CF0DC50D460000000000000002CE0EC50E460000000000000001800FC50F4600000000000000017F10C510460000000000000001820DC50D46\
-0000000000000001810EC50E460000000000000000840FC50F4600000000000000008310C510460000000000000000860DC50D460000000000000000\
-850EC50E4600000000000000017B0FC50F4600000000000000017A10C5104600000000000000017D0DC50D4600000000000000017C0EC50E46000000\
-00000000026004CA044B0000000000000002600AC50A4600000000000000026304CA044B0000000000000002630AC50A4600000000000000026104CA\
-044B0000000000000002610AC50A460000000000000001C604CA044B0000000000000001C60AC50A460000000000000001E104CA044B000000000000\
-0001E10AC50A460000000000000001E404CA044B0000000000000001E40AC50A460000000000000001E204CA044B0000000000000001E20AC50A4600\
-00000000000001C804CA044B0000000000000001C80AC50A4600000000000000025C04CA044B00000000000000025C0AC50A4600000000000000025F\
-04CA044B00000000000000025F0AC50A4600000000000000025D04CA044B00000000000000025D0AC50A460000000000000001C504CA044B00000000\
-00000001C50AC50A460000000000000002620AC50A4600000000000000025E0AC50A4600000000000000018A048A03410000000000000001A1048A04\
-4100000000000000018A088503410000000000000001A1088504410000000000000001A1048A044B00000000000000018F0A850A4600000000000000\
-01900A850A46000000000000000242048A044B01510000000100023F0A850A460151000000010002400A850A460151000000010002410A850A460151\
-0000000100025004CC015100000000000100024C04CC015100000000000100024904CC01510000000000010002500AC7015100000000000100024C0A\
-C701510000000000010002490AC7015100000000000100024D04CC015100000000000100024B04CC015100000000000100024604CC01510000000000\
-0100024D0AC7015100000000000100024B0AC701510000000000010002460AC7015100000000000100024F04CC015100000000000100024804CC0151\
-00000000000100024F0AC7015100000000000100024E0AC701510000000000010002480AC701510000000000010002470AC701510000000000010001\
-DB04CA044B0000000000000001DB0AC50A460000000000000001DE04CA044B0000000000000001DE0AC50A460000000000000001DC04CA044B000000\
-0000000001DC0AC50A46000000000000000089000000000000000000000004250481044400000000000002009508C701510152000001010001090885\
-084701510152010100042F0444044100000000000002009508C50847000000000000000109088508470000000000000000FB10C51046000000000000\
-0000FC0FC50F460000000000000000FE10C510460000000000000000FF0FC50F4600000000000000018A0381034A0000000000000001A10481044A00\
-000000000000018A038108450000000000000001A1048108450000000000000001A1088504460000000000000001A1048B044A00000000000000018F\
-0A860A450000000000000001900A860A4500000000000000012606530000000000000006020122065300000000000000060201180653000000000000\
-000602011E0653000000000000000602012A06530000000000000006020125065300000000000000060201190653000000000000000602011F065300\
-000000000000060201290653000000000000000602012406530000000000000006020127065300000000000000060201230653000000000000000602\
-011B065300000000000000060201200653000000000000000602011C06530000000000000006020121065300000000000000060202A0018100000000\
-0000000000029C0181000000000000000000029401810000000000000000000298018100000000000000000002A40181000000000000000000029F01\
-81000000000000000000029501810000000000000000000299018100000000000000000002A20181000000000000000000029E018100000000000000\
-000002A10181000000000000000000029D018100000000000000000002960181000000000000000000029A0181000000000000000000029701810000\
-00000000000000029B01810000000000000000000264045C0000000000000000010231049C0000000000000000010066000000000000000000000000\
-32054105440000000000000002AF05C105440151000000010002AF05C10544015900000000000185000000000000000000000005B100000000000000\
-0000000005B2000000000000000000000005B30000000000000000000000059C000000000000000000000005990000000000000000000000059B0000\
-000000000000000000059A0000000000000000000000059D00000000000000000000000264055C0000000000000000010231059C0000000000000000\
-0102850000000000000000000020003505C105440000000000000402B205C105440151000000010002B205C105440159000000000000F21782000000\
-00000000000000F3178200000000000000000000F0174200000000000000000000F117420000000000000000000161034200000000000000000002C3\
-038200000000000000000005A818C200000000000000000005A918C200000000000000000005A4184200000000000000000005A51842000000000000\
-0000000165000000000000000000000005AC18C200000000000000000005AD18C2000000000000000000017E0000000000000000000000003F1E4200\
-000000000000000002A5000000000000000000000000461E4200000000000000000002D9034300000000000000000000401E42000000000000000000\
-026D0783000000000000000000026E0783000000000000000000058D0743000000000000000000058E0743000000000000000000025B074100000000\
-000000000001040343000000000000000000010504430000000000000000000043044200000000000000000002E1074300000000000000000002E203\
-43000000000000000000010105C4054100000000000000006101C1014400000000000004006105C10544000000000000040175058413420000000000\
-0000003405C1054400000000000004016605841342000000000000000168058413420000000000000001AE058401410000000000000001AE05840241\
-000000000000000232058405410000000000000002DE034403410000000000000000320541015100000000000100003505C101510000000000010400\
-3405C1015100000000000104003305C1015100000000000104003305C1054400000000000004002F058405410000000000000002DA05840541000000\
-00000000003005840541000000000000000177058405410000000000000001AA058401410000000000000001AA0584024100000000000000059601C1\
-01C400000000000004059605C105C400000000000004005B0F850F4601510000000100005A1085104601510000000100005F0D850D46015100000001\
-00005D0E850E4601510000000100019B0782074400000000000000020D04CA1A4101510000000100020D08851A410151000000010001ED0384044C01\
-51000000010001ED038408470151000000010002B50FC50F460151000000010002B410C5104601510000000100006304C20000000000000000040062\
-08C200000000000000000405A6184200000000000000002005A7184200000000000000002005AA188200000000000000000005AB1882000000000000\
-00000005AE188200000000000000002005AF188200000000000000002004230442000000000000000020027405830000000000000000000424048200\
-00000000000000200275058300000000000000000003F6044200000000000000002004310442000000000000000020029204C3000000000000000000\
-02700483000000000000000000003105D7000000000000000000000910C5104600000000000000000A0FC50F4600000000000000025004CA044B0000\
-000000000002500AC50A4600000000000000024D04CA044B00000000000000024D0AC50A4600000000000000024F04CA044B00000000000000024F0A\
-C50A460000000000000001CB04CA044B0000000000000001CB0AC50A4600000000000000022F04CA044B00000000000000022F0AC50A460000000000\
-000001A1048608450000000000000001A20885044C00000000000000018E048A084700000000000000021C0384044C00000000000000021C03840A47\
-00000000000000025604CA044B0000000000000002560AC50A4600000000000000025704CA044B0000000000000002570AC50A460000000000000002\
-1904CA044B0000000000000002190AC50A460000000000000001D204CA044B0000000000000001D20AC50A460000000000000001CE04CA044B000000\
-0000000001CE0AC50A460000000000000001CF04CA044B0000000000000001CF0AC50A4600000000000000021304CA044B0000000000000002130AC5\
-0A460000000000000001D304CA044B0000000000000001D30AC50A460000000000000001D504CA044B0000000000000001D50AC50A46000000000000\
-00024C04CA044B00000000000000024C0AC50A4600000000000000024B04CA044B00000000000000024B0AC50A460000000000000001D704CA044B00\
-00000000000001D70AC50A4600000000000000022C04CA044B00000000000000022C0AC50A4600000000000000022D04CA044B00000000000000022D\
-0AC50A460000000000000000790B8510460000000000000000690A850B4600000000000000006B0B85104600000000000000019E0482044A00000000\
-00000001990A820A4500000000000000025404CA044B0000000000000002540AC50A4600000000000000025504CA044B0000000000000002550AC50A\
-4600000000000000021804CA044B0000000000000002180AC50A4600000000000000023504CA044B0000000000000002350AC50A4600000000000000\
-01CC04CA044B0000000000000001CC0AC50A460000000000000001CD04CA044B0000000000000001CD0AC50A4600000000000000021204CA044B0000\
-000000000002120AC50A4600000000000000026804CA044B0000000000000002680AC50A460000000000000001600A850A4200000000000000024904\
-CA044B0000000000000002490AC50A4600000000000000024604CA044B0000000000000002460AC50A4600000000000000024804CA044B0000000000\
-000002480AC50A4600000000000000023004CA044B0000000000000002300AC50A4600000000000000020F04CA044B00000000000000020F0AC50A46\
-00000000000000023D04CA044B00000000000000023D0AC50A46000000000000000179044A044C000000000000000178084508470000000000000002\
-5104CA044B0000000000000002510AC50A4600000000000000025804CA044B0000000000000002580AC50A4600000000000000025204CA044B000000\
-0000000002520AC50A4600000000000000025304CA044B0000000000000002530AC50A460000000000000001C904CA044B0000000000000001C90AC5\
-0A460000000000000001D004CA044B0000000000000001D00AC50A460000000000000001CA04CA044B0000000000000001CA0AC50A46000000000000\
-0002DD0344034100000000000000023E04CA044B00000000000000023E0AC50A4600000000000000020304CA044B0000000000000002030AC50A4600\
-000000000000020104CA044B0000000000000002010AC50A4600000000000000020204CA044B0000000000000002020AC50A4600000000000000020E\
-04CA044B00000000000000020E0AC50A4600000000000000020704CA044B0000000000000002070AC50A4600000000000000020504CA044B00000000\
-00000002050AC50A4600000000000000020604CA044B0000000000000002060AC50A4600000000000000024304CA044B0000000000000002430AC50A\
-4600000000000000024504CA044B0000000000000002450AC50A4600000000000000024404CA044B0000000000000002440AC50A4600000000000000\
-022A04CA044B00000000000000022A0AC50A460000000000000001D808C50846085F0000000000002408C50846085F0000000000002308C50846085F\
-0000000000025A0A450A460000000000000001C2048A044B0000000000000001C20A850A460000000000000001C4048A044B0000000000000001C40A\
-850A460000000000000001C3048A044B0000000000000001C30A850A4600000000000000021F0A850B4600000000000000021D0A850C460000000000\
-0000021E0A851C460000000000000002210A850B460000000000000002220A850C460000000000000002200A850B460000000000000002290AC50A46\
-0000000000000001DD0AC50A4600000000000000019A0A850A420000000000000001C70AC50A460000000000000002250A850B460000000000000002\
-230A850C460000000000000002240A851C460000000000000002270A850B460000000000000002280A850C460000000000000002260A850B46000000\
-0000000001E30AC50A460000000000000002160AC50A460000000000000002170AC50A4600000000000000021B0AC50A4600000000000000021A0AC5\
-0A460000000000000002100AC50A460000000000000002110AC50A460000000000000002150AC50A460000000000000002140AC50A46000000000000\
-00022E0AC50A460000000000000002040885084600000000000000010F04440842000000000000200114044408420000000000002001130444084200\
-00000000002002A908C508460000000000000002A708C508460000000000000002A808C508460000000000000002AD08C50846085F000000000002AB\
-08C508460000000000000002AC08C508460000000000000000FA0AC50A4600000000000000001619C2000000000000000000001019C2000000000000\
-000000001719C2000000000000000000001119C20000000000000000000018088508460000000000000000120AC50A4600000000000000001308C519\
-4200000000000000016C08C508470000000000002000150AC50A4600000000000000000D08C5194200000000000000000C0AC50A4600000000000000\
-001408C5194200000000000000000F0AC50A4600000000000000000E08C519420000000000000001890584054200000000000000006807C401410000\
-000000000001890582054400000000000000006807C40541000000000000000593038203440000000000002005940482044400000000000020059103\
-8203440000000000000005920482044400000000000000000307C4074100000000000000000B07C4074100000000000000018C044419420000000000\
-00000092044419420000000000002000910444194200000000000000018D0782074400000000000000008D0384034300000000000000008E03840343\
-0000000000000002820A850A460151000000010002810A850A460151000000010002840D850D460151000000010002830E850E460151000000010000\
-220AC50A460151000000010000210AC50A460151000000010001D90AC50A460151000000010001D104CA044B0151000000010001D10AC50A46015100\
-0000010001EA1B8108450151000000010001ED1A8108450151000000010001EB038108450151000000010001EC048108450151000000010000940381\
-084501510000000100020A08851B4101510000000100010808850D4601510000000100020B0885034101510000000100020C08850441015100000001\
-0000880AC50A4601510000000100008708C508460151000000010001AF0AC50A460151000000010001DA0AC50A460151000000010001E00845084601\
-51000000010001DF084508460151000000010001E6084508460151000000010001E5084508460151000000010002AA08C508460151000000010000F9\
-0AC50A460151000000010000F80AC50A46015100000001000019088508460151000000010004200F850F4600000000000000041F1085104600000000\
-000000041E0A850D4200000000000000041E0A850A480D470000000000041A0A850E4200000000000000041A0A850A480E47000000000004200F860F\
-4500000000000000041F1086104500000000000000041E0D820D4500000000000000041E0A870A480D450000000000041A0E820E4500000000000000\
-041A0A870A480E45000000000004120885084804420000000000040D088508480847000000000004110885084804420000000000041D0A850A460000\
-000000000004040A851D4600000000000000041204820845000000000000000411048208450000000000000005860A850A480A46000000000005850A\
-850A480A46000000000005840A850A480A46000000000005830A850A480A460000000000040F08850848044200000000000410088508480847000000\
-0000040E0885084804420000000000041C0A850A4600000000000000040F0482084500000000000000040E048208450000000000000004020F850F46\
-000000000000000401108510460000000000000004020F860F450000000000000004011086104500000000000000032D088508480741000000000003\
-2C088508480741000000000004180F820F450000000000000004171082104500000000000000033B07840D4600000000000000033907840E46000000\
-00000000032F07840D4600000000000000032907840E460000000000000005820D450D460000000000000005810E450E460000000000000003140D45\
-0D460000000000000003130E450E4600000000000000013600A0006200660000000000013500A0006200660000000000012F00A00062006600000000\
-00013000A0006200660000000000013400A0006200660000000000013300A0006200660000000000013100A0006200660000000000013200A0006200\
-660000000000013E00A0006600000000000000013D00A0006600000000000000013B00A0006600000000000000013C00A00066000000000000000146\
-00A0006200660000000000014100A0006200660000000000013F00A0006200660000000000014000A0006200660000000000015900A0006200660000\
-000000015800A0006200660000000000015600A0006200660000000000015700A0006200660000000000015D00A0006200660000000000015C00A000\
-6200660000000000015A00A0006200660000000000015B00A0006200660000000000012E00A0006200660000000000012D00A0006200660000000000\
-012B00A0006200660000000000012C00A0006200660000000000015500A0006200660000000000015400A0006200660000000000015300A000620066\
-0000000000041407840A4700000000000000041307840A470000000000000005740F850F46000000000000000572108510460000000000000005770D\
-850D480D46000000000005750E850E480E46000000000005620F850F460000000000000005630D850D480D46000000000005500F850F460000000000\
-000005510D850D480D46000000000002FA0F850F480F46000000000002F9108510481046000000000002F80F850F480F46000000000002F710851048\
-1046000000000004330F850F480F4600000000000432108510481046000000000005880F850F480F4600000000000587108510481046000000000002\
-E90F850F480F46000000000002E7108510481046000000000002EC0D850D480D46000000000002EA0E850E480E460000000000042B0F850F480F4600\
-0000000004291085104810460000000000042E0D850D480D460000000000042C0E850E480E460000000000032210850B4600000000000000031C0B85\
-104600000000000000032E0E850E480D460000000000032A0D850D480E46000000000003180F850A460000000000000003210A850F46000000000000\
-0003350A850F4600000000000000057B0F850F480F46000000000005791085104810460000000000057E0D850D480D460000000000057C0E850E480E\
-46000000000003FA0F850F480F46000000000003F8108510481046000000000003FD0D850D480D46000000000003FB0E850E480E4600000000000346\
-0F850F480F4600000000000344108510481046000000000003490D850D480D46000000000003470E850E480E46000000000003F10F850F480F460000\
-00000003EF108510481046000000000003F40D850D480D46000000000003F20E850E480E46000000000005410A850A480A46000000000005440A850A\
-480A46000000000005420A850A480A46000000000004390A850A480A46000000000004610A850A480A46000000000004640A850A480A460000000000\
-04620A850A480A460000000000043B0A850A480A460000000000053D0A850A480A46000000000005400A850A480A460000000000053E0A850A480A46\
-000000000004380A850A480A46000000000005430A850A480A460000000000053F0A850A480A46000000000004030885034100000000000000041908\
-8504410000000000000004050A850A460000000000000004080A850A460000000000000005100A850A460151000000010005110A850A460151000000\
-010005120A850A460151000000010005290A880A470151000000010005220A880A4701510000000100051C0A880A470151000000010005230A880A47\
-01510000000100051D0A880A470151000000010005160A880A470151000000010005250A880A470151000000010005240A880A470151000000010005\
-180A880A470151000000010005170A880A4701510000000100045B0A850A480A460000000000045E0A850A480A460000000000045C0A850A480A4600\
-00000000058A00000000000000000000000589000000000000000000000003DB108510481046000000000003DC0F850F480F46000000000003DD1085\
-10481046000000000003DE0F850F480F4600000000000403038108450000000000000004190481084500000000000000041908850446000000000000\
-0004050A860A450000000000000004080A860A4500000000000000013A00A0026100000000000000013900A0046100000000000000013700A0016100\
-000000000000013800A0036100000000000000013A028200600000000000000001390482006000000000000000013701820060000000000000000138\
-0382006000000000000000013A00A0034300000000000000013700A0034300000000000000013800A0034300000000000000013900A0044300000000\
-000000013A03840066000000000000000137038400660000000000000001380384006600000000000000013904840066000000000000000145006000\
-660000000000000001440060006600000000000000014200600066000000000000000143006000660000000000000001520060006600000000000000\
-01510060006600000000000000014F00600066000000000000000150006000660000000000000003EB03C20000000000000000000578038200000000\
-000000000003100F850F480F460151000100030F108510481046015100010003120D850D480D46015100010003110E850E480E46015100010004A508\
-8508481A4101510001000496038408470151000000010005710F850F480F4601510001000570108510481046015100010002ED108510481046000000\
-000002EE0F850F480F46000000000005290A850A480A46000000000005230A850A480A46000000000005250A850A480A460000000000043E0A850A48\
-0A46000000000004EB0A850A480A4600000000000419048608450000000000000004C603840A4700000000000000052F0A850A480A46000000000005\
-300A850A480A46000000000004BA0A850A480A46000000000004450A850A480A46000000000004410A850A480A46000000000004420A850A480A4600\
-0000000004B20A850A480A46000000000004470A850A480A460000000000044B0A850A480A46000000000005220A850A480A460000000000051D0A85\
-0A480A460000000000044C0A850A480A46000000000004E70A850A480A46000000000004E80A850A480A46000000000003310B851046000000000000\
-0003170A850B4600000000000000031B0B8510460000000000000004150A820A4500000000000000052D0A850A480A460000000000052E0A850A480A\
-46000000000004B90A850A480A46000000000004F20A850A480A460000000000043F0A850A480A46000000000004400A850A480A46000000000004B1\
-0A850A480A46000000000005450A850A480A46000000000003EA0A850A4200000000000000051C0A850A480A46000000000005160A850A480A460000\
-00000005180A850A480A46000000000004ED0A850A480A46000000000004AB0A850A480A46000000000004FD0A850A480A46000000000003EC084508\
-4700000000000000052A0A850A480A46000000000005310A850A480A460000000000052B0A850A480A460000000000052C0A850A480A460000000000\
-043C0A850A480A46000000000004430A850A480A460000000000043D0A850A480A460000000000050E0A850A480A460000000000049D0A850A480A46\
-0000000000049B0A850A480A460000000000049C0A850A480A46000000000004AA0A850A480A46000000000004A10A850A480A460000000000049F0A\
-850A480A46000000000004A00A850A480A46000000000005130A850A480A46000000000005150A850A480A46000000000005140A850A480A46000000\
-000004E60A850A480A46000000000004840A850A480A46000000000004830A850A480A46000000000005800A450A4600000000000000057F0A450A46\
-0000000000000003200A850B46000000000000000486098509480946000000000005340A450A4600000000000000030E0A8503460000000000000003\
-0D09850446000000000000000301098508420000000000000004340A850A460000000000000004370A850A460000000000000004350A850A46000000\
-0000000004D30A850B460000000000000004D10A850C460000000000000004D20A851C460000000000000004D50A850B460000000000000004D60A85\
-0C460000000000000004D40A850B460000000000000004E50A850A480A460000000000045D0A850A480A46000000000004160A850A42000000000000\
-00043A0A850A480A46000000000003EE0A850A480A42000000000003ED0A850A480A42000000000003EE0A820A480A45000000000003ED0A820A480A\
-45000000000004E10A850B460000000000000004DF0A850C460000000000000004E00A851C460000000000000004E30A850B460000000000000004E4\
-0A850C460000000000000004E20A850B4600000000000000047A098509480946000000000004630A850A480A46000000000004B60A850A480A460000\
-00000004B70A850A480A46000000000004BD0A850A480A46000000000004BB0A850A480A46000000000004AE0A850A480A46000000000004AF0A850A\
-480A46000000000004B50A850A480A46000000000004B30A850A480A46000000000004E90A850A480A460000000000049E0885084600000000000000\
-05260A850A480A46000000000005270A850A480A460000000000051F0A850A480A46000000000005190A850A480A460000000000051A0A850A480A46\
-0000000000016219C200000000000000000002D7000000000000000000000002C9198200000000000000000004730AC50A480A46000000000004740A\
-C50A480A46000000000004750AC50A480A46000000000004760AC50A480A46000000000004550A8503460000000000000004560A8504460000000000\
-00000307098508420000000000000004540A8501460000000000000004570A8502460000000000000004AC0A850A480A42000000000004AD0A850A48\
-0A42000000000004AC0A820A450A48000000000004AD0A820A450A48000000000004970A8503630A48000000000004980A8504630A48000000000004\
-990B8503630B480000000000049A0A8504630A48000000000003CD0A8503630A48000000000003CC0A8504630A48000000000003CF0B8503630B4800\
-0000000003CE0A8504630A48000000000003780AC50A480A46000000000003760AC50A480A46000000000003920AC50A480A46000000000003900AC5\
-0A480A46000000000003620AC50A480A46000000000003600AC50A480A460000000000036508C508480D460000000000036308C508480E4600000000\
-0003830AC50A480A46000000000003810AC50A480A460000000000038508C508480D460000000000038408C508480E46000000000003A10AC50A480A\
-460000000000039F0AC50A480A46000000000003A408C508480D46000000000003A208C508480E46000000000003B70AC50A480A46000000000003B5\
-0AC50A480A46000000000003B908C508480D46000000000003B808C508480E460000000000037B0AC50A480A46000000000003790AC50A480A460000\
-00000003950AC50A480A46000000000003930AC50A480A46000000000003680AC50A480A46000000000003660AC50A480A460000000000036B08C508\
-480D460000000000036908C508480E46000000000003880AC50A480A46000000000003860AC50A480A460000000000038A08C508480D460000000000\
-038908C508480E46000000000003A70AC50A480A46000000000003A50AC50A480A46000000000003AA08C508480D46000000000003A808C508480E46\
-000000000003BC0AC50A480A46000000000003BA0AC50A480A46000000000003BE08C508480D46000000000003BD08C508480E460000000000037E0A\
-C50A480A460000000000037C0AC50A480A46000000000003980AC50A480A46000000000003960AC50A480A460000000000036E0AC50A480A46000000\
-0000036C0AC50A480A460000000000037108C508480D460000000000036F08C508480E460000000000038D0AC50A480A460000000000038B0AC50A48\
-0A460000000000038F08C508480D460000000000038E08C508480E46000000000003AD0AC50A480A46000000000003AB0AC50A480A46000000000003\
-B008C508480D46000000000003AE08C508480E46000000000003C10AC50A480A46000000000003BF0AC50A480A46000000000003C308C508480D4600\
-0000000003C208C508480E46000000000003DA0A850A480A46000000000002F3088508460000000000000002F10A850A480A46000000000002F20A85\
-0A480A46000000000002EF0A850A480A46000000000002F00A850A480A460000000000001B0784075007410000000000002707900741000000000000\
-0000260790074100000000000000002507900741000000000000000036078407410750000000000001E9078407500741000000000001E80784075007\
-41000000000001B507840790074100000000000020078407410750000000000002B00784074107500000000000028B078407410750000000000002B3\
-07840741075000000000000487098509460151000000010004850985094601510000000100044D0A850A480A46015100010004840A850A4601510000\
-00010004830A850A460151000000010004770985094809460151000100055B0A850A4601510000000100055A0A850A4601510000000100055D0D850D\
-480D460151000100055C0E850E480E46015100010002FE0A850A480A46015100010002FD0A850A480A46015100010004530A850A480A460151000100\
-04440A850A480A46015100010004931B8108450151000000010004961A81084501510000000100049403810845015100000001000495048108450151\
-0000000100035B038108450151000000010003DF09850948084601510001000351088609450151000000010003230B860A450151000000010004A208\
-8508481B41015100010003E9088508480D46015100010004A3088508480341015100010004A40885084804410151000100014B00A000660151000000\
-0100014E00A0006601510000000100014C00A0006601510000000100014D00A0006601510000000100014700A0006601510000000100014A00A00066\
-01510000000100014800A0006601510000000100014900A000660151000000010003E409850948084601510001000356088609450151000000010003\
-4C0A850A480A460151000100034B088508480846015100010004220A850A480A46015100010004580A850A480A460151000100047809850948094601\
-5100010004820A850A480A460A4900000004820A850A480A490A4600000004810A850A480A460A4900000004810A850A480A490A4600000003000A85\
-0A480A460A4900000002FF0A850A480A460A4900000004520A850A480A460A4900000003800A850A480A460A4900000003800A850A480A490A460000\
-00037F0A850A480A460A49000000037F0A850A480A490A46000000039A0A850A480A460A49000000039A0A850A480A490A4600000003990A850A480A\
-460A4900000003990A850A480A490A4600000004600845084601510000000100045F0845084601510000000100046608450846015100000001000465\
-084508460151000000010003730A850A480A460A4900000003730A850A480A490A4600000003720A850A480A460A4900000003720A850A480A490A46\
-00000003750A850A480A460A4900000003750A850A480A490A4600000003740A850A480A460A4900000003740A850A480A490A46000000039C0A850A\
-480A460A49000000039C0A850A480A490A46000000039B0A850A480A460A49000000039B0A850A480A490A46000000039E0A850A480A460A49000000\
-039E0A850A480A490A46000000039D0A850A480A460A49000000039D0A850A480A490A4600000003B20A850A480A460A4900000003B20A850A480A49\
-0A4600000003B10A850A480A460A4900000003B10A850A480A490A4600000003B40A850A480A460A4900000003B40A850A480A490A4600000003B30A\
-850A480A460A4900000003B30A850A480A490A4600000003C50A850A480A460A4900000003C50A850A480A490A4600000003C40A850A480A460A4900\
-000003C40A850A480A490A4600000003C70A850A480A460A4900000003C70A850A480A490A4600000003C60A850A480A460A4900000003C60A850A48\
-0A490A4600000003D90A850A480A46015100010003D80A850A480A46015100010002F408850846015100000001000280078407410151000000010003\
-280B850A4600000000000000046100A00A480A460000000000046400A00A480A460000000000046200A00A480A46000000000004060A850A46000000\
-0000000004070A850A4600000000000000040A0A850A4600000000000000040B0A850A4600000000000000040C0A850A460000000000000004090A85\
-0A460000000000000005290A880A460151000000010005220A880A4601510000000100051C0A880A460151000000010004F90A880A46015100000001\
-0004FA0A880A460151000000010004F50A880A460151000000010004F60A880A460151000000010005230A880A4601510000000100051D0A880A4601\
-510000000100051E0A880A460151000000010005160A880A460151000000010005250A880A460151000000010005240A880A46015100000001000518\
-0A880A460151000000010005170A880A4601510000000100045B00A00A480A460000000000045E00A00A480A460000000000045C00A00A480A460000\
-00000003370A850A460000000000000003330B850A460000000000000003380A850B460000000000000003340A850A4600000000000000033C07840D\
-4600000000000000033A07840E460000000000000003250A850A4600000000000000031E0B850A460000000000000003260A850B4600000000000000\
-031F0A850A4600000000000000033007840D4600000000000000032B07840E460000000000000003360A850B460000000000000003320A850A460000\
-0000000000033D0A850B4600000000000000033F0A850A4600000000000000033E0A850A460000000000000003400B850A460000000000000003240A\
-850B4600000000000000031D0A850A4600000000000000034208850848074100000000000341088508480741000000000004060A860A450000000000\
-000004070A860A4500000000000000040A0A860A4500000000000000040B0A860A4500000000000000040C0A860A450000000000000004090A860A45\
-00000000000000031000A00A480A460151000100030F00A00A480A460151000100031200A00A480D460151000100031100A00A480E46015100010004\
-460A850A480A460000000000044A0A850A480A46000000000004480A850A480A46000000000004490A850A480A460000000000051D0A850A48084600\
-00000000051E0A850A480846000000000003270A850A460000000000000004F30A850A480A46000000000004F40A850A480A46000000000005460A85\
-0A480A46000000000005470A850A480A46000000000005280A850A480A46000000000004DC0B860A450000000000000005210A850A480A4600000000\
-0004D70C860A4500000000000000051B0A850A480A46000000000004D91C860A450000000000000004D80B860A450000000000000004FB0A850A480A\
-46000000000004FC0A850A480A46000000000004DB0C860A450000000000000004F70A850A480A46000000000004F80A850A480A46000000000004DA\
-0B860A450000000000000004860A850A480A46000000000004850A850A480A46000000000003020A85044600000000000000030D0A85044600000000\
-00000003030A8508420000000000000003050A8508420000000000000003040A8509420000000000000003060A8509420000000000000004360A850A\
-460000000000000004D00B860A450000000000000004CB0C860A450000000000000004CD1C860A450000000000000004CC0B860A4500000000000000\
-04CF0C860A450000000000000004CE0B860A4500000000000000053500A00A480A460000000000053800A00A480A460000000000053900A00A480A46\
-0000000000053C00A00A480A460000000000053600A00A480A460000000000053700A00A480A460000000000053A00A00A480A460000000000053B00\
-A00A480A46000000000004C20A8500660000000000000004C50A85006600000000000000045D00A00A480A46000000000004BE00A00A470000000000\
-000004DD00A00A470000000000000005650A850A480A46000000000005640A850A480A4600000000000567088508480D460000000000056608850848\
-0E46000000000004DE0B860A450000000000000004C00C860A450000000000000004C81C860A450000000000000004C10B860A450000000000000004\
-CA0C860A450000000000000004C90B860A4500000000000000047A0A850A480A46000000000004870A850A480A460000000000046300A00A480A4600\
-0000000004C30A8500660000000000000004C40A8500660000000000000004B80A850A480A46000000000004BF00A00A470000000000000004C700A0\
-0A470000000000000004BC0A850A480A46000000000004B00A850A480A46000000000004B40A850A480A46000000000004EA0A850A480A4600000000\
-0003D10A850A460000000000000003D00A850A460000000000000003D3088508480D46000000000003D2088508480E46000000000004A60A850A4600\
-00000000000004A70A850A460000000000000005200A850A480A460000000000054D0A850A4600000000000000054C0A850A4600000000000000054F\
-088508480D460000000000054E088508480E460000000000055F0A850A4600000000000000055E0A850A46000000000000000561088508480D460000\
-0000000560088508480E460000000000034A0AC50A480A46000000000004EE0A850A460000000000000004F10A850A460000000000000004EF0A850A\
-460000000000000004F00A850A460000000000000003080A8504460000000000000003090A85084200000000000000030B0A85084200000000000000\
-030A0A85094200000000000000030C0A85094200000000000000048F0A850A460000000000000004920A850A4600000000000000046D0A860A450000\
-000000000004700A860A4500000000000000044F0A850A480A46000000000004500A850A480A46000000000002FC0A850A480A46000000000002FB0A\
-850A480A460000000000044E0A850A480A46000000000004510A850A480A46000000000005060AC50A480A46000000000005040AC50A480A46000000\
-000005050AC50A480A460000000000050C0AC50A480A460000000000031A0B850A460000000000000003190A850A480A460000000000050A0AC50A48\
-0A460000000000050B0AC50A480A460000000000047B0AC50A480A46000000000004800AC50A480A460000000000047C0AC50A480A46000000000004\
-7F0AC50A480A460000000000047E0AC50A480A460000000000047D0AC50A480A46000000000004540A8503430000000000000004570A850343000000\
-0000000004550A8503430000000000000004560A8504430000000000000004880AC50A480A460000000000048D0AC50A480A46000000000004890AC5\
-0A480A460000000000048C0AC50A480A460000000000048B0AC50A480A460000000000048A0AC50A480A46000000000004EC0A850A480A4600000000\
-0003500A850A4600000000000000034F0A850A460000000000000004900A850A460000000000000004910A850A460000000000000003160A860A4500\
-00000000000003150A860A4500000000000000046E0A860A4500000000000000046F0A860A450000000000000004790A850A480A460000000000048E\
-0A850A480A460000000000050F00A00A480A46000000000004970A8503630000000000000004980A8504630000000000000004990B85036300000000\
-000000049A0A8504630000000000000003CD0A8503630000000000000003CC0A8504630000000000000003CF0B8503630000000000000003CE0A8504\
-630000000000000004FE03A30A450000000000000004FF04A30A4500000000000000050003A30B4500000000000000050104A30A4500000000000000\
-056903A30A4500000000000000056804A30A4500000000000000056B03A30B4500000000000000056A04A30A450000000000000004A90AC50A480A46\
-000000000004A80AC50A480A46000000000004710A850A460000000000000004720A850A460000000000000004870A850A460151000000010004850A\
-850A460151000000010002F50A850A480A46015100010002F60A850A480A46015100010005570A850A460151000000010005560A850A460151000000\
-01000559088508480D4601510001000558088508480E46015100010003E00A850A480846015100010003E20A850A4808460151000100035208860A45\
-01510000000100035408860A450151000000010003E10A850A480946015100010003E30A850A4809460151000100035309860A450151000000010003\
-5509860A4501510000000100046900A00A480A460151000100046A00A00A480A460151000100045A00A00A480A460151000100046700A00A480A4601\
-51000100056C0A850A480A460151000100056D0A850A480A46015100010005320AC50A480A46015100010005330AC50A480A46015100010003D50A85\
-0A460151000000010003D40A850A460151000000010003D7088508480D46015100010003D6088508480E46015100010003E50A850A48084601510001\
-0003E70A850A4808460151000100035708860A4501510000000100035908860A450151000000010003E60A850A480946015100010003E80A850A4809\
-460151000100035809860A4501510000000100035A09860A4501510000000100046800A00A480A460151000100046B00A00A480A4601510001000459\
-00A00A480A460151000100046C00A00A480A46015100010003430A850A480A460151000100056E0A850A480A460151000100056F0A850A480A460151\
-00010005490A850A480A46015100010005480A850A480A460151000100054B088508480D460151000100054A088508480E460151000100035D0AC50A\
-480A460151000100035C0AC50A480A460151000100035F08C508480D460151000100035E08C508480E46015100010005530A850A4601510000000100\
-05520A850A46015100000001000555088508480D4601510001000554088508480E46015100010003C900A00A460151000000010003C800A00A460151\
-000000010003CB00A00D460151000000010003CA00A00E460151000000010005070A850A480A46015100010005020A850A480A46015100010005030A\
-850A480A460151000100050D0A850A480A46015100010005080A850A480A46015100010005090A850A480A460151000100041B088502420000000000\
-0000041B0885084808470000000000041B0282084500000000000000041B088708480845000000000005730A850A4600000000000000057608850848\
-0346000000000002E80A850A480A46000000000002EB0885084803460000000000042A0A850A480A460000000000042D088508480346000000000005\
-7A0A850A480A460000000000057D088508480346000000000003F90A850A480A46000000000003FC088508480346000000000003450A850A480A4600\
-000000000348088508480346000000000003F00A850A480A46000000000003F308850848034600000000000421088502410000000000000004210281\
-08450000000000000003770AC50A480A46000000000003910AC50A480A46000000000003610AC50A480A460000000000036408C50848034600000000\
-0003820AC50A480A46000000000003A00AC50A480A46000000000003A308C508480346000000000003B60AC50A480A460000000000037A0AC50A480A\
-46000000000003940AC50A480A46000000000003670AC50A480A460000000000036A08C508480346000000000003870AC50A480A46000000000003A6\
-0AC50A480A46000000000003A908C508480346000000000003BB0AC50A480A460000000000037D0AC50A480A46000000000003970AC50A480A460000\
-000000036D0AC50A480A460000000000037008C5084803460000000000038C0AC50A480A46000000000003AC0AC50A480A46000000000003AF08C508\
-480346000000000003C00AC50A480A460000000000020904CA044B00000000000000020804CA044B0000000000000001EF04CA044B00000000000000\
-01EE04CA044B0000000000000001F804CA044B0000000000000001F904CA044B0000000000000001F304CA044B0000000000000001F604CA044B0000\
-000000000001FA04CA044B0000000000000001FE04CA044B0000000000000001FF04CA044B0000000000000001F104CA044B0000000000000001F404\
-CA044B0000000000000001F504CA044B0000000000000001FB04CA044B0000000000000001FD04CA044B00000000000000020004CA044B0000000000\
-000001F004CA044B0000000000000001F204CA044B0000000000000001F704CA044B0000000000000001FC04CA044B00000000000000022B04CA044B\
-00000000000000025904CA044B0000000000000001D604CA044B00000000000000
+000401C10144000000000000040000000000000405C10544000000000000040000000000000401C40141000000000000000000000000000405C40541\
+000000000000000000000000000401D80151000000000001000000000000000405D8065100000000000300000000000001C501C10144000000000000\
+04000000000001C505C1054400000000000004000000000001C501C4014100000000000000000000000001C505C40541000000000000000000000000\
+01C501D8015100000000000100000000000001C505D80651000000000003000000000000000201C10144000000000000040000000000000205C10544\
+000000000000040000000000000201C40141000000000000000000000000000205C40541000000000000000000000000000201D80151000000000001\
+000000000000000205D80651000000000003000000000000029701C10144000000000000040000000000029705C10544000000000000040000000000\
+029701C40141000000000000000000000000029705C40541000000000000000000000000029701D80151000000000001000000000000029705D80651\
+000000000003000000000000001A01C10144000000000000040000000000001A05C10544000000000000040000000000001A01C40141000000000000\
+000000000000001A05C40541000000000000000000000000001A01D80151000000000001000000000000001A05D80651000000000003000000000000\
+02D901C1014400000000000004000000000002D905C1054400000000000004000000000002D901C4014100000000000000000000000002D905C40541\
+00000000000000000000000002D901D8015100000000000100000000000002D905D80651000000000003000000000000065301C10144000000000000\
+040000000000065305C10544000000000000040000000000065301C40141000000000000000000000000065305C40541000000000000000000000000\
+065301D80151000000000001000000000000065305D80651000000000003000000000000006001410144000000000000000000000000006005410544\
+000000000000000000000000006001440141000000000000000000000000006005440541000000000000000000000000006001580151000000000001\
+000000000000006005580651000000000003000000000000026E05570000000000000000010010001000023B05970000000000000000010010001000\
+01B505840641000000000000000000000000026E06510000000000000003010010001000010805840541065100000003000000000000026E01510000\
+000000000001010010001000010805840541015100000001000000000000010D0196025A00000000000008008400800001110696025A000000000000\
+080084008000010E0696025A00000000000008008400800001C9025A015500000000000008004400400001CB025A0655000000000000080044004000\
+01CA025A0655000000000000080044004000012D01530000000000000005020000000000012901530000000000000005020000000000011F01530000\
+000000000005020000000000012501530000000000000005020000000000013101530000000000000005020000000000012C01530000000000000005\
+020000000000012001530000000000000005020000000000012601530000000000000005020000000000013001530000000000000005020000000000\
+012B01530000000000000005020000000000012E01530000000000000005020000000000012A01530000000000000005020000000000012201530000\
+000000000005020000000000012701530000000000000005020000000000012301530000000000000005020000000000012801530000000000000005\
+020000000000000401C1015100000000000104000000000001C501C10151000000000001040000000000000201C10151000000000001040000000000\
+029701C10151000000000001040000000000001A01C1015100000000000104000000000002D901C10151000000000001040000000000065301C10151\
+000000000001040000000000006001410151000000000001000000000000000405C1065100000000000304000000000001C505C10651000000000003\
+040000000000000205C10651000000000003040000000000029705C10651000000000003040000000000001A05C10651000000000003040000000000\
+02D905C10651000000000003040000000000065305C10651000000000003040000000000006005410651000000000003000000000000000405C10151\
+00000000000104000000000001C505C10151000000000001040000000000000205C10151000000000001040000000000029705C10151000000000001\
+040000000000001A05C1015100000000000104000000000002D905C10151000000000001040000000000065305C10151000000000001040000000000\
+00600541015100000000000100000000000002E90141014400000000000000000000000002E905410544000000000000000000000000064A01C101C4\
+000000000000040000000000064A05C105C4000000000000040000000000019001810144000000000000000000000000019005810544000000000000\
+00000000000001900184014100000000000000000000000001900584054100000000000000000000000001900282024F000000000000000000000000\
+01900583024F000000000000000000000000016A058405020000000000000000000000000190028F0241000000000000000000000000023B05810000\
+00000000000001001000100001C30000000000000000000000000000000001DE00000000000000000000000000000000064A05D705D8000000000000\
+000000000000003F00000000000000000000000001000100008700000000000000000000000001000100004100000000000000000000000001000100\
+008600000000000000000000000001000400004000000000000000000000000001000400006E0000000000000000000000000100040000F400000000\
+000000000000000000000000026F00000000000000000000010010001000027000000000000000000000010010001000023D00000000000000000000\
+010010001000023E00000000000000000000010010001000029300000000000000000000000001000000016500000000000000000000000000000100\
+019001980154000000000007000000000000019005980554000000000007000000000000019001940158000000000007000000000000019005940558\
+00000000000700000000000001AD019601550000000000000800C000C00001B3059605550000000000000800C000C00001AE05960555000000000000\
+0800C000C00001B1059605550000000000000800C000C000006301D501560000000000000800C000C000006705D505560000000000000800C000C000\
+006405D505560000000000000800C000C000006505D505560000000000000800C000C00002E90158015100000000000100000000000002E905580651\
+00000000000300000000000002D20196015800000000000008008100800002D50596055800000000000008008100800002D305960558000000000000\
+08008100800002D405960558000000000000080081008000017501980155000000000000080040004100017805980555000000000000080040004100\
+017605980555000000000000080040004100017705980555000000000000080040004100029801D80156000000000000080081008000029B05D80556\
+000000000000080081008000029905D80556000000000000080081008000029A05D80556000000000000080081008000019001970151000000000001\
+000000000000019005970551000000000004000000000000028801C10151000000000001000000000000028901C10151000000000001000000000000\
+027301C10151000000000001000000000000027601C1015100000000000100000000000002BB01C1015100000000000100000000000002BE01C10151\
+000000000001000000000000029401C10151000000000001000000000000028805C10151000000000001000000000000028905C10151000000000001\
+000000000000027305C10151000000000001000000000000027605C1015100000000000100000000000002BB05C10151000000000001000000000000\
+02BE05C10151000000000001000000000000029405C10151000000000001000000000000028402510000000000000002020010001000028400000000\
+000000000000020010001000019001810151000000000001000000000000064701510000000000000001000001000100019005810651000000000003\
+000000000000064906530000000000000008000000000100009A02910152000000000102010030003000016B00000000000000000000010030003000\
+028502510000000000000002000010001000028500000000000000000000000010001000011400000000000000000000000000000000011201510000\
+000000000001000000000000011C00000000000000000000000010001000011D00000000000000000000000010001000011E00000000000000000000\
+000010001000028801C1015B000000000000000000000000028901C1015B000000000000000000000000027301C1015B000000000000000000000000\
+027601C1015B00000000000000000000000002BB01C1015B00000000000000000000000002BE01C1015B000000000000000000000000029401C1015B\
+000000000000000000000000028805C1015B000000000000000000000000028905C1015B000000000000000000000000027305C1015B000000000000\
+000000000000027605C1015B00000000000000000000000002BB05C1015B00000000000000000000000002BE05C1015B000000000000000000000000\
+029405C1015B000000000000000000000000028801C10159000000000000000000000000028901C10159000000000000000000000000027301C10159\
+000000000000000000000000027601C1015900000000000000000000000002BB01C1015900000000000000000000000002BE01C10159000000000000\
+000000000000029401C10159000000000000000000000000028805C10159000000000000000000000000028905C10159000000000000000000000000\
+027305C10159000000000000000000000000027605C1015900000000000000000000000002BB05C1015900000000000000000000000002BE05C10159\
+000000000000000000000000029405C10159000000000000000000000000065200000000000000000000000009000100009F03420000000000000000\
+000000000000009F00DD005E00000000000000000000000000D30342000000000000000000000000000000D300DD005E000000000000000000000000\
+00AC0342000000000000000000000000000000AC005E000000000000000000000000000000AF0342000000000000000000000000000000AF005E0000\
+00000000000000000000000000EA0342000000000000000000000000000000EA00DD005E00000000000000000000000000EC03420000000000000000\
+00000000000000EC00DD005E00000000000000000000000000B40342000000000000000000000000000000B400DD005E000000000000000000000000\
+00B60342000000000000000000000000000000B600DD005E00000000000000000000000000C90342000000000000000000000000000000C9005E0000\
+00000000000000000000000000F600DE000000000000000000000000000000E70382000000000000000000000000000000D700000000000000000000\
+00000000000000E80382000000000000000000000000000000E9009E000000000000000000000000000000CC15420000000000000000000000000000\
+00A300000000000000000000000000000000009E0000000000000000000000000000000000EE0000000000000000000000000000000000F500000000\
+00000000000000000000000000CB0242000000000000000000000000000000CA0000000000000000000000000000000000CE00000000000000000000\
+00000000000000CD0000000000000000000000000000000000D10000000000000000000000000000000000CF00000000000000000000000000000000\
+00D00000000000000000000000000000000000D20000000000000000000000000000000000DA15820000000000000000000000000000009D00000000\
+00000000000000000000000000FC0000000000000000000000000000000000DF0000000000000000000000000000000000DC00000000000000000000\
+00000000000000FB0000000000000000000000000000000000DE0000000000000000000000000000000000B200000000000000000000000000000000\
+00C30000000000000000000000000000000000D90282000000000000000000000000000000DD0000000000000000000000000000000000FD00000000\
+00000000000000000000000000E60000000000000000000000000000000000E50000000000000000000000000000000000E000000000000000000000\
+00000000000000E20000000000000000000000000000000000E40000000000000000000000000000000000B100000000000000000000000000000000\
+00BC0342000000000000000000000000000000A4009D005E00000000000000000000000000C20342000000000000000000000000000000A6009D005E\
+00000000000000000000000000BD0342000000000000000000000000000000A5009D005E00000000000000000000000000BE03420000000000000000\
+00000000000000AB009D005E00000000000000000000000000C70342000000000000000000000000000000C803420000000000000000000000000000\
+00F30000000000000000000000000000000000BF0342000000000000000000000000000000C00342000000000000000000000000000000C103420000\
+00000000000000000000000000A7009D005E00000000000000000000000000C60382000000000000000000000000000000A9009D005E000000000000\
+00000000000000C40382000000000000000000000000000000A8009D005E00000000000000000000000000C503820000000000000000000000000000\
+00AA009D005E00000000000000000000000000B90000000000000000000000000000000000B30000000000000000000000000000000000D500000000\
+00000000000000000000000000D60000000000000000000000000000000000E30000000000000000000000000000000000C914420000000000000000\
+00000000000000F0005D005E00000000000000000000000000AD005D005E00000000000000000000000000E814820000000000000000000000000000\
+009F04420000000000000000000000000000009F00DE005D00000000000000000000000000D30442000000000000000000000000000000D300DE005D\
+00000000000000000000000000AC0442000000000000000000000000000000AF0442000000000000000000000000000000EA04420000000000000000\
+00000000000000EC00DE005D00000000000000000000000000EC0442000000000000000000000000000000EA00DE005D000000000000000000000000\
+00B40442000000000000000000000000000000B600DE005D00000000000000000000000000B60442000000000000000000000000000000B400DE005D\
+00000000000000000000000000C90442000000000000000000000000000000BA005E000000000000000000000000000000C604820000000000000000\
+00000000000000E70482000000000000000000000000000000E7009E000000000000000000000000000000E804820000000000000000000000000000\
+00E8009E000000000000000000000000000000E11642000000000000000000000000000000EF005E000000000000000000000000000000F2005D005E\
+00000000000000000000000000D81682000000000000000000000000000000DB0282000000000000000000000000000000BC02420000000000000000\
+00000000000000A000DE005D00000000000000000000000000C20242000000000000000000000000000000D400DE005D000000000000000000000000\
+00BD0242000000000000000000000000000000BE0242000000000000000000000000000000B00000000000000000000000000000000000C702420000\
+00000000000000000000000000ED00DE005D00000000000000000000000000C80242000000000000000000000000000000EB00DE005D000000000000\
+00000000000000BF0242000000000000000000000000000000B700DE005D00000000000000000000000000C002420000000000000000000000000000\
+00B500DE005D00000000000000000000000000C10242000000000000000000000000000000BB005E000000000000000000000000000000C602820000\
+00000000000000000000000000C40282000000000000000000000000000000C50282000000000000000000000000000000A114420000000000000000\
+00000000000000DB0298000000000000000000000000000000C10442000000000000000000000000000000F1005D005E000000000000000000000000\
+00A21482000000000000000000000000000000AE005D005E00000000000000000000000000C504820000000000000000000000000000017B01530000\
+000000000005020002000200017A01530000000000000005020002000200017901530000000000000005020002000200012101530000000000000005\
+020002000000012F01530000000000000005020002000000010901980151000000000001000000000000010906980151000000000001000000000000\
+01C80151015800000000000100000000000001C801510658000000000001000000000000003E06530000000000000006020010001000012406530000\
+00000000000602000000000001240153000000000000000502000000000001090198025A00000000000000000000000001090698025A000000000000\
+00000000000001C8025A015800000000000000000000000001C8025A0658000000000000000000000000011300000000000000000000000000000000\
+010400000000000000000000200000000000004F0000000000000000000000000000000002E90141015100000000000100000000000001C401C10000\
+00000000000004000000000001C201C1000000000000000004000000000001BA01410000000000000000000001000100010801410000000000000000\
+00000100010000890141000000000000000000000100010001070141000000000000000000000100010002E905410651000000000003000000000000\
+01C405C1000000000000000004000000000001C205C1000000000000000004000000000001BA05410000000000000000000001000500010805410000\
+000000000000000001000500008905410000000000000000000005000500010705410000000000000000000005000500004300000000000000000000\
+00000000000002CD0000000000000000000000000000000000490000000000000000000000000000000002D000000000000000000000000000000000\
+00440000000000000000000000000000000002CE00000000000000000000000000000000010A01C10000000000000000040000000000008801C10000\
+000000000000040000000000010A05C10000000000000000040000000000008805C10000000000000000040000000000003E05410000000000000000\
+020010001000003E13420000000000000000000010001000012405410000000000000000020000000000012413420000000000000000000000000000\
+026E0541000000000000000001001000100002C50282000000000000000000000000000002C50583000000000000000000000000000002D602820000\
+00000000000000000000000002D605830000000000000000000000000000017102410000000000000000200000000000017E02410000000000000000\
+200000000000038D02410000000000000000000000000000038E0241000000000000000000000000000002B312820000000000000000000000000000\
+00930000000000000000000020000F000E00045700000000000000000000000000000000046000000000000000000000200000000000048800000000\
+00000000000020000000000004920000000000000000000020000000000001F10000000000000000000020000F00010002C312820000000000000000\
+000000000000018D0000000000000000000020000700000001C000000000000000000000200003000000004200000000000000000000200000000000\
+02CC0000000000000000000020000000000000910000000000000000000020000F000E00016E12420000000000000000200000000000065100000000\
+000000000000000002000500066300000000000000000000200007000000045900000000000000000000000000000000065000000000000000000000\
+00000000000006680000000000000000000000000000000000920000000000000000000000000F000E00017012420000000000000000200000000000\
+048900000000000000000000200001000000046200000000000000000000000000000000046100000000000000000000200001000000048A00000000\
+00000000000020000100000002CF0000000000000000000020000000000000480000000000000000000020000000000002C400000000000000000000\
+20000000000001180000000000000000000020000300000002C70282000000000000000000000000000002C705830000000000000000000000000000\
+02A000000000000000000000000000000000027B00000000000000000000000002000500064200000000000000000000000007000000017302420000\
+00000000000020000000000001730243000000000000000020000000000001170142000000000000000020000000000002DE00000000000000000000\
+200000000000028300000000000000000000000000000700018E0000000000000000000000000700000001C10000000000000000000000000B000000\
+004E00000000000000000000000001000000027D0000000000000000000000000200050001190000000000000000000020000700000002F000000000\
+000000000000200000000000029E00000000000000000000200000000000029D00000000000000000000200000000000029C00000000000000000000\
+20000000000002920442000000000000000000000000000002B000000000000000000000200000000000029600000000000000000000000000000000\
+02F90000000000000000000000000000000002EA00000000000000000000000000000000004C0000000000000000000000000000000002D800000000\
+000000000000000000000000028600000000000000000000000007000100025400000000000000000000200001000100066700000000000000000000\
+000000000000065600000000000000000000000000000000028700000000000000000000200003000100027100000000000000000000200007000100\
+016605840242000000000000000000000000016605840543000000000000000000000000017C05C40242000000000000000000000000017C05C40643\
+00000000000000000000000002DF00000000000000000000000000080200004B0000000000000000000020000000000002E200000000000000000000\
+200802000000011500000000000000000000200000000000063D00000000000000000000200000000000063E00000000000000000000200000000000\
+02F80000000000000000000000000000000002400142000000000000000000000000000001C305410544000000000000000000000000024501420000\
+00000000000000000000000002460142000000000000000000000000000000B800000000000000000000000000000000000104CA044B000000000009\
+00000000000001B70F850F4600000000000000000000000001B61085104600000000000000000000000001B208850D42000000000000000000000000\
+01B208C50D4700000000000000000000000001AE08850E4200000000000000000000000001AE08C50E4700000000000000000000000001B70F860F45\
+00000000000000000000000001B61086104500000000000000000000000001B20D820D4500000000000000000000000001B208C70D45000000000000\
+00000000000001AE0E820E4500000000000000000000000001AE08C70E4500000000000000000000000001A008C50442000000000000000000000000\
+019B08C50847000000000000000000000000019F08C5044200000000000000000000000001B00A850A4600000000000000000000000001950A851D46\
+00000000000000000000000001A004820845000000000000000000000000019F0482084500000000000000000000000002FF0AC50A46000000000000\
+00000000000002FE0AC50A4600000000000000000000000002FD0AC50A4600000000000000000000000002FC0AC50A46000000000000000000000000\
+019D08C50442000000000000000000000000019E08C50847000000000000000000000000019C08C5044200000000000000000000000001AF0A850A46\
+000000000000000000000000019D04820845000000000000000000000000019C04820845000000000000000000000000024101420000000000000000\
+00000000000001C305410000000000000000000000000000024201420000000000000000000000000000024301420000000000000000000000000000\
+024401420000000000000000000000000000003200A4190200000000000040000000000001C305440000000000000000000000000000003400A40065\
+000000000000400000000000002F00640441000000000000400000000000003100640441000000000000400000000000003519020064000000000000\
+400000000000003400A50064000000000000400000000000003300641942000000000000400000000000003000640441000000000000400000000000\
+004501420000000000000000000000000000028003C30000000000000000000000000000028104C30000000000000000000000000000009700000000\
+00000000000000000000000000960000000000000000000000000000000001900483044D00000000000030000000000001900483044E000000000000\
+3000000000000190048D04430000000000003000000000000190048E044300000000000030000000000001920F850F46000000000000000000000000\
+01911085104600000000000000000000000001920F860F4500000000000000000000000001911086104500000000000000000000000000760885114B\
+00000000000000000000000000750885114B000000000000000000000000007D08C50741000000000000000000000000007C08C50741000000000000\
+00000000000001A70F820F4500000000000000000000000001A61082104500000000000000000000000001AA03820845000000000000000000000000\
+01A9048208450000000000000000000000000083048A04460000000000000000000000000081048A0846000000000000000000000000008507840D46\
+000000000000000000000000008407840E460000000000000000000000000079048A04460000000000000000000000000073048A0846000000000000\
+000000000000007F07840D46000000000000000000000000007A07840E4600000000000000000000000002F50D450D46000000000000000000000000\
+02F40E450E46000000000000000000000000006C0D450D46000000000000000000000000006B0E450E46000000000000000000000000064100000000\
+000000000000200007000000028200000000000000000000000000000500027900000000000000000000200002000500027C00000000000000000000\
+00000200050002E00000000000000000000000000000100002E10000000000000000000020000600100000FE00000000000000000000000009000100\
+005C05840541000000000000000000000000005805840541000000000000000000000000005005840541000000000000000000000000005405840541\
+000000000000000000000000005F05840541000000000000000000000000005B05840541000000000000000000000000005105840541000000000000\
+000000000000005505840541000000000000000000000000005E05840541000000000000000000000000005A05840541000000000000000000000000\
+005D05840541000000000000000000000000005905840541000000000000000000000000005205840541000000000000000000000000005605840541\
+00000000000000000000000000530584054100000000000000000000000000570584054100000000000000000000000001A207840A47000000000000\
+00000000000001A107840A4700000000000000000000000002C90F850F4600000000000000000000000002C810851046000000000000000000000000\
+02CB0DC50D4600000000000000000000000002CA0EC50E4600000000000000000000000002900F850F4600000000000000000000000002910DC50D46\
+00000000000000000000000002740F850F4600000000000000000000000002750DC50D46000000000000000000000000001F0FC50F46000000000000\
+000000000000001E10C51046000000000000000000000000001D0FC50F46000000000000000000000000001C10C51046000000000000000000000000\
+01C70FC50F4600000000000000000000000001C610C5104600000000000000000000000006550FC50F46000000000000000000000000065410C51046\
+00000000000000000000000000060FC50F46000000000000000000000000000510C5104600000000000000000000000000080DC50D46000000000000\
+00000000000000070EC50E4600000000000000000000000001BC0FC50F4600000000000000000000000001BB10C51046000000000000000000000000\
+01BE0DC50D4600000000000000000000000001BD0EC50E46000000000000000000000000007810850B4600000000000000000000000000740B851046\
+000000000000000000000000007E0EC50D46000000000000000000000000007B0DC50E4600000000000000000000000000710F850A46000000000000\
+00000000000000770A850F4600000000000000000000000000820A850F4600000000000000000000000002DB0FC50F46000000000000000000000000\
+02DA10C5104600000000000000000000000002DD0DC50D4600000000000000000000000002DC0EC50E46000000000000000000000000018A0FC50F46\
+000000000000000000000000018910C51046000000000000000000000000018C0DC50D46000000000000000000000000018B0EC50E46000000000000\
+000000000000008B0FC50F46000000000000000000000000008A10C51046000000000000000000000000008D0DC50D46000000000000000000000000\
+008C0EC50E4600000000000000000000000001850FC50F46000000000000000000000000018410C5104600000000000000000000000001870DC50D46\
+00000000000000000000000001860EC50E46000000000000000000000000026A04CA034B000000000000000000000000026A0AC50A46000000000000\
+000000000000026D04CA034B000000000000000000000000026D0AC50A46000000000000000000000000026B04CA034B000000000000000000000000\
+026B0AC50A4600000000000000000000000001D004CA044B00000000000000000000000001D00AC50A4600000000000000000000000001EB04CA044B\
+00000000000000000000000001EB0AC50A4600000000000000000000000001EE04CA044B00000000000000000000000001EE0AC50A46000000000000\
+00000000000001EC04CA044B00000000000000000000000001EC0AC50A4600000000000000000000000001D204CA044B000000000000000000000000\
+01D20AC50A46000000000000000000000000026604CA044B00000000000000000000000002660AC50A46000000000000000000000000026904CA044B\
+00000000000000000000000002690AC50A46000000000000000000000000026704CA044B00000000000000000000000002670AC50A46000000000000\
+00000000000001CF04CA044B00000000000000000000000001CF0AC50A46000000000000000000000000026C0AC50A46000000000000000000000000\
+02680AC50A460000000000000000000000000194048A034100000000000000000000000001AB048A0441000000000000000000000000019408850341\
+00000000000000000000000001AB0885044100000000000000000000000001AB048A044B00000000000000000000000001990A850A46000000000000\
+000000000000019A0A850A46000000000000000000000000024C048A044B01510000000100000000000002490A850A46015100000001000000000000\
+024A0A850A46015100000001000000000000024B0A850A46015100000001000000000000025A04CC0151000000000001000000000000025604CC0151\
+000000000001000000000000025304CC0151000000000001000000000000025A0AC7015100000000000100000000000002560AC70151000000000001\
+00000000000002530AC70151000000000001000000000000025704CC0151000000000001000000000000025504CC0151000000000001000000000000\
+025004CC015100000000000100000000000002570AC7015100000000000100000000000002550AC7015100000000000100000000000002500AC70151\
+000000000001000000000000025904CC0151000000000001000000000000025204CC015100000000000100000000000002590AC70151000000000001\
+00000000000002580AC7015100000000000100000000000002520AC7015100000000000100000000000002510AC70151000000000001000000000000\
+01E504CA044B00000000000000000000000001E50AC50A4600000000000000000000000001E804CA044B00000000000000000000000001E80AC50A46\
+00000000000000000000000001E604CA044B00000000000000000000000001E60AC50A46000000000000000000000000009000000000000000000000\
+000000000000048704810444000000000000020000000000009C08C70151015200000101000000000000011008850847015101520101000000000000\
+049104440441000000000000020000000000009C08C50847000000000000000000000000011008850847000000000000000000000000010210C51046\
+00000000000000000000000001030FC50F46000000000000000000000000010510C5104600000000000000000000000001060FC50F46000000000000\
+00000000000001940381034A00000000000000000000000001AB0481044A000000000000000000000000019403810845000000000000000000000000\
+01AB0481084500000000000000000000000001AB0885044600000000000000000000000001AB048B044A00000000000000000000000001990A860A45\
+000000000000000000000000019A0A860A45000000000000000000000000012D06530000000000000006020000000000012906530000000000000006\
+020000000000011F06530000000000000006020000000000012506530000000000000006020000000000013106530000000000000006020000000000\
+012C06530000000000000006020000000000012006530000000000000006020000000000012606530000000000000006020000000000013006530000\
+000000000006020000000000012B06530000000000000006020000000000012E06530000000000000006020000000000012A06530000000000000006\
+020000000000012206530000000000000006020000000000012706530000000000000006020000000000012306530000000000000006020000000000\
+01280653000000000000000602000000000002AD0181000000000000000000000000000002A90181000000000000000000000000000002A101810000\
+00000000000000000000000002A50181000000000000000000000000000002B10181000000000000000000000000000002AC01810000000000000000\
+00000000000002A20181000000000000000000000000000002A60181000000000000000000000000000002AF01810000000000000000000000000000\
+02AB0181000000000000000000000000000002AE0181000000000000000000000000000002AA0181000000000000000000000000000002A301810000\
+00000000000000000000000002A70181000000000000000000000000000002A40181000000000000000000000000000002A801810000000000000000\
+000000000000026E045C0000000000000000010010001000023B049C0000000000000000010010001000006D00000000000000000000000003000F00\
+00390541054400000000000000000000000002BC05C1054401510000000100000000000002BC05C10544015900000000000000000000018F00000000\
+0000000000000000430003000664000000000000000000000000C30041000665000000000000000000000000C3004100066600000000000000000000\
+000084008100064E000000000000000000000000CE00C200064B000000000000000000000000CF004300064D000000000000000000000000CF00C300\
+064C000000000000000000000000CF004300064F000000000000000000000000CF004300026E055C0000000000000000010010001000023B059C0000\
+000000000000010010001000028F00000000000000000000200000000000003C05C1054400000000000004000000000002BF05C10544015100000001\
+00000000000002BF05C1054401590000000000000000000000F91782000000000000000000000000000000FA17820000000000000000000000000000\
+00F71742000000000000000000000000000000F81742000000000000000000000000000001680342000000000000000000000000000002D103820000\
+000000000000000000000000065B18C20000000000000000000005000000065C18C20000000000000000000005000000065718420000000000000000\
+000005000000065818420000000000000000000005000000016C00000000000000000000000000000000065F18C20000000000000000000005000000\
+066018C2000000000000000000000500000001880000000000000000000000000000000000461E42000000000000000000000000000002B200000000\
+000000000000000000000000004D1E42000000000000000000000000000002F10343000000000000000000000500000000471E420000000000000000\
+000000000000027707830000000000000000000000000000027807830000000000000000000000000000063F07430000000000000000000000000000\
+064007430000000000000000000000000000026507410000000000000000000000000000010B03430000000000000000000000000000010C04430000\
+000000000000000000000000004A0442000000000000000000000000000002FA0743000000000000000000000000000002FB03430000000000000000\
+000005000000010805C40541000000000000000000000000006801C10144000000000000040001000100006805C10544000000000000040001000100\
+017D05841342000000000000000000000000003B05C10544000000000000040000000000016D05841342000000000000000000000000016F05841342\
+00000000000000000000000001B80584014100000000000000000000000001B805840241000000000000000000000000023C05840541000000000000\
+00000000000002F703440341000000000000000000000000003905410151000000000001000000000000003C05C10151000000000001040000000000\
+003B05C10151000000000001040000000000003A05C10151000000000001040000000000003A05C10544000000000000040000000000003605840541\
+00000000000000000000000002F205840541000000000000000000000000003705840541000000000000000000000000018105840541000000000000\
+00000000000001B40584014100000000000000000000000001B405840241000000000000000000000000064801C101C4000000000000040000000000\
+064805C105C400000000000004000000000000620FC50F46015100000001000000000000006110C5104601510000000100000000000000660DC50D46\
+01510000000100000000000000640EC50E4601510000000100000000000001A507820744000000000000000000000000021704CA1A41015100000001\
+000000000000021708C51A4101510000000100000000000001F70384044C01510000000100000000000001F703840847015100000001000000000000\
+02C20FC50F4601510000000100000000000002C110C51046015100000001000000000000006A04C2000000000000000004000F000500006908C20000\
+00000000000004000F000500065918420000000000000000200005000000065A18420000000000000000200005000000065D18820000000000000000\
+000005000000065E18820000000000000000000005000000066118820000000000000000200005000000066218820000000000000000200005000000\
+048504420000000000000000200000000000027E05830000000000000000000000000000048604820000000000000000200000000000027F05830000\
+000000000000000000000000045804420000000000000000200000000000049304420000000000000000200000000000029F04C30000000000000000\
+000000000000027A04830000000000000000000000000000003805D70000000000000000000000000000000910C51046000000000000000000000000\
+000A0FC50F46000000000000000000000000025A04CA044B000000000000000000000000025A0AC50846000000000000000000000000025704CA044B\
+00000000000000000000000002570AC50846000000000000000000000000025904CA044B00000000000000000000000002590AC50846000000000000\
+00000000000001D504CA044B00000000000000000000000001D50AC50A46000000000000000000000000023904CA044B000000000000000000000000\
+02390AC50A4600000000000000000000000001AB0486084500000000000000000000000001AC0885044C0000000000000000000000000198048A0847\
+00000000000000000000000002260384044C000000000000000000000000022603840A47000000000000000000000000026004CA044B000000000000\
+00000000000002600AC50A46000000000000000000000000026104CA044B00000000000000000000000002610AC50A46000000000000000000000000\
+022304CA044B00000000000000000000000002230AC50A4600000000000000000000000001DC04CA044B00000000000000000000000001DC0AC50A46\
+00000000000000000000000001D804CA044B00000000000000000000000001D80AC50A4600000000000000000000000001D904CA044B000000000000\
+00000000000001D90AC50A46000000000000000000000000021D04CA044B000000000000000000000000021D0AC50A46000000000000000000000000\
+01DD04CA044B00000000000000000000000001DD0AC50A4600000000000000000000000001DF04CA044B00000000000000000000000001DF0AC50A46\
+000000000000000000000000025604CA044B00000000000000000000000002560AC50846000000000000000000000000025504CA044B000000000000\
+00000000000002550AC5084600000000000000000000000001E104CA044B00000000000000000000000001E10AC50A46000000000000000000000000\
+023604CA044B00000000000000000000000002360AC50A46000000000000000000000000023704CA044B00000000000000000000000002370AC50A46\
+00000000000000000000000000800B85104600000000000000000000000000700A850B4600000000000000000000000000720B851046000000000000\
+00000000000001A80482044A00000000000000000000000001A30A820A45000000000000000000000000025E04CA044B000000000000000000000000\
+025E0AC50A46000000000000000000000000025F04CA044B000000000000000000000000025F0AC50A46000000000000000000000000022204CA044B\
+00000000000000000000000002220AC50A46000000000000000000000000023F04CA044B000000000000000000000000023F0AC50A46000000000000\
+00000000000001D604CA044B00000000000000000000000001D60AC50A4600000000000000000000000001D704CA044B000000000000000000000000\
+01D70AC50A46000000000000000000000000021C04CA044B000000000000000000000000021C0AC50A46000000000000000000000000027204CA044B\
+00000000000000000000000002720AC50A4600000000000000000000000001670A850A42000000000000000000000000025304CA044B000000000000\
+00000000000002530AC50846000000000000000000000000025004CA044B00000000000000000000000002500AC50846000000000000000000000000\
+025204CA044B00000000000000000000000002520AC50846000000000000000000000000023A04CA044B000000000000000000000000023A0AC50A46\
+000000000000000000000000021904CA044B00000000000000000000000002190AC50A46000000000000000000000000024704CA044B000000000000\
+00000000000002470AC50A460000000000000000000000000183044A044C000000000000000080000000018208450847000000000000000080000000\
+025B04CA044B000000000000000000000000025B0AC50A46000000000000000000000000026204CA044B00000000000000000000000002620AC50A46\
+000000000000000000000000025C04CA044B000000000000000000000000025C0AC50A46000000000000000000000000025D04CA044B000000000000\
+000000000000025D0AC50A4600000000000000000000000001D304CA044B00000000000000000000000001D30AC50A46000000000000000000000000\
+01DA04CA044B00000000000000000000000001DA0AC50A4600000000000000000000000001D404CA044B00000000000000000000000001D40AC50A46\
+00000000000000000000000002F603440341000000000000000000000000024804CA044B00000000000000000000000002480AC50A46000000000000\
+000000000000020D04CA044B000000000000000000000000020D0AC50A46000000000000000000000000020B04CA044B000000000000000000000000\
+020B0AC50A46000000000000000000000000020C04CA044B000000000000000000000000020C0AC50A46000000000000000000000000021804CA044B\
+00000000000000000000000002180AC50A46000000000000000000000000021104CA044B00000000000000000000000002110AC50A46000000000000\
+000000000000020F04CA044B000000000000000000000000020F0AC50A46000000000000000000000000021004CA044B000000000000000000000000\
+02100AC50A46000000000000000000000000024D04CA044B000000000000000000000000024D0AC50A46000000000000000000000000024F04CA044B\
+000000000000000000000000024F0AC50A46000000000000000000000000024E04CA044B000000000000000000000000024E0AC50A46000000000000\
+000000000000023404CA044B00000000000000000000000002340AC50A4600000000000000000000000001E208C50846085F00000000000000000000\
+002908C50846085F00000000000000000000002808C50846085F0000000000000000000002640A450A4600000000000000000000000001CC048A044B\
+00000000000000000000000001CC0A850A4600000000000000000000000001CE048A044B00000000000000000000000001CE0A850A46000000000000\
+00000000000001CD048A044B00000000000000000000000001CD0A850A4600000000000000000000000002290A850B46000000000000000000000000\
+02270A850C4600000000000000000000000002280A851C46000000000000000000000000022B0A850B46000000000000000000000000022C0A850C46\
+000000000000000000000000022A0A850B4600000000000000000000000002330AC50A4600000000000000000000000001E70AC50A46000000000000\
+00000000000001A40A850A4200000000000000000000000001D10AC50A46000000000000000000000000022F0A850B46000000000000000000000000\
+022D0A850C46000000000000000000000000022E0A851C4600000000000000000000000002310A850B4600000000000000000000000002320A850C46\
+00000000000000000000000002300A850B4600000000000000000000000001ED0AC50A4600000000000000000000000002200AC50A46000000000000\
+00000000000002210AC50A4600000000000000000000000002250AC50A4600000000000000000000000002240AC50A46000000000000000000000000\
+021A0AC50A46000000000000000000000000021B0AC50A46000000000000000000000000021F0AC50A46000000000000000000000000021E0AC50A46\
+00000000000000000000000002380AC50A46000000000000000000000000020E08850846000000000000000000000000011604440842000000000000\
+200000000000011B04440842000000000000200000000000011A0444084200000000000020000000000002B608C50846000000000000000000000000\
+02B408C5084600000000000000000000000002B508C5084600000000000000000000000002BA08C50846085F0000000000000000000002B808C50846\
+00000000000000000000000002B908C5084600000000000000000000000001010AC50A46000000000000000000000000001619C20000000000000000\
+000000000000001019C20000000000000000000000000000001719C20000000000000000000000000000001119C20000000000000000000000000000\
+00180885084600000000000000000000000000120AC50A46000000000000000000000000001308C51942000000000000000000000000017408C50847\
+00000000000020000000000000150AC50A46000000000000000000000000000D08C51942000000000000000000000000000C0AC50A46000000000000\
+000000000000001408C51942000000000000000000000000000F0AC50A46000000000000000000000000000E08C51942000000000000000000000000\
+019305840542000000000000000000000000006F07C40141000000000000000000000000019305820544000000000000000000000000006F07C40541\
+000000000000000000000000064503820344000000000000200000000000064604820444000000000000200000000000064303820344000000000000\
+000000000000064404820444000000000000000000000000000307C40741000000000000000000000000000B07C40741000000000000000000000000\
+019604441942000000000000000000000000009904441942000000000000200000000000009804441942000000000000000000000000019707820744\
+000000000000000000000000009403840343000000000000000000000000009503840343000000000000000000000000028C0A850A46015100000001\
+000000000000028B0A850A46015100000001000000000000028E0DC50D46015100000001000000000000028D0EC50E46015100000001000000000000\
+00270AC50A4601510000000100000000000000260AC50A4601510000000100000000000001E30AC50A4601510000000100000000000001DB04CA044B\
+01510000000100000000000001DB0AC50A4601510000000100000000000001F41B81084501510000000100000000000001F71A810845015100000001\
+00000000000001F50381084501510000000100000000000001F604810845015100000001000000000000009B03810845015100000001000000000000\
+021408C51B41015100000001000000000000010F08C50D46015100000001000000000000021508C50341015100000001000000000000021608C50441\
+015100000001000000000000008F0AC50A46015100000001000000000000008E08C5084601510000000100000000000001B90AC50A46015100000001\
+00000000000001E40AC50A4601510000000100000000000001EA0845084601510000000100000500000001E908450846015100000001000005000200\
+01F00845084601510000000100000000000001EF0845084601510000000100000000020002B708C5084601510000000100000000000001000AC50A46\
+01510000000100000000000000FF0AC50A4601510000000100000000000000190885084601510000000100000000000004820F850F46000000000000\
+000000000000048110851046000000000000000000000000048008850D420000000000000000000000000480088508480D4700000000400000000000\
+047C08850E42000000000000000000000000047C088508480E470000000040000000000004820F860F45000000000000000000000000048110861045\
+00000000000000000000000004800D820D450000000000000000000000000480088708480D4500000000400000000000047C0E820E45000000000000\
+000000000000047C088708480E4500000000400000000000047408850848044200000000400000000000046F08850848084700000000400000000000\
+047308850848044200000000400000000000047F0A850A4600000000000000000000000004660A851D46000000000000000000000000047404820845\
+00000000000000000000000004730482084500000000000000000000000006380A850A480A460000000040000000000006370A850A480A4600000000\
+40000000000006360A850A480A460000000040000000000006350A850A480A4600000000400000000000047108850848044200000000400000000000\
+047208850848084700000000400000000000047008850848044200000000400000000000047E0A850A46000000000000000000000000047104820845\
+00000000000000000000000004700482084500000000000000000000000004640F850F46000000000000000000000000046310851046000000000000\
+00000000000004640F860F45000000000000000000000000046310861045000000000000000000000000035F08850848074100000000400000000000\
+035D08850848074100000000400000000000047A0F820F45000000000000000000000000047910821045000000000000000000000000037607840D46\
+000000000000000000000000037207840E46000000000000000000000000036207840D46000000000000000000000000035607840E46000000000000\
+00000000000006340D450D4600000000000000000000000006320E450E4600000000000000000000000003340D450D46000000000000000000000000\
+03320E450E46000000000000000000000000013D00A00062006600000000400000000000013C00A00062006600000000400000000000013600A00062\
+006600000000400000000000013700A00062006600000000400000000000013B00A00062006600000000400000000000013A00A00062006600000000\
+400000000000013800A00062006600000000400000000000013900A00062006600000000400000000000014500A00066000000000000000000000000\
+014400A00066000000000000000000000000014200A00066000000000000000000000000014300A00066000000000000000000000000014D00A00062\
+006600000000400000000000014800A00062006600000000400000000000014600A00062006600000000400000000000014700A00062006600000000\
+400000000000016000A00062006600000000400000000000015F00A00062006600000000400000000000015D00A00062006600000000400000000000\
+015E00A00062006600000000400000000000016400A00062006600000000400000000000016300A00062006600000000400000000000016100A00062\
+006600000000400000000000016200A00062006600000000400000000000013500A00062006600000000400000000000013400A00062006600000000\
+400000000000013200A00062006600000000400000000000013300A00062006600000000400000000000015C00A00062006600000000400000000000\
+015B00A00062006600000000400000000000015A00A00062006600000000400000000000047603840A47000000000000000000000000047503840A47\
+00000000000000000000000006250F850F4600000000000000000000000006231085104600000000000000000000000006280D850D480D4600000000\
+40000000000006260E850E480E460000000040000000000006080F850F46000000000000000000000000060A0D850D480D4600000000400000000000\
+05EC0F850F4600000000000000000000000005EE0D850D480D460000000040000000000003170F850F480F4600000000400000000000031610851048\
+10460000000040000000000003150F850F480F460000000040000000000003141085104810460000000040000000000004950F850F480F4600000000\
+400000000000049410851048104600000000400000000000063A0F850F480F4600000000400000000000063910851048104600000000400000000000\
+03060F850F480F460000000040000000000003041085104810460000000040000000000003090D850D480D460000000040000000000003070E850E48\
+0E4600000000400000000000048D0F850F480F4600000000400000000000048B1085104810460000000040000000000004900D850D480D4600000000\
+400000000000048E0E850E480E4600000000400000000000034C10850B46000000000000000000000000033E0B851046000000000000000000000000\
+03600E850E480D460000000040000000000003570D850D480E460000000040000000000003390F850A46000000000000000000000000034B0A850F46\
+000000000000000000000000036E0A850F46000000000000000000000000062C0F850F480F4600000000400000000000062A10851048104600000000\
+400000000000062F0D850D480D4600000000400000000000062D0E850E480E4600000000400000000000045C0F850F480F4600000000400000000000\
+045A10851048104600000000400000000000045F0D850D480D4600000000400000000000045D0E850E480E460000000040000000000003860F850F48\
+0F460000000040000000000003841085104810460000000040000000000003890D850D480D460000000040000000000003870E850E480E4600000000\
+40000000000004530F850F480F460000000040000000000004511085104810460000000040000000000004560D850D480D4600000000400000000000\
+04540E850E480E460000000040000000000005D80A850A480A460000000040000000000005DB0A850A480A460000000040000000000005D90A850A48\
+0A4600000000400000000000049F0A850A480A460000000040000000000004C80A850A480A460000000040000000000004CB0A850A480A4600000000\
+40000000000004C90A850A480A460000000040000000000004A10A850A480A460000000040000000000005D40A850A480A4600000000400000000000\
+05D70A850A480A460000000040000000000005D50A850A480A4600000000400000000000049E0A850A480A460000000040000000000005DA0A850A48\
+0A460000000040000000000005D60A850A480A4600000000400000000000046508850341000000000000000000000000047B08850441000000000000\
+00000000000004670A850A46000000000000000000000000046A0A850A4600000000000000000000000005A70A850A46015100000001000000000000\
+05A80A850A4601510000000100000000000005A90A850A4601510000000100000000000005C00A880A4701510000000140000000000005B90A880A47\
+01510000000140000000000005B30A880A4701510000000140000000000005BA0A880A4701510000000140000000000005B40A880A47015100000001\
+40000000000005AD0A880A4701510000000140000000000005BC0A880A4701510000000140000000000005BB0A880A47015100000001400000000000\
+05AF0A880A4701510000000140000000000005AE0A880A4701510000000140000000000004C20A850A480A460000000040000000000004C50A850A48\
+0A460000000040000000000004C30A850A480A4600000000400000000000063C00000000000000000000000000000000063B00000000000000000000\
+000000000000043D10851048104600000000400000000000043E0F850F480F4600000000400000000000043F10851048104600000000400000000000\
+04400F850F480F4600000000400000000000046503810845000000000000000000000000047B04810845000000000000000000000000047B08850446\
+00000000000000000000000004670A860A45000000000000000000000000046A0A860A45000000000000000000000000014100A00261000000000000\
+000000000000014000A00461000000000000000000000000013E00A00161000000000000000000000000013F00A00361000000000000000000000000\
+014102820060000000000000000000000000014004820060000000000000000000000000013E01820060000000000000000000000000013F03820060\
+000000000000000000000000014100A00343000000000000000000000000013E00A00343000000000000000000000000013F00A00343000000000000\
+000000000000014000A00443000000000000000000000000014103840066000000000000000000000000013E03840066000000000000000000000000\
+013F03840066000000000000000000000000014004840066000000000000000000000000014C00600066000000000000000000000000014B00600066\
+000000000000000000000000014900600066000000000000000000000000014A00600066000000000000000000000000015900600066000000000000\
+000000000000015800600066000000000000000000000000015600600066000000000000000000000000015700600066000000000000000000000000\
+044D03C20000000000000000000000000000062903820000000000000000000000000000032E0F850F480F4601510001400000000000032C10851048\
+10460151000140000000000003310D850D480D4601510001400000000000032F0E850E480E46015100014000000000000523088508481A4101510001\
+40000000000005050384084701510000000100000000000006220F850F480F4601510001400000000000062110851048104601510001400000000000\
+030A10851048104600000000400000000000030B0F850F480F460000000040000000000005C00A850A4808460000000040000000000005BA0A850A48\
+08460000000040000000000005BC0A850A4808460000000040000000000004A40A850A480A460000000040000000000005750A850A480A4600000000\
+400000000000047B04860845000000000000000000000000055003840A4700000000000000000000000005C60A850A480A4600000000400000000000\
+05C70A850A480A460000000040000000000005440A850A480A460000000040000000000004AB0A850A480A460000000040000000000004A70A850A48\
+0A460000000040000000000004A80A850A480A4600000000400000000000053C0A850A480A460000000040000000000004AD0A850A480A4600000000\
+40000000000004B10A850A480A460000000040000000000005B90A850A4808460000000040000000000005B40A850A48084600000000400000000000\
+04B20A850A480A460000000040000000000005710A850A480A460000000040000000000005720A850A480A460000000040000000000003640B851046\
+00000000000000000000000003370A850B46000000000000000000000000033C0B85104600000000000000000000000004770A820A45000000000000\
+00000000000005C40A850A480A460000000040000000000005C50A850A480A460000000040000000000005430A850A480A4600000000400000000000\
+057C0A850A480A460000000040000000000004A50A850A480A460000000040000000000004A60A850A480A4600000000400000000000053B0A850A48\
+0A460000000040000000000005DC0A850A480A4600000000400000000000044C0A850A4200000000000000000000000005B30A850A48084600000000\
+40000000000005AD0A850A4808460000000040000000000005AF0A850A4808460000000040000000000005770A850A480A4600000000400000000000\
+05350A850A480A4600000000400000000000058C0A850A480A4600000000400000000000044E0845084700000000000000008000000005C10A850A48\
+0A460000000040000000000005C80A850A480A460000000040000000000005C20A850A480A460000000040000000000005C30A850A480A4600000000\
+40000000000004A20A850A480A460000000040000000000004A90A850A480A460000000040000000000004A30A850A480A4600000000400000000000\
+05A50A850A480A460000000040000000000005160A850A480A4600000000400000000000050D0A850A480A4600000000400000000000050F0A850A48\
+0A460000000040000000000005340A850A480A4600000000400000000000051E0A850A480A4600000000400000000000051B0A850A480A4600000000\
+400000000000051D0A850A480A460000000040000000000005AA0A850A480A460000000040000000000005AC0A850A480A4600000000400000000000\
+05AB0A850A480A460000000040000000000005700A850A480A460000000040000000000004F30A850A480A460000000040000000000004F20A850A48\
+0A460000000040000000000006310A450A4600000000000000000000000006300A450A4600000000000000000000000003440A850B46000000000000\
+00000000000004F50985094809460000000040000000000005CB0A450A46000000000000000000000000032B0A850346000000000000000000000000\
+032A09850446000000000000000000000000031E09850842000000000000000000000000049A0A850A46000000000000000000000000049D0A850A46\
+000000000000000000000000049B0A850A46000000000000000000000000055D0A850B46000000000000000000000000055B0A850C46000000000000\
+000000000000055C0A851C46000000000000000000000000055F0A850B4600000000000000000000000005600A850C46000000000000000000000000\
+055E0A850B46000000000000000000000000056F0A850A480A460000000040000000000004C40A850A480A460000000040000000000004780A850A42\
+00000000000000000000000004A00A850A480A460000000040000000000004500A850A480A4200000000400000000000044F0A850A480A4200000000\
+40000000000004500A820A480A4500000000400000000000044F0A820A480A4500000000400000000000056B0A850B46000000000000000000000000\
+05690A850C46000000000000000000000000056A0A851C46000000000000000000000000056D0A850B46000000000000000000000000056E0A850C46\
+000000000000000000000000056C0A850B4600000000000000000000000004E90985094809460000000040000000000004CA0A850A480A4600000000\
+40000000000005400A850A480A460000000040000000000005410A850A480A460000000040000000000005470A850A480A4600000000400000000000\
+05450A850A480A460000000040000000000005380A850A480A460000000040000000000005390A850A480A4600000000400000000000053F0A850A48\
+0A4600000000400000000000053D0A850A480A460000000040000000000005730A850A480A4600000000400000000000051908850846000000000000\
+00000000000005BD0A850A480A460000000040000000000005BE0A850A480A460000000040000000000005B60A850A480A4600000000400000000000\
+05B00A850A480A460000000040000000000005B10A850A480A4600000000400000000000016919C2000000000000000000000000000002ED00000000\
+00000000000000000000000002D71982000000000000000000000000000002EF00A7000000000000000000000000000002EC00A71942000000000000\
+00000000000002EE1982006700000000000000000000000002EB00A7194200000000000000000000000004E20AC50A480A4600000000400000000000\
+04E30AC50A480A460000000040000000000004E40AC50A480A460000000040000000000004E50AC50A480A460000000040000000000004BB0A850346\
+00000000000000000000000004BC0A85044600000000000000000000000003240985084200000000000000000000000002E400E70068006900000000\
+40000000000002E800E7006800690000000040000000000002E700E7006800690000000040000000000002E600E70068006900000000400000000000\
+02E500E7006800690000000040000000000004BA0A85014600000000000000000000000004BD0A85024600000000000000000000000005360A850A48\
+0A420000000040000000000005370A850A480A420000000040000000000005360A820A480A450000000040000000000005370A820A480A4500000000\
+40000000000005060A8503630A4800000000C0000000000005070A8504630A4800000000C0000000000005080B8503630B4800000000C00000000000\
+05090A8504630A4800000000C0000000000004230A8503630A4800000000C0000000000004220A8504630A4800000000C00000000000042D0B850363\
+0B4800000000C00000000000042C0A8504630A4800000000C0000000000003C00AC50A480A460000000040000000000003BE0AC50A480A4600000000\
+40000000000003DD0AC50A480A460000000040000000000003DB0AC50A480A460000000040000000000003A80AC50A480A4600000000400000000000\
+03A60AC50A480A460000000040000000000003AB08C508480D460000000040000000000003A908C508480E460000000040000000000003CB0AC50A48\
+0A460000000040000000000003C90AC50A480A460000000040000000000003CE08C508480D460000000040000000000003CC08C508480E4600000000\
+40000000000003EE0AC50A480A460000000040000000000003EC0AC50A480A460000000040000000000003F108C508480D4600000000400000000000\
+03EF08C508480E460000000040000000000004040AC50A480A460000000040000000000004020AC50A480A4600000000400000000000040708C50848\
+0D4600000000400000000000040508C508480E460000000040000000000003C30AC50A480A460000000040000000000003C10AC50A480A4600000000\
+40000000000003E00AC50A480A460000000040000000000003DE0AC50A480A460000000040000000000003AE0AC50A480A4600000000400000000000\
+03AC0AC50A480A460000000040000000000003B108C508480D460000000040000000000003AF08C508480E460000000040000000000003D10AC50A48\
+0A460000000040000000000003CF0AC50A480A460000000040000000000003D408C508480D460000000040000000000003D208C508480E4600000000\
+40000000000003F40AC50A480A460000000040000000000003F20AC50A480A460000000040000000000003F708C508480D4600000000400000000000\
+03F508C508480E4600000000400000000000040A0AC50A480A460000000040000000000004080AC50A480A4600000000400000000000040D08C50848\
+0D4600000000400000000000040B08C508480E460000000040000000000003C60AC50A480A460000000040000000000003C40AC50A480A4600000000\
+40000000000003E30AC50A480A460000000040000000000003E10AC50A480A460000000040000000000003B40AC50A480A4600000000400000000000\
+03B20AC50A480A460000000040000000000003B708C508480D460000000040000000000003B508C508480E460000000040000000000003D70AC50A48\
+0A460000000040000000000003D50AC50A480A460000000040000000000003DA08C508480D460000000040000000000003D808C508480E4600000000\
+40000000000003FA0AC50A480A460000000040000000000003F80AC50A480A460000000040000000000003FD08C508480D4600000000400000000000\
+03FB08C508480E460000000040000000000004100AC50A480A4600000000400000000000040E0AC50A480A4600000000400000000000041308C50848\
+0D4600000000400000000000041108C508480E4600000000400000000000043C0A850A480A4600000000400000000000031008850846000000000000\
+000000000000030E0A850A480A4600000000400000000000030F0A850A480A4600000000400000000000030C0A850A480A4600000000400000000000\
+030D0A850A480A4600000000400000000000001B07840750074100000000400000000000002E07900741000000000000400000000000002D07900741\
+000000000000400000000000002B07900741000000000000400000000000003D0784074107500000000040000000000001F307840750074100000000\
+40000000000001F20784075007410000000040000000000001BF07840790074100000000400004000000002007840741075000000000400000000000\
+02BD0784074107500000000040000000000002950784074107500000000040000000000002C00784074107500000000040000000000004F609850946\
+01510000000100000000000004F40985094601510000000100000000000004B30A850A480A460151000140000000000004F30A850A46015100000001\
+00000000000004F20A850A4601510000000100000000000004E60985094809460151000140000000000005FC0A850A46015100000001000000000000\
+05FB0A850A4601510000000100000000000005FE0D850D480D460151000140000000000005FD0E850E480E4601510001400000000000031B0A850A48\
+0A4601510001400000000000031A0A850A480A460151000140000000000004B90A850A480A460151000140000000000004AA0A850A480A4601510001\
+40000000000005021B81084501510000000100000000000005051A810845015100000001000000000000050303810845015100000001000000000000\
+050404810845015100000001000000000000039D03810845015100000001000000000000044109850948084601510001400000000000039308860945\
+015100000001000000000000034D0B860A450151000000010000000000000520088508481B4101510001400000000000044B088508480D4601510001\
+400000000000052108850848034101510001400000000000052208850848044101510001400000000000015200A00066015100000001000000000000\
+015500A00066015100000001000000000000015300A00066015100000001000000000000015400A00066015100000001000000000000014E00A00066\
+015100000001000000000000015100A00066015100000001000000000000014F00A00066015100000001000000000000015000A00066015100000001\
+000000000000044609850948084601510001400000000000039808860945015100000001000000000000038C0A850A480A4601510001400000000000\
+038B0885084808460151000140000000000004840A850A480A460151000140000000000004BE0A850A480A460151000140000000000004E709850948\
+09460151000140000000000004F10A850A480A460A49000040000000000004F10A850A480A490A46000040000000000004F00A850A480A460A490000\
+40000000000004F00A850A480A490A460000400000000000031D0A850A480A460A490000400000000000031C0A850A480A460A490000400000000000\
+04B80A850A480A460A49000040000000000003C80A850A480A460A49000040000000000003C80A850A480A490A46000040000000000003C70A850A48\
+0A460A49000040000000000003C70A850A480A490A46000040000000000003E50A850A480A460A49000040000000000003E50A850A480A490A460000\
+40000000000003E40A850A480A460A49000040000000000003E40A850A480A490A46000040000000000004C708450846015100000001000005000000\
+04C60845084601510000000100000500020004CD0845084601510000000100000000000004CC0845084601510000000100000000020003BB0A850A48\
+0A460A49000040000000000003BB0A850A480A490A46000040000000000003BA0A850A480A460A49000040000000000003BA0A850A480A490A460000\
+40000000000003BD088508480D460849000040000000000003BD0885084808490D46000040000000000003BC088508480E4608490000400000000000\
+03BC0885084808490E46000040000000000003E70A850A480A460A49000040000000000003E70A850A480A490A46000040000000000003E60A850A48\
+0A460A49000040000000000003E60A850A480A490A46000040000000000003E9088508480D460849000040000000000003E90885084808490D460000\
+40000000000003E8088508480E460849000040000000000003E80885084808490E46000040000000000003FF0A850A480A460A490000400000000000\
+03FF0A850A480A490A46000040000000000003FE0A850A480A460A49000040000000000003FE0A850A480A490A460000400000000000040108850848\
+0D460849000040000000000004010885084808490D4600004000000000000400088508480E460849000040000000000004000885084808490E460000\
+40000000000004150A850A480A460A49000040000000000004150A850A480A490A46000040000000000004140A850A480A460A490000400000000000\
+04140A850A480A490A4600004000000000000417088508480D460849000040000000000004170885084808490D460000400000000000041608850848\
+0E460849000040000000000004160885084808490E460000400000000000043B0A850A480A4601510001400000000000043A0A850A480A4601510001\
+400000000000031108850846015100000001000000000000028A0784074101510000000100000000000006380A850A480A4600000000400000000001\
+06370A850A480A460000000040000000000106360A850A480A460000000040000000000106350A850A480A4600000000400000000001035F08850848\
+074100000000400000000006035D08850848074100000000400000000006037607840D46000000000000000000000006037207840E46000000000000\
+000000000006036207840D46000000000000000000000006035607840E4600000000000000000000000606340D450D46000000000000000000000006\
+06320E450E4600000000000000000000000603340D450D4600000000000000000000000603320E450E4600000000000000000000000606250F850F46\
+00000000000000000000000306231085104600000000000000000000000306280D850D480D460000000040000000000206260E850E480E4600000000\
+40000000000203170F850F480F460000000040000000000103161085104810460000000040000000000103150F850F480F4600000000400000000001\
+03141085104810460000000040000000000104950F850F480F4600000000400000000001049410851048104600000000400000000001063A0F850F48\
+0F460000000040000000000106391085104810460000000040000000000103060F850F480F4600000000400000000003030410851048104600000000\
+40000000000303090D850D480D460000000040000000000203070E850E480E4600000000400000000002048D0F850F480F4600000000400000000003\
+048B1085104810460000000040000000000304900D850D480D4600000000400000000002048E0E850E480E4600000000400000000002034C10850B46\
+000000000000000000000003033E0B85104600000000000000000000000303600E850E480D460000000040000000000203570D850D480E4600000000\
+40000000000203390F850A4600000000000000000000000303540B850A46000000000000000000000003034B0A850F46000000000000000000000003\
+036E0A850F46000000000000000000000003062C0F850F480F4600000000400000000003062A10851048104600000000400000000003062F0D850D48\
+0D4600000000400000000002062D0E850E480E4600000000400000000002045C0F850F480F4600000000400000000003045A10851048104600000000\
+400000000003045F0D850D480D4600000000400000000002045D0E850E480E460000000040000000000203860F850F480F4600000000400000000003\
+03841085104810460000000040000000000303890D850D480D460000000040000000000203870E850E480E460000000040000000000204530F850F48\
+0F460000000040000000000304511085104810460000000040000000000304560D850D480D460000000040000000000204540E850E480E4600000000\
+40000000000205D90A850A480A460000000040000000000104C800A00A480A460000000040000000000004CB00A00A480A4600000000400000000000\
+04C900A00A480A460000000040000000000105D50A850A480A4600000000400000000001049E0A850A480A460000000040000000000105DA0A850A48\
+0A460000000040000000000105D60A850A480A4600000000400000000001046508850341000000000000000000000004047B08850441000000000000\
+00000000000404680A850A4600000000000000000000000004690A850A46000000000000000000000000046C0A850A46000000000000000000000000\
+046D0A850A46000000000000000000000000046E0A850A46000000000000000000000000046B0A850A4600000000000000000000000005A70A850A46\
+01510000000100000000000105C00A880A4601510000000140000000000005B90A880A4601510000000140000000000005B30A880A46015100000001\
+40000000000005840A880A4601510000000140000000000105850A880A4601510000000140000000000105800A880A46015100000001400000000001\
+05810A880A4601510000000140000000000105BA0A880A4601510000000140000000000105B40A880A4601510000000140000000000105B50A880A46\
+01510000000140000000000105AD0A880A4601510000000140000000000105BC0A880A4601510000000140000000000105BB0A880A46015100000001\
+40000000000005AF0A880A4601510000000140000000000105AE0A880A4601510000000140000000000004C200A00A480A4600000000400000000000\
+04C500A00A480A460000000040000000000004C300A00A480A460000000040000000000103700A850A4600000000000000000000000303660B850A46\
+00000000000000000000000303710A850B4600000000000000000000000303670A850A46000000000000000000000003037707840D46000000000000\
+000000000006037307840E4600000000000000000000000603500A850A4600000000000000000000000303400B850A46000000000000000000000003\
+03510A850B4600000000000000000000000303410A850A46000000000000000000000003036307840D46000000000000000000000006035807840E46\
+000000000000000000000006036F0A850B4600000000000000000000000303650A850A4600000000000000000000000303780A850B46000000000000\
+000000000003037B0A850A46000000000000000000000003037A0A850A46000000000000000000000003037D0B850A46000000000000000000000003\
+034F0A850B46000000000000000000000003033F0A850A46000000000000000000000003038008850848074100000000400000000006037E08850848\
+074100000000400000000006046503810845000000000000000000000004047B04810845000000000000000000000004047B08850446000000000000\
+00000000000404680A860A4500000000000000000000000004690A860A45000000000000000000000000046C0A860A45000000000000000000000000\
+046D0A860A45000000000000000000000000046E0A860A45000000000000000000000000046B0A860A45000000000000000000000000032E00A00A48\
+0A4601510001400000000003032C00A00A480A4601510001400000000003033100A008480D4601510001400000000002032F00A008480E4601510001\
+4000000000020523088508481A410151000140000000000405050384084701510000000100000000000406220F850F480F4601510001400000000001\
+06211085104810460151000140000000000104A40A850A480A4600000000400000000001047B0486084500000000000000000000000404AC0A850A48\
+0A460000000040000000000104B00A850A480A460000000040000000000104AE0A850A480A460000000040000000000104AF0A850A480A4600000000\
+40000000000105B50A850A4808460000000040000000000003640B85104600000000000000000000000303370A850B46000000000000000000000003\
+03520A850A46000000000000000000000003033C0B851046000000000000000000000003057D0A850A480A4600000000400000000001057E0A850A48\
+0A460000000040000000000105DD0A850A480A460000000040000000000105DE0A850A480A460000000040000000000105770A850A480A4600000000\
+40000000000105C20A850A480A460000000040000000000105C30A850A480A460000000040000000000104A30A850A480A4600000000400000000001\
+04F30A850A480A460000000040000000000104F20A850A480A460000000040000000000105BF0A850A480A460000000040000000000005660B860A45\
+00000000000000000000000005B80A850A480A460000000040000000000005610C860A4500000000000000000000000005B20A850A480A4600000000\
+40000000000005631C860A4500000000000000000000000003440A850B4600000000000000000000000205620B860A45000000000000000000000000\
+05860A850A480A460000000040000000000105870A850A480A460000000040000000000105650C860A4500000000000000000000000005820A850A48\
+0A460000000040000000000105830A850A480A460000000040000000000105640B860A4500000000000000000000000004F50A850A480A4600000000\
+40000000000104F40A850A480A4600000000400000000001031F0A850446000000000000000000000000032A0A850446000000000000000000000000\
+03200A85084200000000000000000000000003220A85084200000000000000000000000003210A85094200000000000000000000000003230A850942\
+000000000000000000000000049B0A850A46000000000000000000000001049C0A850A46000000000000000000000001055A0B860A45000000000000\
+00000000000005550C860A4500000000000000000000000005571C860A4500000000000000000000000005560B860A45000000000000000000000000\
+05590C860A4500000000000000000000000005580B860A4500000000000000000000000005CC00A00A480A460000000040000000000005CF00A00A48\
+0A460000000040000000000005D000A00A480A460000000040000000000005D300A00A480A460000000040000000000005CD00A00A480A4600000000\
+40000000000105CE00A00A480A460000000040000000000105D100A00A480A460000000040000000000105D200A00A480A4600000000400000000001\
+056F0A850A480A4600000000400000000001054C0A850066000000000000000000000004054F0A85006600000000000000000000000404C400A00A48\
+0A4600000000400000000001054800A00A47000000000000000000000004056700A00A4700000000000000000000000404A00A850A480A4600000000\
+400000000001060D0A850A480A4600000000400000000003060B0A850A480A46000000004000000000030610088508480D4600000000400000000002\
+060E088508480E460000000040000000000205680B860A45000000000000000000000000054A0C860A4500000000000000000000000005521C860A45\
+000000000000000000000000054B0B860A4500000000000000000000000005540C860A4500000000000000000000000005530B860A45000000000000\
+00000000000004E90A850A480A460000000040000000000104F60A850A480A460000000040000000000104CA00A00A480A4600000000400000000001\
+054D0A850066000000000000000000000004054E0A85006600000000000000000000000405410A850A480A460000000040000000000105420A850A48\
+0A4600000000400000000001054900A00A47000000000000000000000004055100A00A4700000000000000000000000405450A850A480A4600000000\
+40000000000105460A850A480A460000000040000000000105390A850A480A4600000000400000000001053A0A850A480A4600000000400000000001\
+053D0A850A480A4600000000400000000001053E0A850A480A460000000040000000000105730A850A480A460000000040000000000105740A850A48\
+0A460000000040000000000104300A850A46000000000000000000000003042E0A850A460000000000000000000000030433088508480D4600000000\
+4000000000020431088508480E460000000040000000000205240A850A4600000000000000000000000105250A850A46000000000000000000000001\
+05BD0A850A480A460000000040000000000105BE0A850A480A460000000040000000000105B60A850A480A460000000040000000000105B70A850A48\
+0A460000000040000000000105B00A850A480A460000000040000000000105B10A850A480A460000000040000000000105E40A850A46000000000000\
+00000000000105E30A850A4600000000000000000000000105E6088508480D460000000040000000000005E5088508480E4600000000400000000000\
+06000A850A4600000000000000000000000105FF0A850A460000000000000000000000010602088508480D4600000000400000000000060108850848\
+0E460000000040000000000004E20AC50A480A460000000040000000000104E30AC50A480A460000000040000000000104E40AC50A480A4600000000\
+400000000001038A0AC50A480A460000000040000000000104980AC50A4808420000000040000000000004E50AC50A480A4600000000400000000001\
+04990AC50A4808420000000040000000000005780A850A46000000000000000000000000057B0A850A4600000000000000000000000005790A850A46\
+000000000000000000000001057A0A850A4600000000000000000000000103250A85044600000000000000000000000003260A850842000000000000\
+00000000000003280A85084200000000000000000000000003270A85094200000000000000000000000003290A850942000000000000000000000000\
+04FE0A850A4600000000000000000000000005010A850A4600000000000000000000000004D60A860A4500000000000000000000000004D90A860A45\
+00000000000000000000000004B50A850A480A460000000040000000000104B60A850A480A460000000040000000000103190A850A480A4600000000\
+40000000000103180A850A480A460000000040000000000104B40A850A480A460000000040000000000004B70A850A480A4600000000400000000000\
+049600A00A480A4600000000400000000001049700A00A480A4600000000400000000001059B0AC50A480A460000000040000000000005990AC50A48\
+0A4600000000400000000001059A0AC50A480A460000000040000000000105A30AC50A480A4600000000400000000000033B0B850A46000000000000\
+000000000003033A0A850A480A460000000040000000000305A10AC50A480A460000000040000000000105A20AC50A480A4600000000400000000001\
+04EA0AC50A480A460000000040000000000004EF0AC50A480A460000000040000000000004EB0AC50A480A460000000040000000000104EE0AC50A48\
+0A460000000040000000000104ED0AC50A480A460000000040000000000104EC0AC50A480A460000000040000000000104BA0A850343000000000000\
+00000000000004BD0A85034300000000000000000000000004BB0A85034300000000000000000000000004BC0A850443000000000000000000000000\
+04F70AC50A480A460000000040000000000004FC0AC50A480A460000000040000000000004F80AC50A480A460000000040000000000104FB0AC50A48\
+0A460000000040000000000104FA0AC50A480A460000000040000000000104F90AC50A480A460000000040000000000105760A850A480A4600000000\
+40000000000103920A850A4600000000000000000000000003910A850A4600000000000000000000000004FF0A850A46000000000000000000000000\
+05000A850A4600000000000000000000000003360A860A4500000000000000000000000003350A860A4500000000000000000000000004D70A860A45\
+00000000000000000000000004D80A860A4500000000000000000000000004E80A850A480A460000000040000000000004FD0A850A480A4600000000\
+40000000000005A600A00A480A460000000040000000000005060A85036300000000000080000000000005070A850463000000000000800000000000\
+05080B85036300000000000080000000000005090A85046300000000000080000000000004230A85036300000000000080000000000004220A850463\
+000000000000800000000000042D0B850363000000000000800000000000042C0A85046300000000000080000000000003C00AC50A480A4600000000\
+40000000000303BE0AC50A480A460000000040000000000303DD0AC50A480A460000000040000000000303DB0AC50A480A4600000000400000000003\
+03A80AC50A480A460000000040000000000303A60AC50A480A460000000040000000000303AB08C508480D460000000040000000000203A908C50848\
+0E460000000040000000000203CB0AC50A480A460000000040000000000303C90AC50A480A460000000040000000000303000AC50A48084200000000\
+40000000000003CE08C508480D460000000040000000000203CC08C508480E4600000000400000000002030108C50848084200000000400000000000\
+03EE0AC50A480A460000000040000000000303EC0AC50A480A460000000040000000000303F108C508480D460000000040000000000203EF08C50848\
+0E460000000040000000000204040AC50A480A460000000040000000000304020AC50A480A4600000000400000000003040708C508480D4600000000\
+400000000002040508C508480E4600000000400000000002058D03A30A45000000000000800000000000058E04A30A45000000000000800000000000\
+058F03A30B45000000000000800000000000059004A30A45000000000000800000000000061203A30A45000000000000800000000000061104A30A45\
+000000000000800000000000061C03A30B45000000000000800000000000061B04A30A4500000000000080000000000003C30AC50A480A4600000000\
+40000000000303C10AC50A480A460000000040000000000303E00AC50A480A460000000040000000000303DE0AC50A480A4600000000400000000003\
+03AE0AC50A480A460000000040000000000303AC0AC50A480A460000000040000000000303B108C508480D460000000040000000000203AF08C50848\
+0E460000000040000000000203D10AC50A480A460000000040000000000303CF0AC50A480A460000000040000000000303020AC50A48084200000000\
+40000000000003D408C508480D460000000040000000000203D208C508480E4600000000400000000002030308C50848084200000000400000000000\
+03F40AC50A480A460000000040000000000303F20AC50A480A460000000040000000000303F708C508480D460000000040000000000203F508C50848\
+0E4600000000400000000002040A0AC50A480A460000000040000000000304080AC50A480A4600000000400000000003040D08C508480D4600000000\
+400000000002040B08C508480E460000000040000000000205330AC50A480A460000000040000000000105320AC50A480A4600000000400000000001\
+03C60AC50A480A460000000040000000000303C40AC50A480A460000000040000000000303E30AC50A480A460000000040000000000303E10AC50A48\
+0A460000000040000000000303B40AC50A480A460000000040000000000303B20AC50A480A460000000040000000000303B708C508480D4600000000\
+40000000000203B508C508480E460000000040000000000203D70AC50A480A460000000040000000000303D50AC50A480A4600000000400000000003\
+03DA08C508480D460000000040000000000203D808C508480E460000000040000000000203FA0AC50A480A460000000040000000000303F80AC50A48\
+0A460000000040000000000303FD08C508480D460000000040000000000203FB08C508480E460000000040000000000204100AC50A480A4600000000\
+400000000003040E0AC50A480A4600000000400000000003041308C508480D4600000000400000000002041108C508480E4600000000400000000002\
+04E00A850A4600000000000000000000000104E10A850A46000000000000000000000001042503630000000000000000800000000000042404630000\
+000000000000800000000000042903630000000000000000800000000000042804630000000000000000800000000000061403630000000000000000\
+800000000000061304630000000000000000800000000000061803630000000000000000800000000000061704630000000000000000800000000000\
+042703630000000000000000800000000000042604630000000000000000800000000000042B03630000000000000000800000000000042A04630000\
+000000000000800000000000061603630000000000000000800000000000061504630000000000000000800000000000061A03630000000000000000\
+80000000000006190463000000000000000080000000000003900A850A46000000000000000000000003038F0A850A46000000000000000000000003\
+05E80A850A4600000000000000000000000305E70A850A4600000000000000000000000305EA088508480D460000000040000000000205E908850848\
+0E460000000040000000000206040A850A4600000000000000000000000306030A850A460000000000000000000000030606088508480D4600000000\
+4000000000020605088508480E4600000000400000000002030E0A850A480A4600000000400000000004030F0A850A480A4600000000400000000004\
+030C0A850A480A4600000000400000000004030D0A850A480A460000000040000000000404F60A850A4601510000000100000000000104F40A850A46\
+01510000000100000000000103120A850A480A460151000140000000000103130A850A480A460151000140000000000104F30A850A46015100000001\
+00000000000104F20A850A4601510000000100000000000105F60A850A4601510000000100000000000305F70A850A46015100000001000000000003\
+05F50A850A4601510000000100000000000305F90885084802460151000140000000000205FA088508480D460151000140000000000205F808850848\
+0E460151000140000000000205021B81084501510000000100000000000405051A810845015100000001000000000004050303810845015100000001\
+000000000004050404810845015100000001000000000004039D0381084501510000000100000000000404420A850A48084601510001400000000000\
+04440A850A48084601510001400000000000039408860A45015100000001000000000000039608860A4501510000000100000000000004430A850A48\
+09460151000140000000000004450A850A48094601510001400000000000039509860A45015100000001000000000000039709860A45015100000001\
+000000000000034D0B860A4501510000000100000000000204D000A00A480A460151000140000000000104D100A00A480A4601510001400000000001\
+04C100A00A480A460151000140000000000104CE00A00A480A46015100014000000000010520088508481B4101510001400000000004044B08850848\
+0D4601510001400000000004052108850848034101510001400000000004052208850848044101510001400000000004061D0A850A480A4601510001\
+400000000001061E0A850A480A460151000140000000000105C90AC50A480A460151000140000000000105CA0AC50A480A4601510001400000000001\
+04350A850A4601510000000100000000000304360A850A4601510000000100000000000304340A850A46015100000001000000000003043808850848\
+0246015100014000000000020439088508480D46015100014000000000020437088508480E460151000140000000000204470A850A48084601510001\
+40000000000004490A850A48084601510001400000000000039908860A45015100000001000000000000039B08860A45015100000001000000000000\
+04480A850A48094601510001400000000000044A0A850A48094601510001400000000000039A09860A45015100000001000000000000039C09860A45\
+01510000000100000000000004CF00A00A480A460151000140000000000004D200A00A480A460151000140000000000004C000A00A480A4601510001\
+40000000000004D300A00A480A460151000140000000000003830A850A480A4601510001400000000000061F0A850A480A4601510001400000000001\
+06200A850A480A460151000140000000000104BE0A850A480A460151000140000000000405E00A850A480A460151000140000000000305DF0A850A48\
+0A460151000140000000000305E2088508480D460151000140000000000205E1088508480E460151000140000000000203A30AC50A480A4601510001\
+40000000000303A20AC50A480A460151000140000000000303A508C508480D460151000140000000000203A408C508480E4601510001400000000002\
+05F00A850A4601510000000100000000000305F10A850A4601510000000100000000000305EF0A850A4601510000000100000000000305F308850848\
+02460151000140000000000205F4088508480D460151000140000000000205F2088508480E4601510001400000000002041900A00A46015100000001\
+000000000001041A00A00A46015100000001000000000001041800A00A46015100000001000000000001041C00A00246015100000001000000000000\
+041D00A00D46015100000001000000000000041B00A00E46015100000001000000000000059C0A850A480A460151000140000000000005970A850A48\
+0A460151000140000000000105980A850A480A460151000140000000000105A40A850A480A4601510001400000000000059F0A850A480A4601510001\
+40000000000105A00A850A480A4601510001400000000001032D00A00A480A4601510001400000000003033000A00848024601510001400000000002\
+043B0A850A480A4601510001400000000001043A0A850A480A4601510001400000000001047D08850242000000000000000000000000047D08850848\
+084700000000400000000000047D02820845000000000000000000000000047D088708480845000000004000000000000361088508480D4600000000\
+400000000002034E0B850A46000000000000000000000003035E08850848074100000000400000000006037403840246000000000000000000000006\
+037404840246000000000000000000000006035A03840246000000000000000000000006035A04840246000000000000000000000006063308450246\
+00000000000000000000000603330845024600000000000000000000000606240A850A46000000000000000000000003062708850848024600000000\
+40000000000203050A850A480A4600000000400000000003030808850848024600000000400000000002048C0A850A480A4600000000400000000003\
+048F0885084802460000000040000000000203430A850C46000000000000000000000003033D0C850A46000000000000000000000003035908850848\
+0246000000004000000000020355088508480E460000000040000000000203380B850A4600000000000000000000000303530C850A46000000000000\
+00000000000303420A850B4600000000000000000000000303680A850B46000000000000000000000003062B0A850A480A4600000000400000000003\
+062E08850848024600000000400000000002045B0A850A480A4600000000400000000003045E0885084802460000000040000000000203850A850A48\
+0A460000000040000000000303880885084802460000000040000000000204520A850A480A4600000000400000000003045508850848024600000000\
+400000000002048308850241000000000000000000000004036A0A850B46000000000000000000000003036B0A850C46000000000000000000000003\
+03750384024600000000000000000000000603750484024600000000000000000000000603470A850B4600000000000000000000000303480A850C46\
+000000000000000000000003035C03840246000000000000000000000006035C0484024600000000000000000000000603690A850C46000000000000\
+00000000000303790B850A46000000000000000000000003037C0C850A4600000000000000000000000303460A850C46000000000000000000000003\
+037F08850848074100000000400000000006036C0A850A46000000000000000000000003036D0A850A4600000000000000000000000303490A850A46\
+000000000000000000000003034A0A850A4600000000000000000000000303820A850A4600000000000000000000000303810A850A46000000000000\
+000000000003048302810845000000000000000000000004035B0885084802460000000040000000000203450A850B46000000000000000000000003\
+060C0A850A480A4600000000400000000003060F08850848024600000000400000000002042F0A850A46000000000000000000000003043208850848\
+02460000000040000000000205EB0A850A4600000000000000000000000105ED0885084802460000000040000000000006070A850A46000000000000\
+00000000000106090885084802460000000040000000000003B80AC50A480A4600000000400000000003039E0AC50A480A4600000000400000000003\
+03B908C50848034600000000400000000002039F08C5084803460000000040000000000203BF0AC50A480A460000000040000000000303DC0AC50A48\
+0A460000000040000000000303A70AC50A480A460000000040000000000303AA08C5084802460000000040000000000203CA0AC50A480A4600000000\
+40000000000303CD08C5084802460000000040000000000203ED0AC50A480A460000000040000000000303F008C50848024600000000400000000002\
+04030AC50A480A4600000000400000000003040608C5084802460000000040000000000203C20AC50A480A460000000040000000000303DF0AC50A48\
+0A460000000040000000000303AD0AC50A480A460000000040000000000303B008C5084802460000000040000000000203D00AC50A480A4600000000\
+40000000000303D308C5084802460000000040000000000203F30AC50A480A460000000040000000000303F608C50848024600000000400000000002\
+04090AC50A480A4600000000400000000003040C08C5084802460000000040000000000203C50AC50A480A460000000040000000000303E20AC50A48\
+0A460000000040000000000303B30AC50A480A460000000040000000000303B608C5084802460000000040000000000203D60AC50A480A4600000000\
+40000000000303D908C5084802460000000040000000000203F90AC50A480A460000000040000000000303FC08C50848024600000000400000000002\
+040F0AC50A480A4600000000400000000003041208C5084802460000000040000000000203EA0A850A480A460000000040000000000303A00A850A48\
+0A460000000040000000000303EB0885084803460000000040000000000203A108850848034600000000400000000002052D08850848084608490000\
+400000000000052C08850848084608490000400000000000052B08850848084608490000400000000000052908850848084608490000400000000000\
+052A08850848084608490000400000000000052F08850848084608490000400000000000052E08850848084608490000400000000000052808850848\
+08460849000040000000000005260885084808460849000040000000000005270885084808460849000040000000000004BF0A850A480A460A490000\
+40000000000004BF0A850A480A490A460000400000000000057F08850848084608490000400000000000057F08850848084908460000400000000000\
+053008850848084608490000400000000000053108850848084608490000400000000000058808850846015100000001000000000000058B08850846\
+015100000001000000000000058908850846015100000001000000000000058A0885084601510000000100000000000004D408850848084601510001\
+40000000000004DF0885084808460151000140000000000004D50885084808460151000140000000000004DA08850848084601510001400000000000\
+04DB0885084808460151000140000000000004DE0885084808460151000140000000000004DC0885084808460151000140000000000004DD08850848\
+084601510001400000000000002107900741000000000000400000000000002A07900741000000000000400000000000002507900741000000000000\
+40000000000002F307900741000000000000400000000000002307900741000000000000400000000000002C07900741000000000000400000000000\
+02E307900741000000000000400000000000002407900741000000000000400000000000002207900741000000000000400000000000017207C30000\
+00000000000000000000000002C607830000000000000000000000000000041F0A850A46000000000000000000000000041E0A850A46000000000000\
+000000000000042108850D46000000000000000000000000042008850E46000000000000000000000000058808850846084800000000400000000000\
+058808850848084600000000400000000000058B08850846084800000000400000000000058B08850848084600000000400000000000058908850846\
+084800000000400000000000058908850848084600000000400000000000058A08850846084800000000400000000000058A08850848084600000000\
+400000000000059508850846084800000000400000000000059508850848084600000000400000000000059E08850846084800000000400000000000\
+059E08850848084600000000400000000000059608850846084800000000400000000000059608850848084600000000400000000000059D08850846\
+084800000000400000000000059D08850848084600000000400000000000059108850846084800000000400000000000059108850848084600000000\
+400000000000059408850846084800000000400000000000059408850848084600000000400000000000059208850846084800000000400000000000\
+059208850848084600000000400000000000059308850846084800000000400000000000059308850848084600000000400000000000050C08850846\
+000000000000000000000000050A08850846000000000000000000000000050B08850846000000000000000000000000051708850846000000000000\
+000000000000051808850846000000000000000000000000050E08850846000000000000000000000000051208850846000000000000000000000000\
+051008850846000000000000000000000000051108850846000000000000000000000000051408850846000000000000000000000000051508850846\
+000000000000000000000000051308850846000000000000000000000000051A08850846000000000000000000000000051F08850846000000000000\
+000000000000051C0885084600000000000000000000000000200784074103510000000A000000000000017F0790034103510000000A400000000000\
+01800790034103510000000A400000000000021304CA044B000000000000000000000000021204CA044B00000000000000000000000001F904CA044B\
+00000000000000000000000001F804CA044B000000000000000000000000020204CA044B000000000000000000000000020304CA044B000000000000\
+00000000000001FD04CA044B000000000000000000000000020004CA044B000000000000000000000000020404CA044B000000000000000000000000\
+020804CA044B000000000000000000000000020904CA044B00000000000000000000000001FB04CA044B00000000000000000000000001FE04CA044B\
+00000000000000000000000001FF04CA044B000000000000000000000000020504CA044B000000000000000000000000020704CA044B000000000000\
+000000000000020A04CA044B00000000000000000000000001FA04CA044B00000000000000000000000001FC04CA044B000000000000000000000000\
+020104CA044B000000000000000000000000020604CA044B000000000000000000000000023504CA044B000000000000000000000000026304CA044B\
+00000000000000000000000001E004CA044B000000000000000000000000
 """
     /// per mnemonic: u8 control flow, u16 flags read, u16 flags written, u8 privileged
     static let semantics: StaticString = """
 000000000000000000000000000001003F00000001000100000000003F00000000000000000000000000000000000000000000000000000000000000\
-000000000000000020002000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00000000000000000000000000\
-000000000000000000000000000000003F00000000000000000000000000000000000000000000000000000000003F00000000003F00000000003F00\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00000000000000\
-000000003700000000003700000000003700000000003700000000003F00030000000000000000000000000000000000000000000000000000020001\
-000000000100000000004000000000000000000000000000000000000000000000000001000000008002000000000000000000000001000000000000\
-000000000000000000000000000001000100000001000000000009000000000030000000000038000000000001000000000009000000000030000000\
-000038000000000020000000000002000000000010000000000008000000000020000000000002000000000010000000000008000000000000003F00\
-000000000000000000000000000040003F00000040003F00000040003F00000000000000000040003F00000000003F00000000000800000000000800\
+000000000000000020002000000000000000000000003F00000000003F00000000000000000000003F00000000003F00000000000000000000003F00\
+000000003F00000000000000000000003F00000000003F00000000000000000000000000000000003F00000000003F00000000000000000000000000\
+000000000000000000000000000000003F00000000003F00000000003F00000000003F00000000003F00000000003F00000000000000000000000000\
+000000000000000000000000000000003F00000000003F00000000003F00000000003F00000000003F00000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000003F00000000003F00000000000000000000003700000000003700000000003700\
+000000003700000000003F00030000000000000000000000000000000000000000000000000000020001000000000100000000004000000000000000\
+000000000000000000000000000000000001000000008002000000000000000000000001000000000000000000000000000000000000000001000100\
+000001000000000009000000000030000000000038000000000001000000000009000000000030000000000038000000000020000000000002000000\
+000010000000000008000000000020000000000002000000000010000000000008000000000000003F00000000000000000000000000000040003F00\
+000040003F00000040003F00000000000000000040003F00000000003F00000000000800000000000800000000003F00000000003F00000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000003E00000000003F00000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000001000000003F00000000003F00\
+000000000000000000000000000000003F00000000003F01000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000001000000000009000000000008000000000001000000000009000000000008000000\
+000002000000000002000000000000000000000000003F00000000003F00000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000003F00000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003E00\
-000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001000000000000\
-000000000001000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001000000000009000000000008000000\
-000001000000000009000000000008000000000002000000000002000000000000000000000000003F00000000003F00000000000000000000000000\
+110000000001000000000000000000000000000000003F00000000003F00000000000002000000003E00000000000000000000000000000040000002\
+0000400000020000000000000000000000000000400000020D00000180000F00000180000E0000018000000000000001000000003F01000000000001\
+000000000001000000000001000000000001000000003F010800003FFF000800003FFF000800003FFF00050001000000050009000000050000000000\
+050030000000050038000000010000000000050001000000050009000000050030000000050038000000050020000000050002000000050010000000\
+050008000000050020000000050002000000050000000000050010000000050008000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000003F00000000003F00000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000110000000001000000000000000000000000000000003F00000000003F00000000000002000000003E00\
-0000000000000000000000000000400000020000400000020000000000000000000000000000400000020D00000180000F00000180000E0000018000\
-000000000001000000003F01000000000001000000000001000000000001000000000001000000003F010800003FFF000800003FFF000800003FFF00\
-050001000000050009000000050000000000050030000000050038000000010000000000050001000000050009000000050030000000050038000000\
-050020000000050002000000050010000000050008000000050020000000050002000000050000000000050010000000050008000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00\
+000000003F00000000003F00000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000003F00000000003F00000000003F00000000003F00000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00000000003F00000000003F00000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-00001F000000000000000800000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001\
-000000000000000000000001000000000001000000000001000000000000000040000000000040000000000040000000000040000000150000000000\
-150008000000150008000000000000000800000000000000000000000001000000003F00000000000000000000000000000000000000000000000000\
+00000000000000000000000000000000000000000000000000000000000000000000000000000000000000001F000000000000000800000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000001000000000001\
+000000000000000000000001000000003F00000040000000000040000000000040000000000040000000150000000000150008000000150008000000\
+000000000800000000000000000000000001000000000100000000000000000000003F00000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
@@ -4109,7 +4876,7 @@ CA044B0000000000000001F504CA044B0000000000000001FB04CA044B0000000000000001FD04CA
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00\
-000000003F00000000000000000000000000000000000000000000000000000000003F00000000003F00000000000001000000000000000000000000\
+000000003F00000000000000000000000000000000000000000000000000000000003F00000000003F00000000003F01000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
@@ -4119,61 +4886,70 @@ CA044B0000000000000001F504CA044B0000000000000001FB04CA044B0000000000000001FD04CA
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000003F000000003FFF000000003FFF00000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000003FFF000000003FFF000000000000000000000000000000000001002100000000000000000000000000\
+000000000000000000000000000000000000003FFF000000003FFF000000000000003F00000000000000000001002100000000000000000000000000\
 000001002100000000000000000000000000000000000001000000000000000000000000000000000000000000000000000000003F00000000003F00\
-000000000000000000000000000000000000000000000000060000000000070000000000000000000001000000000000000000002100000000002100\
-000000000000000000000000000000000000000000000000000000000000000000000001000000000000000000000000000000000000000000001F00\
-000000003F00000000000000000000000000000001003F00000040003F00000040003F00000040003F00000040003F00000000000000000000000000\
-000001000000000009000000000030000000000038000000000001000000000009000000000030000000000038000000000020000000000002000000\
-000010000000000008000000000020000000000002000000000010000000000000000001000008000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00000000000000000000003F00\
-000000003F00000000000000000000000000000000000000000000000000000000000001000000000000000000000000000000000000000000000000\
-000000000000000000000000000000020001000000000100000000004000000000000001000000008002000000000000000040000000000040000000\
-000040000000000040000000000000000000000000000000000000000000000000003F00000000000000000000000000000000000000000000000000\
-0000000000010A00003FFF000B00000000000C00000000010900003FFF01000000003F00000000000000000000000000000000000001000000000000\
-000000003F00000000003F00000000003F00100000000000100000000000100000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000800000000000800000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000170000003F00000000003F01170000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000170000003F01000000000001170000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F01\
-000000003F01000000003F01170000003F01000000000001000000000001000000000000000000000000000000000000000000000000000000000000\
-000000000000000000003F01000000003F01000000003F01000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000060000000000070000000000000000003F01000000003F00000000002100000000002100\
+0000000000000000000000000000000000000000000000000000000000000900003FFF01000000000000000000000000000000000000000000001F00\
+000000003F00000000000000000000000000000001003F00000040003F00000040003F00000040003F00000040003F00000000003F00000000003F00\
+000000003F00000000000000000000000000000001000000000009000000000030000000000038000000000001000000000009000000000030000000\
+000038000000000020000000000002000000000010000000000008000000000020000000000002000000000010000000000000000001000008000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00\
-000000003F00000000000000000000000000000000000000000000000000000000003F00000000003F00000000000000000000000000000000000000\
+000000003F00000000000000000000003F00000000003F00000000000000000000000000000000000000000000000000000000000001000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000020001000000000100000000004000000000000001\
+000000008002000000000000000040000000000040000000000040000000000040000000000000000000000000000000000000000000000000003F00\
+0000000000000000000000000000000000000000000000000000000000010A00003FFF000B00000000000C00000000010900003FFF01000000003F00\
+000000000000000000000000000000000000000000000000000000000000000000003F00000000000100000000000000000000000000000000000000\
+000000000000000000000000000000000001000000003F00000000003F00000000003F00000000003F00000000003F00100000000000100000000000\
+1000000000000000003FFF00000000000000000000003F00000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00\
+000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000800\
+000000000800000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000170000003F00000000003F01170000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+170000003F01000000000001170000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F01000000003F01000000003F01\
+170000003F01000000000001000000000001000000000000000000000000000000000000000000000000000000000000000000000000000000003F01\
+000000003F01000000003F01000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000003F00000000003F00000000000000000000000000000000000000000000000000000000003F00000000003F00\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
@@ -4194,19 +4970,27 @@ CA044B0000000000000001F504CA044B0000000000000001FB04CA044B0000000000000001FD04CA
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000003F00000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
 000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000003F00000000003F00\
-000000003F00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001\
-000000000001000000000000000000000000000000000001000000000000000000000000000000000000000000000000000000000000160000000000\
-000000003F00140000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00000000000000\
-000000000000000000003F00000000000000000000000000000000000000000000000000000000000001000000000001000000000000000000000000\
-000000000000000000000000000000000000000000000000000000000001000000000001000000000001000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000000000000003F00000000003F00000000003F00000000003F00000000003F00000000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001000000000001000000000000\
+000000000000000000000001000000000000000000000000000000000000000000000000000000000000160000000000000000003F00140000000000\
+000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000003F00\
+000000000000000000000000000000000000000000000000000000000000000000000001000000000001000000000000000000000000000000000000\
+000000000000000000000000000000000000000000000001000000000001000000000001000000000000000000000000000000000000000000000000\
 000000003F00
 """
 }

@@ -25,4 +25,12 @@ long kw_zlib(long n, long seed);
 long kw_indirect(long n);
 
 long kw_debug_memcpy(long n, long offset); long kw_debug_strlen(long n);
+/// Runs fn(a, b) natively in a forked child under ptrace single-stepping; returns
+/// the number of instructions fn executed (its final ret included), or -1. The
+/// child's result goes to *result.
+long kw_ptrace_count(long (*fn)(long, long), long a, long b, long *result);
+/// Runs a prepared translated call (the in-process host's enter routine with GS
+/// base `gs_base`) in a forked child, so it starts from the same process state as
+/// kw_ptrace_count's child; returns the counter word after the run, or -1.
+long kw_translated_in_child(uint64_t gs_base, uint64_t (*enter)(void), const uint64_t *counter, long *result);
 #endif

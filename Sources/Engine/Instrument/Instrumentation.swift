@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// The instrumentation API (DESIGN.md principle 8). Tools are clients: they register
+// for basic-block events, see the block's application instructions, ask the
+// liveness service where the flags are dead, and insert meta instructions (inline
+// snippets or clean calls into Swift). They never touch the translator's
+// internals, and several tools run on the same block in a defined order.
+//
+// Order: phases run in sequence (app-to-app, analysis, insertion,
+// instrumentation-to-instrumentation); within a phase, tools run by ascending
+// priority, ties by registration order. Meta instructions inserted at the same
+// position are emitted in the order they were inserted, so tools stack
+// predictably.
+
+/// The phases of a block event, in the order they run.
+public enum InstrumentationPhase: UInt8, Sendable {
+    /// Change the application code itself (e.g. end the block early).
+    case appToApp = 0
+    /// Look at the block, compute what insertion needs.
+    case analysis = 1
+    /// Insert instrumentation.
+    case insertion = 2
+    /// Adjust instrumentation other tools inserted.
+    case instrumentationToInstrumentation = 3
+
+    @inline(__always) var bit: UInt8 { 1 << rawValue }
+}
+
+/// Priorities for common cases; any Int32 works.
+public enum ToolPriority {
+    public static let early: Int32 = -100
+    public static let normal: Int32 = 0
+    public static let late: Int32 = 100
+}
+
+/// A block event handler: (tool data, block, phase raw value). A C function pointer:
+/// the kernel build has no heap for closure contexts. `InstrumentedBlock.from(_:)`
+/// and `InstrumentationPhase(rawValue:)` turn the arguments into typed values.
+public typealias BlockEventHandler = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer, UInt8) -> Void
+
+/// A tool as the translator sees it.
+public struct ToolRegistration {
+    public var name: StaticString
+    public var priority: Int32
+    /// Bit `1 << phase.rawValue` for every phase the tool wants.
+    public var phases: UInt8
+    public var onBlock: BlockEventHandler
+    public var data: UnsafeMutableRawPointer?
+    /// Offset of the tool's per-context storage (assigned at registration).
+    public var storageOffset: Int32
+
+    public init(name: StaticString, priority: Int32, phases: UInt8, data: UnsafeMutableRawPointer?,
+                onBlock: BlockEventHandler) {
+        self.name = name
+        self.priority = priority
+        self.phases = phases
+        self.onBlock = onBlock
+        self.data = data
+        self.storageOffset = -1
+    }
+
+    public static func phaseMask(_ a: InstrumentationPhase) -> UInt8 { a.bit }
+    public static func phaseMask(_ a: InstrumentationPhase, _ b: InstrumentationPhase) -> UInt8 { a.bit | b.bit }
+}
+
+/// A clean call's argument.
+public enum CleanCallArgument: Sendable, Equatable {
+    case none
+    case constant(UInt64)
+    /// The native PC of the application instruction the call is inserted before.
+    case applicationPC
+}
+
+/// An instruction a tool inserts. Encoded when the block is emitted, so operands
+/// that depend on the final address (RIP-relative) come out right.
+public enum MetaInstruction: Sendable, Equatable {
+    /// add qword [m], imm32 (writes the arithmetic flags).
+    case add(AsmMemory, Int32)
+    /// Adds imm32 to a qword without touching the flags (spills rax to a context
+    /// slot around a mov/lea/mov sequence).
+    case addPreservingFlags(AsmMemory, Int32)
+    case movRegisterImmediate(GPR, UInt64)
+    case movMemoryRegister(AsmMemory, GPR)
+    case movRegisterMemory(GPR, AsmMemory)
+    /// A call into C-ABI code with the full application state saved in the
+    /// context (readable and writable there): `function(context, argument)`.
+    case cleanCall(function: UInt64, argument: CleanCallArgument)
+}
+
+/// Meta instructions are inserted before application instruction `before`.
+public struct MetaEntry: Sendable {
+    public var before: Int
+    public var instruction: MetaInstruction
+}
+
+/// The block handed to tools.
+public struct InstrumentedBlock {
+    /// Native address of the first instruction.
+    public let startPC: UInt64
+    /// The application instructions (read-only for tools).
+    public let instructions: UnsafePointer<Instruction>
+    /// Application instructions in the block; only the app-to-app phase may lower it.
+    public private(set) var count: Int
+    /// Where the current tool's per-context storage lives (`%gs:` offset).
+    public internal(set) var toolStorage: Int32 = 0
+    let meta: UnsafeMutablePointer<MetaEntry>
+    let metaCapacity: Int
+    public private(set) var metaCount = 0
+    /// Set when a tool inserted more than the block can hold.
+    public private(set) var overflowed = false
+    var phase: InstrumentationPhase = .appToApp
+    let contextGSOffset: Int32
+
+    init(startPC: UInt64, instructions: UnsafePointer<Instruction>, count: Int,
+         meta: UnsafeMutablePointer<MetaEntry>, metaCapacity: Int, contextGSOffset: Int32) {
+        self.startPC = startPC
+        self.instructions = instructions
+        self.count = count
+        self.meta = meta
+        self.metaCapacity = metaCapacity
+        self.contextGSOffset = contextGSOffset
+    }
+
+    public subscript(i: Int) -> Instruction { instructions[i] }
+
+    /// The block a BlockEventHandler received.
+    @inline(__always) public static func from(_ raw: UnsafeMutableRawPointer) -> UnsafeMutablePointer<InstrumentedBlock> {
+        raw.assumingMemoryBound(to: InstrumentedBlock.self)
+    }
+
+    /// A `%gs:` operand for `offset` bytes into the current tool's storage.
+    public func storage(_ offset: Int32) -> AsmMemory { AsmMemory.gs(contextGSOffset + toolStorage + offset) }
+
+    /// Inserts `instruction` before application instruction `index`.
+    public mutating func insert(_ instruction: MetaInstruction, before index: Int) {
+        guard index >= 0, index < count, phase != .appToApp, phase != .analysis else { return }
+        guard metaCount < metaCapacity else { overflowed = true; return }
+        meta[metaCount] = MetaEntry(before: index, instruction: instruction)
+        metaCount += 1
+    }
+
+    /// App-to-app: ends the block after instruction `index` (it falls through to
+    /// the next native instruction).
+    public mutating func truncate(after index: Int) {
+        guard phase == .appToApp, index >= 0, index + 1 < count else { return }
+        count = index + 1
+    }
+
+    // MARK: liveness service
+
+    /// Whether the arithmetic flags (CF PF AF ZF SF OF) are all dead before
+    /// instruction `index`: each is overwritten in the block before being read.
+    /// Conservative: at the block's end every flag is live.
+    public func arithmeticFlagsDead(before index: Int) -> Bool {
+        var live: UInt16 = Flag.status
+        var i = count - 1
+        while i >= index {
+            let insn = instructions[i]
+            live = (live & ~killedFlags(insn)) | insn.flagsRead
+            i -= 1
+        }
+        return live & Flag.status == 0
+    }
+
+    /// The first position at or after `index` where the arithmetic flags are dead,
+    /// or nil.
+    public func firstFlagsDeadPosition(from index: Int = 0) -> Int? {
+        // One backward pass computes liveness before every instruction.
+        var live: UInt16 = Flag.status
+        var best: Int? = nil
+        var i = count - 1
+        while i >= index {
+            let insn = instructions[i]
+            live = (live & ~killedFlags(insn)) | insn.flagsRead
+            if live & Flag.status == 0 { best = i }
+            i -= 1
+        }
+        return best
+    }
+
+    /// Flags an instruction certainly overwrites. Shifts and rotates leave the
+    /// flags alone when the count is zero, so they never certainly kill them.
+    func killedFlags(_ insn: Instruction) -> UInt16 {
+        switch insn.mnemonic {
+        case .shl, .shr, .sar, .rol, .ror, .rcl, .rcr, .shld, .shrd: return 0
+        default: return insn.flagsWritten
+        }
+    }
+}
