@@ -32,7 +32,9 @@ let package = Package(
         // Real C code the translator tests run natively and translated.
         .target(name: "CWorkloads", path: "Tests/Workloads", linkerSettings: [.linkedLibrary("z")]),
         // The CLI's library: device access, rendering; commands stay thin.
-        .target(name: "KdbtClient", dependencies: ["Protocol", "CKdbtSys"]),
+        .target(name: "KdbtClient", dependencies: ["Protocol", "CKdbtSys", "Engine"]),
+        // Zydis (libzydis-dev) as the reference disassembler of the printer tests.
+        .target(name: "CZydis", linkerSettings: [.linkedLibrary("Zydis")]),
         .executableTarget(
             name: "kdbt-cli",
             dependencies: [
@@ -50,5 +52,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads"]),
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
+        .testTarget(name: "DecoderTests", dependencies: ["Engine", "CZydis", "KdbtClient"],
+                    exclude: ["printer-differences.md"]),
     ]
 )

@@ -28,12 +28,31 @@ public struct KdbtClient<Device: DeviceConnection> {
         try request(.status, size: StatusReply.sizeV1) { StatusReply(decoding: $0) }
     }
 
+    /// `length` bytes of live kernel text at `address`, as the CPU runs them now
+    /// (alternatives, static calls and jump labels applied). At most
+    /// `ReadTextRequest.maxLength` bytes; the module answers EFAULT unless the whole
+    /// range is kernel text (`requestFailed(errno: EFAULT)`).
+    public func readText(address: UInt64, length: Int) throws(DeviceError) -> [UInt8] {
+        precondition(length > 0 && length <= Int(ReadTextRequest.maxLength), "readText length out of range")
+        let text = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
+        defer { text.deallocate() }
+        text.initializeMemory(as: UInt8.self, repeating: 0)
+        let reply = try request(.readText, size: ReadTextRequest.sizeV1, encode: { writer in
+            ReadTextRequest(address: address, buffer: UInt64(UInt(bitPattern: text.baseAddress)),
+                            length: UInt32(length)).encode(writer)
+        }) { ReadTextRequest(decoding: $0) }
+        guard reply.bytesRead == UInt32(length) else { throw .malformedReply(command: "\(KdbtCommand.readText)") }
+        return Array(UnsafeRawBufferPointer(text))
+    }
+
     private func request<Reply>(
-        _ command: KdbtCommand, size: Int, decode: (LayoutReader) -> Reply?
+        _ command: KdbtCommand, size: Int, encode: (LayoutWriter) -> Void = { _ in },
+        decode: (LayoutReader) -> Reply?
     ) throws(DeviceError) -> Reply {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        encode(LayoutWriter(buffer))
         LayoutWriter(buffer).u32(RequestHeader.sizeOffset, UInt32(size))
         let result = device.perform(command.number, buffer)
         if result < 0 { throw .requestFailed(command: "\(command)", errno: -result) }
