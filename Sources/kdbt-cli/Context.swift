@@ -13,6 +13,8 @@ struct CLIContext {
     var write: (String) -> Void
     var writeError: (String) -> Void
     var openDevice: (String) throws(DeviceError) -> any DeviceConnection
+    /// The running kernel's symbols (`kdbt disasm SYMBOL`).
+    var loadKallsyms: () throws(ELFError) -> Kallsyms = { () throws(ELFError) in try Kallsyms() }
 
     static var live: CLIContext {
         CLIContext(
