@@ -15,6 +15,8 @@ let package = Package(
     name: "kdbt",
     products: [
         .executable(name: "kdbt", targets: ["kdbt-cli"]),
+        // Loaded into programs by `kdbt user` (LD_PRELOAD): the user-mode host.
+        .library(name: "kdbt-preload", type: .dynamic, targets: ["KdbtPreload"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -29,6 +31,8 @@ let package = Package(
         .target(name: "CKdbtSys"),
         // The Engine's user-mode host: runs code of this process translated.
         .target(name: "UserHost", dependencies: ["Engine", "CKdbtSys"]),
+        .target(name: "CKdbtPreload"),
+        .target(name: "KdbtPreload", dependencies: ["UserHost", "CKdbtPreload"]),
         // Real C code the translator tests run natively and translated.
         .target(name: "CWorkloads", path: "Tests/Workloads", linkerSettings: [.linkedLibrary("z")]),
         // The CLI's library: device access, rendering; commands stay thin.
@@ -51,6 +55,7 @@ let package = Package(
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads"]),
+        .testTarget(name: "UserModeTests"),
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
         .testTarget(name: "DecoderTests", dependencies: ["Engine", "CZydis", "KdbtClient"],
                     exclude: ["printer-differences.md"]),

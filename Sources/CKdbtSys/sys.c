@@ -91,3 +91,67 @@ void *kdbt_sys_map_code_near(long bytes, uint64_t near)
 	}
 	return NULL;
 }
+
+long kdbt_sys_xsave_size(void)
+{
+	unsigned a, b, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xD), "c"(0));
+	return b;
+}
+
+void *kdbt_sys_map_anonymous(long bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+long kdbt_sys_syscall6(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6)
+{
+	long ret;
+	register uint64_t r10 __asm__("r10") = a4;
+	register uint64_t r8 __asm__("r8") = a5;
+	register uint64_t r9 __asm__("r9") = a6;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(number), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+void kdbt_sys_exit_thread(int code)
+{
+	for (;;)
+		kdbt_sys_syscall6(SYS_exit, (uint64_t)code, 0, 0, 0, 0, 0);
+}
+
+void kdbt_sys_exit_group(int code)
+{
+	for (;;)
+		kdbt_sys_syscall6(SYS_exit_group, (uint64_t)code, 0, 0, 0, 0, 0);
+}
+
+/* rdi flags, rsi stack, rdx parent_tid, rcx child_tid, r8 tls, r9 context,
+ * 8(%rsp) resume. rbx and r12 carry context and resume into the child. */
+__asm__(
+	".text\n"
+	".globl kdbt_sys_clone_thread\n"
+	".type kdbt_sys_clone_thread, @function\n"
+	"kdbt_sys_clone_thread:\n"
+	"	push %rbx\n"
+	"	push %r12\n"
+	"	mov %r9, %rbx\n"
+	"	mov 24(%rsp), %r12\n"
+	"	mov %rcx, %r10\n"
+	"	mov $56, %eax\n"
+	"	syscall\n"
+	"	test %rax, %rax\n"
+	"	jz 1f\n"
+	"	pop %r12\n"
+	"	pop %rbx\n"
+	"	ret\n"
+	"1:\n"
+	"	mov $158, %eax\n"
+	"	mov $0x1001, %edi\n"
+	"	mov %rbx, %rsi\n"
+	"	syscall\n"
+	"	jmp *%r12\n");

@@ -31,6 +31,7 @@ public final class InProcessRunner: @unchecked Sendable {
     public init(limits requested: TranslatorLimits = TranslatorLimits()) {
         var limits = requested
         limits.saveExtendedState = true  // the dispatcher is ordinary hosted code
+        limits.extendedStateBytes = Int32(kdbt_sys_xsave_size())
         let bytes = limits.arenaBytes
         arenaBlock = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
         arenaBlock.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)

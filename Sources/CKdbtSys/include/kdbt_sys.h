@@ -19,4 +19,18 @@ int kdbt_sys_set_gs_base(uint64_t base);
 long kdbt_sys_read_own_memory(void *dst, uint64_t addr, long n);
 /// RWX anonymous memory of `bytes` at an address within +-1 GiB of `near`, or NULL.
 void *kdbt_sys_map_code_near(long bytes, uint64_t near);
+/// Bytes XSAVE writes for the features the OS enabled (CPUID 0xD, ECX=0: EBX).
+long kdbt_sys_xsave_size(void);
+/// Anonymous read-write memory, or NULL.
+void *kdbt_sys_map_anonymous(long bytes);
+/// Raw system calls that must not go through libc's wrappers (which may run
+/// thread-exit handlers or touch errno).
+long kdbt_sys_syscall6(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6);
+__attribute__((noreturn)) void kdbt_sys_exit_thread(int code);
+__attribute__((noreturn)) void kdbt_sys_exit_group(int code);
+/// clone(flags, stack, parent_tid, child_tid, tls): in the child, sets the GS base
+/// to `context` and jumps to `resume` (a translator routine that loads the
+/// application state from the context). Returns the child's tid or -errno.
+long kdbt_sys_clone_thread(uint64_t flags, uint64_t stack, uint64_t parent_tid, uint64_t child_tid,
+			   uint64_t tls, uint64_t context, uint64_t resume);
 #endif

@@ -69,7 +69,7 @@ extension Translator {
             }
         }
         if block.overflowed { return fail(.cacheFull, at: pc) }
-        if last.controlFlow == .none || falls(through: last.controlFlow) {
+        if (last.controlFlow == .none || falls(through: last.controlFlow)) && exits.count == 0 {
             // The block was cut (length limit, undecodable next) or ends in an
             // instruction that continues: exit to the next native PC.
             emitExitJump(&a, &exits, target: nativeEnd, condition: nil)
@@ -118,6 +118,7 @@ extension Translator {
 struct BlockExits {
     var count = 0
     var targets: InlineArray<3, UInt64> = InlineArray(repeating: 0)
+    var syscall: InlineArray<3, Bool> = InlineArray(repeating: false)
     /// Offset (in the assembler) of each branch's rel32 field.
     var fields: InlineArray<3, Int> = InlineArray(repeating: 0)
 }
@@ -125,11 +126,13 @@ struct BlockExits {
 extension Translator {
     /// Emits `jmp rel32` (or `jcc rel32`) to a stub for `target`, with the rel32
     /// field 4-byte aligned so linking can rewrite it with one atomic store.
-    func emitExitJump(_ a: inout Assembler, _ exits: inout BlockExits, target: UInt64, condition: Condition?) {
+    func emitExitJump(_ a: inout Assembler, _ exits: inout BlockExits, target: UInt64, condition: Condition?,
+                      syscall: Bool = false) {
         let opcodeBytes = condition == nil ? 1 : 2
         while (a.address &+ UInt64(opcodeBytes)) & 3 != 0 { a.byte(0x90) }
         exits.fields[exits.count] = a.count + opcodeBytes
         exits.targets[exits.count] = target
+        exits.syscall[exits.count] = syscall
         exits.count += 1
         if let c = condition { a.jcc(c, to: a.address) } else { a.jmp(to: a.address) }
     }
@@ -150,7 +153,9 @@ extension Translator {
             let field = exits.fields[e]
             let fieldAddress = a.origin + UInt64(field)
             a.patch32(at: field, UInt32(bitPattern: Int32(truncatingIfNeeded: Int64(bitPattern: stub &- (fieldAddress + 4)))))
-            state.pointee.stubs[index] = LinkStub(target: exits.targets[e], branchField: fieldAddress, stub: stub, linked: false)
+            state.pointee.stubs[index] = LinkStub(
+                target: exits.targets[e], branchField: fieldAddress, stub: stub, linked: false,
+                isSyscall: exits.syscall[e])
             state.pointee.stubCount += 1
         }
         return true
@@ -159,7 +164,7 @@ extension Translator {
     /// Points a stub's branch at the fragment now translated for its target.
     func link(stub index: Int, to cachePC: UInt64) {
         var stub = state.pointee.stubs[index]
-        guard !stub.linked, let rel = Assembler.rel32(from: stub.branchField + 4, to: cachePC) else { return }
+        guard !stub.linked, !stub.isSyscall, let rel = Assembler.rel32(from: stub.branchField + 4, to: cachePC) else { return }
         UnsafeMutableRawPointer(bitPattern: UInt(stub.branchField))!
             .storeBytes(of: UInt32(bitPattern: rel), as: UInt32.self)
         stub.linked = true
@@ -167,29 +172,55 @@ extension Translator {
         state.pointee.stats.links += 1
     }
 
-    /// The dispatcher: called by fcache_return with the context; returns the cache
-    /// PC to continue at (the leave routine for the in-process sentinel), or 0 when
-    /// translation failed (the host reports `lastError`).
+    /// The dispatcher for hosts without policy of their own: continue at the exit's
+    /// target. Returns the cache PC to go to (the leave routine for the in-process
+    /// sentinel), or 0 when translation failed (see `lastError`).
     public static func dispatch(_ context: UnsafeMutableRawPointer) -> UInt64 {
-        let statePointer = UnsafeMutablePointer<TranslatorState>(
+        let translator = Translator(context: context)
+        let exit = translator.exit(of: context)
+        if exit.target == context.load(fromByteOffset: Int(ContextField.sentinel), as: UInt64.self) {
+            return translator.state.pointee.leave
+        }
+        return translator.resume(at: exit.target, after: exit)
+    }
+
+    /// The translator a context belongs to.
+    public init(context: UnsafeMutableRawPointer) {
+        state = UnsafeMutablePointer<TranslatorState>(
             bitPattern: UInt(context.load(fromByteOffset: Int(ContextField.translator), as: UInt64.self)))!
-        let translator = Translator(state: statePointer)
-        statePointer.pointee.stats.dispatches += 1
+    }
+
+    /// Why the application left the cache (read from the context).
+    public func exit(of context: UnsafeMutableRawPointer) -> CacheExit {
+        state.pointee.stats.dispatches += 1
         let reason = context.load(fromByteOffset: Int(ContextField.exitReason), as: UInt64.self)
-        let target: UInt64
-        var stubIndex = -1
         if reason == ContextField.indirectExit {
-            target = context.load(fromByteOffset: Int(ContextField.indirectTarget), as: UInt64.self)
-            statePointer.pointee.stats.indirectMisses += 1
-        } else {
-            stubIndex = Int(reason)
-            target = statePointer.pointee.stubs[stubIndex].target
+            state.pointee.stats.indirectMisses += 1
+            return CacheExit(
+                target: context.load(fromByteOffset: Int(ContextField.indirectTarget), as: UInt64.self),
+                stub: -1, isSyscall: false)
         }
-        if target == context.load(fromByteOffset: Int(ContextField.sentinel), as: UInt64.self) {
-            return statePointer.pointee.leave
+        let stub = state.pointee.stubs[Int(reason)]
+        return CacheExit(target: stub.target, stub: Int(reason), isSyscall: stub.isSyscall)
+    }
+
+    /// The cache PC for native `target`, translating it and linking the exit's
+    /// branch to it; 0 when translation failed.
+    public func resume(at target: UInt64, after exit: CacheExit) -> UInt64 {
+        let cachePC = translate(target)
+        if cachePC != 0 && exit.stub >= 0 && !exit.isSyscall && exit.target == target {
+            link(stub: exit.stub, to: cachePC)
         }
-        let cachePC = translator.translate(target)
-        if cachePC != 0 && stubIndex >= 0 { translator.link(stub: stubIndex, to: cachePC) }
         return cachePC
     }
+}
+
+/// An exit from the cache, as the dispatcher sees it.
+public struct CacheExit {
+    /// Native PC the application continues at (for a syscall exit: the address of
+    /// the `syscall` instruction).
+    public var target: UInt64
+    /// Link-stub index, or -1 for an indirect-branch miss.
+    public var stub: Int
+    public var isSyscall: Bool
 }

@@ -46,6 +46,8 @@ extension Translator {
                 a.lea(.rsp, .at(.rsp, Int32(insn.imm & 0xFFFF)))
             }
             a.jmp(gs(ContextField.indirectLookup))
+        case .syscall where state.pointee.interceptedSyscallCount > 0:
+            mangleSyscall(insn, bytes, &a, &exits)
         case .syscall, .int3, .interrupt, .int1, .hlt, .ud:
             // Executed as they are; the block's fall-through exit follows.
             a.bytes(bytes)
@@ -53,6 +55,32 @@ extension Translator {
             return failMangle(.unsupportedInstruction)
         }
         return true
+    }
+
+    /// `syscall` with interception: rcx and r11 are clobbered by the instruction
+    /// anyway, but the flags must survive up to it, so the number check runs
+    /// under pushf/popf, below the red zone (user mode keeps live data there).
+    /// Matching numbers leave through a syscall exit; the host performs them.
+    func mangleSyscall(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer,
+                       _ a: inout Assembler, _ exits: inout BlockExits) {
+        a.lea(.rsp, .at(.rsp, -128))
+        a.pushf()
+        var branches: InlineArray<8, Int> = InlineArray(repeating: 0)
+        let n = state.pointee.interceptedSyscallCount
+        for i in 0..<n {
+            a.cmp(.rax, imm32: Int32(bitPattern: state.pointee.interceptedSyscalls[i]))
+            branches[i] = a.count
+            a.jcc(.e, to: a.address)  // patched to `special` below
+        }
+        a.popf()
+        a.lea(.rsp, .at(.rsp, 128))
+        a.bytes(bytes)
+        emitExitJump(&a, &exits, target: insn.nextAddress, condition: nil)
+        let special = a.address
+        for i in 0..<n { patchBranch(&a, at: branches[i], opcodeBytes: 2, to: special) }
+        a.popf()
+        a.lea(.rsp, .at(.rsp, 128))
+        emitExitJump(&a, &exits, target: insn.address, condition: nil, syscall: true)
     }
 
     func failMangle(_ error: TranslateError) -> Bool {

@@ -34,6 +34,20 @@ extension Translator {
         state.pointee.cleanCall = a.address
         emitCleanCall(&a)
         a.align(16)
+        // takeover: a `ret` run translated: the caller's return address is looked
+        // up like any return, so the caller continues in the cache.
+        state.pointee.takeover = a.address
+        a.mov(gs(ContextField.spillRCX), .rcx)
+        a.pop(.rcx)
+        a.jmp(gs(ContextField.indirectLookup))
+        a.align(16)
+        state.pointee.resume = a.address
+        a.push(gs(ContextField.appFlags))
+        a.popf()
+        Translator.forEachSavedGPR { r in a.mov(r, gs(ContextField.appRegister(r))) }
+        a.mov(.rsp, gs(ContextField.appRegister(.rsp)))
+        a.jmp(gs(ContextField.nextCachePC))
+        a.align(16)
         guard !a.failed else { return false }
         commit(unit: u, a)
         return true
@@ -74,7 +88,7 @@ extension Translator {
         a.pop(gs(ContextField.appFlags))
         a.cld()  // the C ABI wants DF clear
         if state.pointee.limits.saveExtendedState {
-            a.lea(.rsp, .at(.rsp, -TranslatorLimits.extendedStateBytes))
+            a.lea(.rsp, .at(.rsp, -(state.pointee.limits.extendedStateBytes + 64)))
             a.and(.rsp, imm32: -64)
             a.mov(.rax, imm64: 0xFFFF_FFFF)
             a.mov(.rdx, .rax)

@@ -77,6 +77,9 @@ public struct LinkStub {
     public var branchField: UInt64
     public var stub: UInt64
     public var linked: Bool
+    /// An intercepted system call at `target`: never linked; the host performs the
+    /// call and says where the application continues.
+    public var isSyscall: Bool
 }
 
 public struct TranslatorStats {
@@ -106,11 +109,10 @@ public struct TranslatorLimits {
     /// user-mode dispatcher is ordinary compiled code that may use any vector
     /// register; the kernel's is compiled without SSE and leaves them alone.
     public var saveExtendedState: Bool = false
+    /// Bytes of the xsave area (CPUID 0xD: AVX-512 and AMX state can make it over
+    /// 10 KiB); the dispatcher stack must have this much more room.
+    public var extendedStateBytes: Int32 = 0
     public init() {}
-
-    /// Bytes reserved on the dispatcher stack for the xsave area (AVX-512 state
-    /// included), plus alignment slack.
-    static let extendedStateBytes: Int32 = 8192
 
     /// Padding entries after the lookup table, always empty, so the emitted probe
     /// stops without wrapping.
@@ -160,9 +162,18 @@ public struct TranslatorState {
     public var enter: UInt64 = 0
     public var leave: UInt64 = 0
     public var cleanCall: UInt64 = 0
+    /// `void takeover(void)`: called natively, returns translated (the rest of the
+    /// caller runs from the cache).
+    public var takeover: UInt64 = 0
+    /// Loads the application state from the context (no vector state) and jumps to
+    /// nextCachePC: how a new thread enters the cache.
+    public var resume: UInt64 = 0
     public var stats = TranslatorStats()
     public var lastError: TranslateError = .none
     public var lastErrorPC: UInt64 = 0
+    /// System call numbers the host wants to see (user mode: clone, exit...).
+    public var interceptedSyscalls: InlineArray<8, UInt32> = InlineArray(repeating: 0)
+    public var interceptedSyscallCount: Int = 0
 }
 
 /// A handle on a TranslatorState in host memory.
@@ -236,6 +247,15 @@ public struct Translator {
         state.pointee.toolStorageUsed += aligned
         (state.pointee.tools + state.pointee.toolCount).initialize(to: registered)
         state.pointee.toolCount += 1
+        return true
+    }
+
+    /// Routes system call `number` to the host: blocks ending in `syscall` check
+    /// rax and leave through a syscall exit when it matches. Before translation.
+    public func interceptSyscall(_ number: UInt32) -> Bool {
+        guard state.pointee.fragmentCount == 0, state.pointee.interceptedSyscallCount < 8 else { return false }
+        state.pointee.interceptedSyscalls[state.pointee.interceptedSyscallCount] = number
+        state.pointee.interceptedSyscallCount += 1
         return true
     }
 
