@@ -7,6 +7,9 @@
 #   make check                every test: swift test, the kernel build, guest tests
 #   make kmod                 build kmod/kdbt.ko (warnings are fatal)
 #   make vm-run SCRIPT=F [VMFILES=DIR]   run a script as root in the guest
+#   make decoder-diff         the decoder against Zydis and Capstone on the whole corpus
+#   make fuzz [FUZZ_CASES=N] [SEED=S]    random bytes into the decoder next to guard pages
+#   make bench                decoder speed: kdbt vs Zydis vs Capstone on vmlinux .text
 #
 # KVER/KDIR pick the guest kernel (default: newest /boot/vmlinuz-* with headers).
 
@@ -23,6 +26,7 @@ SWIFT_BUILD = swift build
 GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client
 
 .PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean
+.PHONY: decoder-tools decoder-diff decoder-slice fuzz bench bench-decoder
 
 all: build kmod
 
@@ -46,7 +50,7 @@ unit-test: deps
 guest-test: build kmod
 	scripts/guest-tests
 
-test check: unit-test kmod guest-test
+test check: unit-test kmod guest-test decoder-slice
 
 # On the host first (no module can load here: the CLI says so and exits 2), then in
 # the guest as a new user would.
@@ -61,3 +65,45 @@ vm-run: build kmod
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR)/kmod clean
 	rm -rf build .build
+
+# ---- decoder: differential test (Zydis, Capstone), round trip, fuzzing, benchmark
+MODULES_DIR = /lib/modules/$(KVER)/kernel
+VMLINUX = build/vmlinux
+LIBC = /lib/x86_64-linux-gnu/libc.so.6
+LIBSWIFTCORE = $(dir $(shell command -v swift))../lib/swift/linux/libswiftCore.so
+DECODER_DIFF = .build/release/decoder-diff
+FUZZ_CASES ?= 5000000
+SEED ?= 1
+
+decoder-tools: deps
+	$(SWIFT_BUILD) -c release --product decoder-diff
+	$(SWIFT_BUILD) -c release --product DecoderBench
+
+# The ELF vmlinux out of the guest kernel's bzImage.
+$(VMLINUX):
+	@mkdir -p build
+	python3 tools/x86/extract-vmlinux.py /boot/vmlinuz-$(KVER) $@
+
+# Whole corpus: vmlinux, every module, libc, libswiftCore (a few minutes).
+decoder-diff: decoder-tools $(VMLINUX)
+	@find $(MODULES_DIR) -name '*.ko' | sort > build/decoder-corpus.txt
+	@echo "$(VMLINUX)" >> build/decoder-corpus.txt
+	@echo "$(LIBC)" >> build/decoder-corpus.txt
+	@echo "$(LIBSWIFTCORE)" >> build/decoder-corpus.txt
+	$(DECODER_DIFF) --check --files-from build/decoder-corpus.txt --classes-to build/decoder-diff-classes.txt
+
+# The slice `make check` runs: every 16th module and libc, plus a short fuzz run.
+decoder-slice: decoder-tools
+	@mkdir -p build
+	@find $(MODULES_DIR) -name '*.ko' | sort | awk 'NR % 16 == 1' > build/decoder-slice.txt
+	@echo "$(LIBC)" >> build/decoder-slice.txt
+	$(DECODER_DIFF) --check --files-from build/decoder-slice.txt --classes-to build/decoder-slice-classes.txt
+	$(DECODER_DIFF) --fuzz 200000 --seed $(SEED)
+
+fuzz: decoder-tools
+	$(DECODER_DIFF) --fuzz $(FUZZ_CASES) --seed $(SEED)
+
+bench-decoder: decoder-tools $(VMLINUX)
+	.build/release/DecoderBench --reps 5 $(VMLINUX)
+
+bench: bench-decoder

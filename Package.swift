@@ -52,6 +52,20 @@ let package = Package(
             dependencies: ["Protocol", "KdbtClient", "CKdbtSys"],
             path: "Tests/GuestClient"
         ),
+        // Zydis and Capstone behind one C interface: the decoder's oracles (decoder-diff, bench).
+        .target(
+            name: "COracles", path: "Tests/DecoderDiff/COracles",
+            linkerSettings: [.linkedLibrary("Zydis"), .linkedLibrary("capstone")]
+        ),
+        // Differential test against Zydis and Capstone, round trip, fuzzer: make decoder-diff, make fuzz.
+        .executableTarget(
+            name: "decoder-diff", dependencies: ["Engine", "COracles", "KdbtClient"], path: "Tests/DecoderDiff",
+            exclude: ["COracles", "disagreements.md"], swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // make bench (decoder part): kdbt vs Zydis vs Capstone over vmlinux .text.
+        .executableTarget(name: "DecoderBench", dependencies: ["Engine", "COracles", "KdbtClient"],
+                          path: "Benchmarks/DecoderBench", swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "RoundTripTests", dependencies: ["Engine", "KdbtClient"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
         .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads"]),
