@@ -55,15 +55,26 @@ public enum Disassembler {
     /// Decodes `bytes` as code at `address`, at most `limit` instructions.
     public static func decode(_ bytes: [UInt8], address: UInt64, limit: Int? = nil) -> [DisassembledInstruction] {
         var result: [DisassembledInstruction] = []
+        decode(bytes, address: address, limit: limit) { result.append($0) }
+        return result
+    }
+
+    /// Decodes `bytes` as code at `address`, handing each instruction to `body` as
+    /// it goes (a vmlinux has millions); returns how many were decoded.
+    @discardableResult
+    public static func decode(_ bytes: [UInt8], address: UInt64, limit: Int? = nil,
+                              _ body: (DisassembledInstruction) -> Void) -> Int {
+        var count = 0
         var insn = Instruction()
         var operands = Operands()
         bytes.withUnsafeBytes { raw in
             var offset = 0
-            while offset < raw.count && (limit.map { result.count < $0 } ?? true) {
+            while offset < raw.count && (limit.map { count < $0 } ?? true) {
                 let window = UnsafeRawBufferPointer(rebasing: raw[offset..<min(offset + Decoder.maxLength, raw.count)])
                 let at = address &+ UInt64(offset)
+                count += 1
                 guard Decoder.decode(bytes: window, address: at, into: &insn) == .ok, insn.length > 0 else {
-                    result.append(DisassembledInstruction(
+                    body(DisassembledInstruction(
                         address: at, bytes: [raw[offset]], text: "(bad)", isValid: false,
                         controlFlow: "invalid", target: nil, memory: []))
                     offset += 1
@@ -71,14 +82,30 @@ public enum Disassembler {
                 }
                 Decoder.decodeOperands(insn, into: &operands)
                 let length = Int(insn.length)
-                result.append(DisassembledInstruction(
+                body(DisassembledInstruction(
                     address: at, bytes: Array(window[0..<length]), text: format(insn, operands: operands),
                     isValid: true, controlFlow: snakeCase(String(describing: insn.controlFlow)),
                     target: branchTarget(operands), memory: memoryAccesses(insn, operands)))
                 offset += length
             }
         }
-        return result
+        return count
+    }
+
+    /// The longest instruction in `bytes` (length decoding only, no text).
+    static func longestInstruction(_ bytes: ArraySlice<UInt8>) -> Int {
+        var longest = 1
+        var insn = Instruction()
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let window = UnsafeRawBufferPointer(rebasing: raw[offset..<min(offset + Decoder.maxLength, raw.count)])
+                let length = Decoder.decode(bytes: window, address: 0, into: &insn) == .ok ? max(Int(insn.length), 1) : 1
+                longest = max(longest, length)
+                offset += length
+            }
+        }
+        return longest
     }
 
     static func branchTarget(_ operands: Operands) -> UInt64? {
@@ -139,6 +166,10 @@ public struct DisassemblyListing: Sendable {
     public var sectionOfLine: [Int: String] = [:]
     /// Branch targets get a `<symbol+0xoff>` comment from this, when set.
     public var describeTarget: (@Sendable (UInt64) -> String?)?
+    /// The bytes column fits this many bytes; nil: the longest instruction listed.
+    public var bytesColumnLength: Int?
+    /// Part of a longer listing already written out (rendering streams it in pieces).
+    public var continuesOutput = false
 
     public init() {}
 
@@ -151,13 +182,13 @@ public func renderDisassembly(_ listing: DisassemblyListing, format: OutputForma
     var out = ""
     switch format {
     case .text:
-        let widest = listing.instructions.map(\.bytes.count).max() ?? 1
+        let widest = listing.bytesColumnLength ?? listing.instructions.map(\.bytes.count).max() ?? 1
         let bytesColumn = widest * 3 - 1
-        var previousWasInstruction = false
+        var previousWasInstruction = listing.continuesOutput
         for line in listing.lines {
             switch line {
             case .heading(let title):
-                if !out.isEmpty { out += "\n" }
+                if !out.isEmpty || listing.continuesOutput { out += "\n" }
                 out += title + "\n"
                 previousWasInstruction = false
             case .label(let address, let name):
@@ -359,7 +390,8 @@ extension Disassembler {
     /// section. Addresses are section offsets in relocatable files (.ko), virtual
     /// addresses otherwise (vmlinux).
     public static func file(
-        _ elf: ELFFile, path: String, section sectionName: String?, symbol symbolName: String?, count: Int?
+        _ elf: ELFFile, path: String, section sectionName: String?, symbol symbolName: String?, count: Int?,
+        flush: ((DisassemblyListing) -> Void)? = nil
     ) throws(DisassemblyError) -> DisassemblyListing {
         var ranges: [(section: ELFSection, start: UInt64, end: UInt64)] = []
         let code = elf.sections.filter(\.isExecutable)
@@ -383,6 +415,26 @@ extension Disassembler {
         var listing = DisassemblyListing()
         let maxAddress = ranges.map { elf.loadAddress(of: $0.section) &+ $0.end }.max() ?? 0
         listing.addressWidth = max(4, String(maxAddress, radix: 16).count)
+        if elf.fileType != ELFFile.ET_REL {
+            // Branch targets are final only where nothing is left to relocate.
+            let all = ranges.flatMap { range in
+                labels(elf, range.section).map { (address: elf.loadAddress(of: range.section) &+ $0.offset, name: $0.name) }
+            }.sorted { $0.address < $1.address }
+            listing.describeTarget = { address in
+                guard let index = lastIndex(in: all, atOrBefore: address) else { return nil }
+                return "\(all[index].name)+0x\(String(address - all[index].address, radix: 16))"
+            }
+        }
+        if flush != nil && count == nil {
+            // Streamed in pieces: the column must fit every piece's instructions.
+            var longest = 1
+            for range in ranges {
+                guard let contents = try? elf.contents(of: range.section) else { continue }
+                longest = max(longest, longestInstruction(
+                    contents[(contents.startIndex + Int(range.start))..<(contents.startIndex + Int(range.end))]))
+            }
+            listing.bytesColumnLength = longest
+        }
         var remaining = count
         for range in ranges {
             if remaining == 0 { break }
@@ -394,8 +446,8 @@ extension Disassembler {
             if symbolName == nil { listing.lines.append(.heading("Disassembly of section \(range.section.name):")) }
             var nextLabel = sectionLabels.firstIndex { $0.offset >= range.start } ?? sectionLabels.endIndex
             var current = sectionLabels.last { $0.offset <= range.start }
-            let instructions = decode(slice, address: base &+ range.start, limit: remaining)
-            for var insn in instructions {
+            let decoded = decode(slice, address: base &+ range.start, limit: remaining) { decodedInstruction in
+                var insn = decodedInstruction
                 let offset = insn.address &- base
                 while nextLabel < sectionLabels.endIndex && sectionLabels[nextLabel].offset <= offset {
                     current = sectionLabels[nextLabel]
@@ -405,20 +457,27 @@ extension Disassembler {
                 if let current { insn.symbol = "\(current.name)+0x\(String(offset - current.offset, radix: 16))" }
                 listing.sectionOfLine[listing.lines.count] = range.section.name
                 listing.lines.append(.instruction(insn))
+                if let flush, listing.lines.count >= 4096 {
+                    flush(listing)
+                    listing.lines.removeAll(keepingCapacity: true)
+                    listing.sectionOfLine.removeAll(keepingCapacity: true)
+                    listing.continuesOutput = true
+                }
             }
-            remaining = remaining.map { $0 - instructions.count }
-        }
-        if elf.fileType != ELFFile.ET_REL {
-            // Branch targets are final only where nothing is left to relocate.
-            let all = ranges.flatMap { range in
-                labels(elf, range.section).map { (address: elf.loadAddress(of: range.section) &+ $0.offset, name: $0.name) }
-            }.sorted { $0.address < $1.address }
-            listing.describeTarget = { address in
-                guard let label = all.last(where: { $0.address <= address }) else { return nil }
-                return "\(label.name)+0x\(String(address - label.address, radix: 16))"
-            }
+            remaining = remaining.map { $0 - decoded }
         }
         return listing
+    }
+
+    /// Index of the last element of `sorted` at or before `address` (binary search).
+    static func lastIndex(in sorted: [(address: UInt64, name: String)], atOrBefore address: UInt64) -> Int? {
+        var lo = 0
+        var hi = sorted.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sorted[mid].address <= address { lo = mid + 1 } else { hi = mid }
+        }
+        return lo > 0 ? lo - 1 : nil
     }
 
     /// Function and untyped symbols of `section`, by offset, one name per offset.

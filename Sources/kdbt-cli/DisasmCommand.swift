@@ -54,7 +54,11 @@ struct DisasmCommand: ParsableCommand {
             if let file {
                 let elf: ELFFile
                 do { elf = try ELFFile(path: file) } catch { throw DisassemblyError.elf(error) }
-                listing = try Disassembler.file(elf, path: file, section: section, symbol: symbol, count: count)
+                // Streamed: a vmlinux has millions of instructions.
+                let format = output.format
+                listing = try Disassembler.file(elf, path: file, section: section, symbol: symbol, count: count) {
+                    context.write(renderDisassembly($0, format: format))
+                }
             } else {
                 let target = try Disassembler.resolve(self.target ?? "", kallsyms: context.loadKallsyms)
                 let symbols = try? context.loadKallsyms()
