@@ -25,7 +25,7 @@ BUILD_ID = $(shell cat $$(find Sources/Protocol Sources/Engine kmod -name '*.swi
 SWIFT_BUILD = swift build
 GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client
 
-.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean
+.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench bench-user
 .PHONY: decoder-tools decoder-diff decoder-slice fuzz bench bench-decoder
 
 all: build kmod
@@ -35,6 +35,7 @@ deps:
 
 build: deps
 	$(SWIFT_BUILD) --product kdbt
+	$(SWIFT_BUILD) --product kdbt-preload
 	$(SWIFT_BUILD) --product kdbt-guest-client
 
 # Any modpost or objtool warning fails the build: the log is checked after Kbuild.
@@ -44,7 +45,8 @@ kmod: deps
 	@if grep -inE 'warning|objtool:' build/kmod.log; then \
 		echo "make kmod: the kernel build printed warnings (above); they are fatal" >&2; exit 1; fi
 
-unit-test: deps
+# The user-mode tests run the built kdbt and libkdbt-preload.so.
+unit-test: build
 	swift test
 
 guest-test: build kmod
@@ -107,3 +109,12 @@ bench-decoder: decoder-tools $(VMLINUX)
 	.build/release/DecoderBench --reps 5 $(VMLINUX)
 
 bench: bench-decoder
+
+# User mode: standalone programs natively, under kdbt user (null, inscount),
+# valgrind and qemu-user, in one invocation (release build of kdbt).
+bench-user: deps
+	$(SWIFT_BUILD) -c release --product kdbt
+	$(SWIFT_BUILD) -c release --product kdbt-preload
+	scripts/bench-user
+
+bench: bench-user

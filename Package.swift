@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "KdbtPreload", dependencies: ["UserHost", "CKdbtPreload"]),
         // Real C code the translator tests run natively and translated.
         .target(name: "CWorkloads", path: "Tests/Workloads", linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "CxxWorkloads", path: "Tests/CxxWorkloads"),
         // The CLI's library: device access, rendering; commands stay thin.
         .target(name: "KdbtClient", dependencies: ["Protocol", "CKdbtSys", "Engine"]),
         // Zydis (libzydis-dev) as the reference disassembler of the printer tests.
@@ -68,7 +69,7 @@ let package = Package(
         .testTarget(name: "RoundTripTests", dependencies: ["Engine", "KdbtClient"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
-        .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads", "CxxWorkloads"]),
         .testTarget(name: "UserModeTests"),
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
         .testTarget(name: "DecoderTests", dependencies: ["Engine", "CZydis", "KdbtClient"],

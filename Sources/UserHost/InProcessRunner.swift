@@ -32,6 +32,8 @@ public final class InProcessRunner: @unchecked Sendable {
         var limits = requested
         limits.saveExtendedState = true  // the dispatcher is ordinary hosted code
         limits.extendedStateBytes = Int32(kdbt_sys_xsave_size())
+        limits.inlineLookup = kdbt_sys_has_bmi2() != 0
+        limits.lookupEntries = 1 << 20
         let bytes = limits.arenaBytes
         arenaBlock = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
         arenaBlock.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)

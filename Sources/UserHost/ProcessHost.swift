@@ -83,6 +83,8 @@ public final class ProcessHost: @unchecked Sendable {
         var limits = TranslatorLimits()
         limits.saveExtendedState = true
         limits.extendedStateBytes = Int32(kdbt_sys_xsave_size())
+        limits.inlineLookup = kdbt_sys_has_bmi2() != 0
+        limits.lookupEntries = 1 << 20
         let bytes = limits.arenaBytes
         guard let arenaBlock = kdbt_sys_map_anonymous(bytes) else { return nil }
         var arena = Arena(base: arenaBlock, capacity: bytes)

@@ -62,6 +62,19 @@ struct AssemblerTests {
         #expect(bytes == expected)
     }
 
+    @Test("flag-free lookup helpers match GNU as")
+    func flagFree() {
+        let (bytes, a) = assemble { a in
+            a.pext(.rdx, .rcx, .rax)      // pext rdx, rcx, rax
+            a.pext(.r10, .r11, .r9)       // pext r10, r11, r9
+            a.not(.rax)                   // not rax
+            a.jrcxz(3)                    // jrcxz .+5
+            a.lea(.rax, AsmMemory(base: .register(.rax), index: .rcx, scale: 1, displacement: 1))
+        }
+        #expect(!a.failed)
+        #expect(bytes == hex("c4e2f2f5d0" + "c442a2f5d1" + "48f7d0" + "e303" + "488d440801"))
+    }
+
     @Test("rel32 branches are relative to the end of the instruction")
     func branches() {
         let origin: UInt64 = 0xffff_ffff_c000_0000

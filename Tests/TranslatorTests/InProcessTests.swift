@@ -5,6 +5,7 @@
 // setjmp/longjmp, glibc's vectorized string functions, zlib.
 
 import CWorkloads
+import CxxWorkloads
 import Engine
 import Testing
 import UserHost
@@ -34,6 +35,9 @@ struct InProcessTests {
     @Test("glibc vectorized string functions") func strings() throws { try same({ a, _ in kw_strings(a) }, 100_000) }
     @Test("zlib compress and uncompress") func zlib() throws { try same({ a, b in kw_zlib(a, b) }, 300_000, 3) }
     @Test("indirect calls through a table") func indirect() throws { try same({ a, _ in kw_indirect(a) }, 100_000) }
+    @Test("C++ exceptions unwinding through translated frames") func cxxExceptions() throws {
+        try same({ a, b in kw_cxx_exceptions(a, b) }, 30, 200)
+    }
 
     @Test("blocks are linked and indirect branches mostly hit the inline lookup")
     func statistics() throws {

@@ -34,18 +34,18 @@ extension Translator {
             a.mov(gs(ContextField.spillRCX), .rcx)
             guard loadTarget(insn, into: .rcx, &a) else { return false }
             pushReturnAddress(insn.nextAddress, &a)
-            a.jmp(gs(ContextField.indirectLookup))
+            emitInlineLookup(&a)
         case .jmpIndirect:
             a.mov(gs(ContextField.spillRCX), .rcx)
             guard loadTarget(insn, into: .rcx, &a) else { return false }
-            a.jmp(gs(ContextField.indirectLookup))
+            emitInlineLookup(&a)
         case .ret:
             a.mov(gs(ContextField.spillRCX), .rcx)
             a.pop(.rcx)
             if insn.immSize == 2 && insn.imm != 0 {
                 a.lea(.rsp, .at(.rsp, Int32(insn.imm & 0xFFFF)))
             }
-            a.jmp(gs(ContextField.indirectLookup))
+            emitInlineLookup(&a)
         case .syscall where state.pointee.interceptedSyscallCount > 0:
             mangleSyscall(insn, bytes, &a, &exits)
         case .syscall, .int3, .interrupt, .int1, .hlt, .ud:
@@ -55,6 +55,43 @@ extension Translator {
             return failMangle(.unsupportedInstruction)
         }
         return true
+    }
+
+    /// The first probe of the indirect-branch lookup, inline at each site so that
+    /// each site's final indirect jump has its own branch-predictor entry. It
+    /// touches no flags (pext, lea, not, xchg, jrcxz), so it needs no lahf/sahf;
+    /// a collision or miss continues in the shared routine. Entered with the
+    /// native target in rcx and the application's rcx in spillRCX.
+    func emitInlineLookup(_ a: inout Assembler) {
+        guard state.pointee.limits.inlineLookup else {
+            a.jmp(gs(ContextField.indirectLookup))
+            return
+        }
+        a.mov(gs(ContextField.spillRAX), .rax)
+        a.mov(gs(ContextField.spillRDX), .rdx)
+        a.mov(.rax, gs(ContextField.lookupMask))
+        a.pext(.rdx, .rcx, .rax)  // slot = target & mask (the mask is contiguous low bits)
+        a.lea(.rdx, AsmMemory(base: .register(.rdx), index: .rdx, scale: 1))
+        a.mov(.rax, gs(ContextField.lookupTable))
+        a.lea(.rdx, AsmMemory(base: .register(.rax), index: .rdx, scale: 8))  // &table[slot]
+        a.mov(.rax, .at(.rdx))
+        a.not(.rax)
+        a.lea(.rax, AsmMemory(base: .register(.rax), index: .rcx, scale: 1, displacement: 1))  // target - tag
+        a.xchg(.rax, .rcx)
+        let jrcxz = a.count
+        a.jrcxz(0)  // to `hit`, patched below
+        a.mov(.rcx, .rax)
+        a.mov(.rax, gs(ContextField.spillRAX))
+        a.mov(.rdx, gs(ContextField.spillRDX))
+        a.jmp(gs(ContextField.indirectLookup))
+        let hit = a.count
+        if !a.overflowed { a.base.storeBytes(of: UInt8(hit - (jrcxz + 2)), toByteOffset: jrcxz + 1, as: UInt8.self) }
+        a.mov(.rcx, .at(.rdx, 8))
+        a.mov(gs(ContextField.spillExtra), .rcx)
+        a.mov(.rax, gs(ContextField.spillRAX))
+        a.mov(.rdx, gs(ContextField.spillRDX))
+        a.mov(.rcx, gs(ContextField.spillRCX))
+        a.jmp(gs(ContextField.spillExtra))
     }
 
     /// `syscall` with interception: rcx and r11 are clobbered by the instruction

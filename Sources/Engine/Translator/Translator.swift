@@ -103,6 +103,8 @@ public struct TranslatorLimits {
     public var lookupEntries: Int = 1 << 17
     public var maxBlockInstructions: Int = 96
     public var maxTools: Int = 8
+    /// Probe the lookup table inline at each indirect branch (uses BMI2 pext).
+    public var inlineLookup: Bool = false
     /// Meta instructions all tools together may insert into one block.
     public var maxMetaPerBlock: Int = 512
     /// Save and restore the vector and x87 state (xsave) around the dispatcher. A

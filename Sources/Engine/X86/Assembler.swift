@@ -322,6 +322,18 @@ public struct Assembler {
         regReg(0x81, w: true, reg: 4, rm: r.rawValue)
         u32(UInt32(bitPattern: v))
     }
+    /// pext dst, src, mask (BMI2; leaves the flags alone): VEX.LZ.F3.0F38.W1 F5 /r.
+    public mutating func pext(_ dst: GPR, _ src: GPR, _ mask: GPR) {
+        byte(0xC4)
+        byte((dst.extended ? 0 : 0x80) | 0x40 | (mask.extended ? 0 : 0x20) | 0x02)
+        byte(0x80 | ((~src.rawValue & 0xF) << 3) | 0x02)
+        byte(0xF5)
+        byte(0xC0 | dst.low3 << 3 | mask.low3)
+    }
+    /// not r64 (no flags).
+    public mutating func not(_ r: GPR) { regReg(0xF7, w: true, reg: 2, rm: r.rawValue) }
+    /// jrcxz rel8.
+    public mutating func jrcxz(_ displacement: Int8) { byte(0xE3); byte(UInt8(bitPattern: displacement)) }
     /// and r64, [mem].
     public mutating func and(_ r: GPR, _ m: AsmMemory) { regMem(0x23, w: true, reg: r.rawValue, m) }
     /// add r64, [mem].
