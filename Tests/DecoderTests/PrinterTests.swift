@@ -82,6 +82,7 @@ let trickyEncodings: [String] = [
     "660fd600", "62e17c4828c0", "c5f892c8", "660f1a00", "4d0fb7c0", "40886c2401", "86e0",
     // implicit operands shown or hidden
     "a4", "d7", "ec", "9c", "669c", "48cf", "0f01d8", "670f01df", "660f3810c1", "0f38cbc1",
+    "f30f01fe", "f20f01ff", "67f20f01ff", "f20f01fe", "f30f01ff",
     "c4e3794a0000",
     // VEX and EVEX: masks, zeroing, broadcast, rounding, sae, disp8*N, VSIB
     "c5fdefc0", "c4e2f9f7c1", "c4e27d5a00", "62f16d4dfe4001", "62f16d5dfe4001", "62a165a1dada",

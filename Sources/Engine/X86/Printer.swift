@@ -222,8 +222,9 @@ public enum Printer {
         return mask
     }
 
-    /// SVM and a few AMD instructions take their address in rAX implicitly; Zydis
-    /// (and AMD's manual) write it out. Returns whether anything was written.
+    /// SVM, SEV-SNP and a few other AMD instructions take their operands in rAX, rCX,
+    /// rDX implicitly; Zydis (and AMD's manual) write them out. Returns whether
+    /// anything was written.
     static func writeImplicitOperands(_ insn: Instruction, to sink: inout TextSink) -> Bool {
         let a64 = insn.addressSize == 64
         switch insn.mnemonic {
@@ -235,6 +236,15 @@ public enum Printer {
             sink.write(a64 ? " rax, ecx" : " eax, ecx")
         case .invlpgb:
             sink.write(a64 ? " rax, edx, ecx" : " eax, edx, ecx")
+        // SEV-SNP: the RMP instructions, as Zydis writes them.
+        case .pvalidate:
+            sink.write(a64 ? " rax, ecx, edx" : " eax, ecx, edx")
+        case .rmpadjust:
+            sink.write(" rax, rcx, rdx")
+        case .rmpupdate:
+            sink.write(" rax, rcx")
+        case .psmash:
+            sink.write(" rax")
         default:
             return false
         }
