@@ -9,13 +9,20 @@
     return v > 9 ? v - 7 : v
 }
 
+// The table readers convert 2 or 4 hex digits at once (SWAR): for '0'-'9' (0x30-0x39) the
+// value is the low nibble; for 'A'-'F' (0x41-0x46) bit 6 is set and the value is the low
+// nibble + 9. One unaligned load, no branch: these run several times per decoded instruction.
 @inline(__always) func tableU8(_ s: StaticString, _ charOffset: Int) -> Int {
-    let p = s.utf8Start
-    return hexNibble(p[charOffset]) << 4 | hexNibble(p[charOffset + 1])
+    let v = UnsafeRawPointer(s.utf8Start + charOffset).loadUnaligned(as: UInt16.self)
+    let n = (v & 0x0F0F) &+ 9 &* ((v >> 6) & 0x0101)   // byte 0: first digit, byte 1: second
+    return Int((n & 0xFF) << 4 | n >> 8)
 }
 
 @inline(__always) func tableU16(_ s: StaticString, _ charOffset: Int) -> Int {
-    return tableU8(s, charOffset) << 8 | tableU8(s, charOffset + 2)
+    let v = UnsafeRawPointer(s.utf8Start + charOffset).loadUnaligned(as: UInt32.self)
+    let n = (v & 0x0F0F_0F0F) &+ 9 &* ((v >> 6) & 0x0101_0101)
+    let t = n << 4 | n >> 8                             // byte 0: high byte, byte 2: low byte
+    return Int((t & 0xFF) << 8 | (t >> 16) & 0xFF)
 }
 
 /// Decoded opcode-table descriptor.
@@ -58,18 +65,19 @@ struct DescriptorHead {
     var mnemonic: UInt16
     var imm1: UInt8, imm2: UInt8
     var attributes: UInt8
-    var attributes2: UInt8
-    var op0: UInt16
+    let offset: Int
     @inline(__always) init(index: Int) {
         let o = index * 36
         let t = Tables.descs
+        offset = o
         mnemonic = UInt16(tableU16(t, o))
         imm2 = UInt8(tableU8(t, o + 20))
         imm1 = UInt8(tableU8(t, o + 22))
         attributes = UInt8(tableU8(t, o + 24))
-        attributes2 = UInt8(tableU8(t, o + 34))
-        op0 = UInt16(tableU16(t, o + 4))
     }
+    // Read only by the VSIB/EVEX checks: not on the path of most instructions.
+    @inline(__always) var attributes2: UInt8 { UInt8(tableU8(Tables.descs, offset + 34)) }
+    @inline(__always) var op0: UInt16 { UInt16(tableU16(Tables.descs, offset + 4)) }
 }
 
 /// Immediate codes (see gen_tables.py IMM).
@@ -456,6 +464,14 @@ public enum Decoder {
     }
 
     @inline(__always) static func readUnsigned(_ b: UnsafeRawBufferPointer, _ at: Int, _ size: Int) -> UInt64 {
+        // The caller checked that `size` bytes are there: one little-endian load.
+        switch size {
+        case 1: return UInt64(b[at])
+        case 2: return UInt64(UInt16(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+        case 4: return UInt64(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+        case 8: return UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        default: break
+        }
         var v: UInt64 = 0
         var k = size - 1
         while k >= 0 {
