@@ -7,7 +7,8 @@
 //
 // kdbt full = Decoder.decode + Decoder.decodeOperands; Zydis full = ZydisDecoderDecodeFull
 // (all operands); Capstone = cs_disasm_iter with CS_OPT_DETAIL on; kdbt length-only =
-// Decoder.decode alone (length, opcode, mnemonic). Every loop skips one byte where the
+// Decoder.instructionLength; kdbt decode = Decoder.decode alone (length, opcode, mnemonic,
+// no operands). Every loop skips one byte where the
 // decoder rejects, so each counts the instructions it decodes itself.
 
 import COracles
@@ -67,13 +68,24 @@ func now() -> Double {
     return count &+ ops.count
 }
 
-@inline(never) func kdbtLength(_ p: UnsafeRawBufferPointer, _ base: UInt64) -> Int {
+@inline(never) func kdbtDecode(_ p: UnsafeRawBufferPointer, _ base: UInt64) -> Int {
     var insn = Instruction()
     var off = 0, count = 0
     let n = p.count
     while off < n {
         let rest = UnsafeRawBufferPointer(rebasing: p[off..<n])
         off += Decoder.decode(bytes: rest, address: base &+ UInt64(off), into: &insn) == .ok ? Int(insn.length) : 1
+        count += 1
+    }
+    return count
+}
+
+@inline(never) func kdbtLength(_ p: UnsafeRawBufferPointer, _ base: UInt64) -> Int {
+    var off = 0, count = 0
+    let n = p.count
+    while off < n {
+        let length = Decoder.instructionLength(bytes: UnsafeRawBufferPointer(rebasing: p[off..<n]))
+        off += length != 0 ? length : 1
         count += 1
     }
     return count
@@ -97,6 +109,7 @@ if let only {
         switch only {
         case "kdbt-full": return kdbtFull(p, base)
         case "kdbt-length": return kdbtLength(p, base)
+        case "kdbt-decode": return kdbtDecode(p, base)
         case "zydis": return Int(bench_zydis_full(u8, p.count, base))
         default: return Int(bench_capstone_detail(u8, p.count, base))
         }
@@ -111,7 +124,8 @@ let results: [Result] = code.withUnsafeBytes { p in
         measure("kdbt full (decode + operands)") { kdbtFull(p, base) },
         measure("Zydis full (DecodeFull, operands)") { Int(bench_zydis_full(u8, p.count, base)) },
         measure("Capstone (disasm_iter, detail on)") { Int(bench_capstone_detail(u8, p.count, base)) },
-        measure("kdbt length-only (decode)") { kdbtLength(p, base) },
+        measure("kdbt length-only (instructionLength)") { kdbtLength(p, base) },
+        measure("kdbt decode (length, opcode, mnemonic)") { kdbtDecode(p, base) },
         measure("Zydis length-only (DecodeInstruction)") { Int(bench_zydis_length(u8, p.count, base)) },
     ]
 }
@@ -143,3 +157,4 @@ print("")
 print("kdbt full / Zydis full:          \(fmt(perInsn(zyd) / perInsn(full), 2))x as fast   (target >= 1.00x)")
 print("kdbt full / Capstone detail:     \(fmt(perInsn(cap) / perInsn(full), 2))x as fast")
 print("kdbt length-only / Zydis full:   \(fmt(perInsn(zyd) / perInsn(len), 2))x as fast   (target >= 3.00x)")
+print("kdbt decode / Zydis full:        \(fmt(perInsn(zyd) / perInsn(results[4]), 2))x as fast   (decode without operands)")

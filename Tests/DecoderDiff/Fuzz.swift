@@ -112,6 +112,10 @@ func runFuzz(count: Int, seed: UInt64, only: Int?) -> Int32 {
         let buf = UnsafeRawBufferPointer(start: start, count: size)
         let address = UInt64(truncatingIfNeeded: i) &* 0x9E37_79B9_7F4A_7C15
         let status = Decoder.decode(bytes: buf, address: address, into: &insn)
+        if Decoder.instructionLength(bytes: buf) != (status == .ok ? Int(insn.length) : 0) {
+            violations += 1
+            fuzzReport("length-only decode differs from decode")
+        }
         switch status {
         case .ok:
             decoded += 1

@@ -265,6 +265,7 @@ struct RoundTripStats {
 var zydis = OracleStats(), capstone = OracleStats()
 var roundTrip = RoundTripStats()
 var filesRead = 0, codeBytes = 0, zydisRejects = 0, capstoneOnlyRejects = 0
+var lengthOnlyChecked = 0, lengthOnlyWrong = 0
 var categories: [String: (count: Int, examples: [String])] = [:]
 
 func note(_ category: String, _ example: @autoclosure () -> String) {
@@ -489,6 +490,12 @@ func sweep(_ code: UnsafeRawBufferPointer, base: UInt64, file: String) {
         let addr = base &+ UInt64(off)
         let p = slice.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let status = Decoder.decode(bytes: slice, address: addr, into: &insn)
+        // The length-only path must give decode's answer everywhere, decodable or not.
+        lengthOnlyChecked += 1
+        if Decoder.instructionLength(bytes: slice) != (status == .ok ? Int(insn.length) : 0) {
+            lengthOnlyWrong += 1
+            note("length-only: differs from decode (\(status), \(insn.length))", hexString(slice, 15))
+        }
         let zok = oracle_zydis(p, slice.count, addr, &z, 1) != 0
         let cok = oracle_capstone(p, slice.count, addr, &c) != 0
         var operandsDecoded = false
@@ -564,6 +571,7 @@ func printTable() {
         + "\(cell(rt).trimmingTrailingSpaces) same IR (of which \(roundTrip.legitimatelyRefused) correctly refused: target beyond "
         + "±2 GiB of the new address); \(roundTrip.widened) short branches widened, "
         + "\(roundTrip.unsupported) rel16 branches refused")
+    print("length-only decode (Decoder.instructionLength) equals decode at \(lengthOnlyChecked - lengthOnlyWrong)/\(lengthOnlyChecked) offsets")
     print("out of reach (relocated +4 GiB): \(roundTrip.farRefused)/\(roundTrip.farChecked) branches and RIP-relative "
         + "operands refused, \(roundTrip.farWrong) wrong")
     var text = "disagreement classes (count, examples):\n"
@@ -635,6 +643,7 @@ if check {
         failures.append("\(name) agree with Zydis on less than 99.9%")
     }
     if roundTrip.sameIR != roundTrip.relocated || roundTrip.farWrong != 0 { failures.append("round trip failures") }
+    if lengthOnlyWrong != 0 { failures.append("length-only decode differs from decode") }
     if !failures.isEmpty {
         print("decoder-diff --check FAILED: " + failures.joined(separator: "; "))
         exit(1)

@@ -565,3 +565,149 @@ extension Instruction {
     /// Opcode descriptor from the table.
     public var opcodeDescriptor: OpcodeDescriptor { OpcodeDescriptor(index: Int(descriptor)) }
 }
+
+extension Decoder {
+    /// Length-only decode: the length of the instruction at the start of `bytes`, or 0 where
+    /// `decode` does not return `.ok` (undefined, truncated, too long, #UD). The same answer
+    /// as `decode` (decoder-diff checks it on every instruction of the corpus, the fuzzer on
+    /// random bytes), without filling an `Instruction`: the legacy encodings take this short
+    /// path; VEX/EVEX/XOP, 8F (pop r/m or XOP), 3DNow!, moves to and from CR/DR/Sreg, MPX and
+    /// VSIB forms, whose #UD rules need the full instruction, go through `decode`.
+    public static func instructionLength(bytes: UnsafeRawBufferPointer) -> Int {
+        let avail = bytes.count
+        let limit = avail < maxLength ? avail : maxLength
+        var i = 0
+        var prefixes: UInt16 = 0
+        var lastRep: UInt8 = 0
+        var rex: UInt8 = 0
+        prefixLoop: while true {
+            if i >= limit { return 0 }
+            let b = bytes[i]
+            switch b {
+            case 0xF0: prefixes |= Prefixes.lock
+            case 0xF2: prefixes |= Prefixes.repne; lastRep = 0xF2
+            case 0xF3: prefixes |= Prefixes.rep; lastRep = 0xF3
+            case 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65: break
+            case 0x66: prefixes |= Prefixes.operandSize
+            case 0x67: prefixes |= Prefixes.addressSize
+            case 0x40...0x4F:
+                // REX counts only when it immediately precedes the opcode.
+                rex = b
+                i += 1
+                continue prefixLoop
+            default:
+                break prefixLoop
+            }
+            rex = 0
+            i += 1
+        }
+        var mandatory = 0
+        if lastRep == 0xF3 { mandatory = 2 } else if lastRep == 0xF2 { mandatory = 3 } else if prefixes & Prefixes.operandSize != 0 { mandatory = 1 }
+
+        if i >= limit { return 0 }
+        var map = 0
+        var opc = bytes[i]
+        i += 1
+        if opc == 0x0F {
+            if i >= limit { return 0 }
+            let b2 = bytes[i]
+            i += 1
+            if b2 == 0x38 || b2 == 0x3A {
+                if i >= limit { return 0 }
+                map = b2 == 0x38 ? 2 : 3
+                opc = bytes[i]
+                i += 1
+            } else {
+                map = 1
+                opc = b2
+            }
+        } else if opc == 0xC4 || opc == 0xC5 || opc == 0x62 || opc == 0x8F {
+            return lengthByDecode(bytes)
+        }
+        let rexW = rex & 8 != 0
+        var lookupOpc = Int(opc)
+        if map == 0 && opc == 0x90 && rex & 1 != 0 && mandatory != 2 { lookupOpc = 0x91 }
+        let rootIndex = map * 256 + lookupOpc
+        var ref = tableU16(Tables.roots, rootIndex * 4)
+        if ref == 0 { return 0 }
+        let rflags = tableU8(Tables.rootFlags, rootIndex * 2)
+
+        let addr32 = prefixes & Prefixes.addressSize != 0
+        var modrm: UInt8 = 0
+        if rflags & 1 != 0 {
+            if i >= limit { return 0 }
+            modrm = bytes[i]
+            i += 1
+            let mod = modrm >> 6
+            if mod != 3 && rflags & 2 == 0 {
+                var dispSize = 0
+                if modrm & 7 == 4 {
+                    if i >= limit { return 0 }
+                    if mod == 0 && bytes[i] & 7 == 5 { dispSize = 4 }
+                    i += 1
+                } else if mod == 0 && modrm & 7 == 5 {
+                    dispSize = 4
+                }
+                if mod == 1 { dispSize = 1 } else if mod == 2 { dispSize = 4 }
+                i += dispSize
+                if i > limit { return 0 }
+            }
+        }
+
+        let osIndex: Int = rexW ? 2 : (prefixes & Prefixes.operandSize != 0 ? 0 : 1)
+        var desc = -1
+        var steps = 0
+        while steps < 12 {
+            steps += 1
+            let no = (ref - 1) * 6
+            let kind = tableU8(Tables.nodes, no)
+            let arg = tableU16(Tables.nodes, no + 2)
+            var v = 0
+            switch kind {
+            case 1: desc = arg
+            case 2: v = mandatory
+            case 3: v = Int(modrm >> 3) & 7
+            case 4: v = (modrm >> 6 == 3 || rflags & 2 != 0) ? 1 : 0
+            case 5: v = Int(modrm) & 7
+            case 6: v = rexW ? 1 : 0
+            case 7: v = 0  // vector length: legacy encodings have none
+            case 8: v = osIndex
+            case 9: v = addr32 ? 0 : 1
+            default: return 0
+            }
+            if desc >= 0 { break }
+            ref = tableU16(Tables.links, (arg + v) * 4)
+            if ref == 0 { return 0 }
+        }
+        if desc < 0 { return 0 }
+        let d = DescriptorHead(index: desc)
+        if d.imm1 == ImmCode.b3dn || d.attributes & DescAttr.vsib != 0
+            || (map == 1 && ((opc & 0xFC) == 0x20 || opc == 0x1A || opc == 0x1B))
+            || (map == 0 && (opc == 0x8C || opc == 0x8E)) {
+            return lengthByDecode(bytes)
+        }
+        var osize: UInt8 = 32
+        if d.attributes & DescAttr.force64 != 0 || rexW {
+            osize = 64
+        } else if prefixes & Prefixes.operandSize != 0 {
+            osize = 16
+        } else if d.attributes & DescAttr.default64 != 0 {
+            osize = 64
+        }
+        var immSz = immediateSize(d.imm1, osize: osize, addr32: addr32, opsize16: prefixes & Prefixes.operandSize != 0)
+        if map == 3 && immSz == 0 { immSz = 1 }
+        i += immSz + immediateSize(d.imm2, osize: osize, addr32: addr32, opsize16: false)
+        if i > limit { return 0 }
+        if prefixes & Prefixes.lock != 0 {
+            let regOnly = (d.attributes | (rflags & 2 != 0 ? DescAttr.modrmRegOnly : 0)) & DescAttr.modrmRegOnly != 0
+            let memory = rflags & 1 != 0 && modrm >> 6 != 3 && !regOnly
+            if d.attributes & DescAttr.lockable == 0 || !memory { return 0 }
+        }
+        return i
+    }
+
+    @inline(never) static func lengthByDecode(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var insn = Instruction()
+        return decode(bytes: bytes, address: 0, into: &insn) == .ok ? Int(insn.length) : 0
+    }
+}
