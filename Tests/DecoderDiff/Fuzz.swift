@@ -41,9 +41,9 @@ func fuzzReport(_ what: StaticString) {
                 while k > 0 { k -= 1; put(d[k]) }
             }
         }
-        put("fuzz: "); put(what); put(" in case "); put(number: UInt64(fuzzCurrentCase))
+        put("fuzz: "); put(what); put(" in case "); if fuzzCurrentCase < 0 { put("-1 (self-test)") } else { put(number: UInt64(fuzzCurrentCase)) }
         put(" (seed "); put(number: fuzzSeed); put("); replay: decoder-diff --case ")
-        put(number: UInt64(fuzzCurrentCase)); put(" --seed "); put(number: fuzzSeed); put("\n")
+        put(number: UInt64(max(fuzzCurrentCase, 0))); put(" --seed "); put(number: fuzzSeed); put("\n")
         _ = write(2, out.baseAddress, n)
     }
 }
@@ -98,11 +98,20 @@ func runFuzz(count: Int, seed: UInt64, only: Int?) -> Int32 {
     signal(SIGTRAP) { _ in fuzzReport("trap (Swift runtime check)"); _exit(1) }
     signal(SIGALRM) { _ in fuzzReport("hang (no progress for 10 s)"); _exit(1) }
 
+    if only == -1 {
+        // --case -1: the harness's own check: a read one byte past a buffer must be caught.
+        fuzzCurrentCase = -1
+        let start = data + page - 4
+        print("fuzz self-test: reading one byte past a 4-byte buffer (must die with a memory fault)")
+        let past = UnsafeRawBufferPointer(start: start, count: 5)[4]
+        print("fuzz self-test FAILED: read \(past) past the buffer without a fault")
+        return 1
+    }
     var decoded = 0, truncated = 0, invalid = 0, tooLong = 0, relocated = 0, violations = 0
     var insn = Instruction(), ops = Operands(), shorter = Instruction()
     var t0 = timespec(), t1 = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t0)
-    let range = only.map { $0..<($0 + 1) } ?? 0..<count
+    let range = only.map { max($0, 0)..<(max($0, 0) + 1) } ?? 0..<count
     for i in range {
         fuzzCurrentCase = i
         if i & 0xFFFF == 0 { alarm(10) }
