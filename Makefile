@@ -25,7 +25,7 @@ BUILD_ID = $(shell cat $$(find Sources/Protocol Sources/Engine kmod -name '*.swi
 SWIFT_BUILD = swift build
 GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client
 
-.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench bench-user
+.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench-user
 .PHONY: decoder-tools decoder-diff decoder-slice fuzz bench bench-decoder
 
 all: build kmod
@@ -110,8 +110,6 @@ fuzz: decoder-tools
 bench-decoder: decoder-tools $(VMLINUX)
 	.build/release/DecoderBench --reps 5 $(VMLINUX)
 
-bench: bench-decoder
-
 # User mode: standalone programs natively, under kdbt user (null, inscount),
 # valgrind and qemu-user, in one invocation (release build of kdbt).
 bench-user: deps
@@ -119,4 +117,4 @@ bench-user: deps
 	$(SWIFT_BUILD) -c release --product kdbt-preload
 	scripts/bench-user
 
-bench: bench-user
+bench: bench-decoder bench-user

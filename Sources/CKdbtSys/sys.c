@@ -162,3 +162,33 @@ __asm__(
 	"	mov %rbx, %rsi\n"
 	"	syscall\n"
 	"	jmp *%r12\n");
+
+__asm__(
+	".text\n"
+	".globl kdbt_sys_enter_handler\n"
+	".type kdbt_sys_enter_handler, @function\n"
+	"kdbt_sys_enter_handler:\n"
+	"	mov %rdi, %rsp\n"
+	"	mov %rsi, %rdi\n"
+	"	mov %rdx, %rsi\n"
+	"	mov %rcx, %rdx\n"
+	"	xor %eax, %eax\n"
+	"	jmp *%r8\n"
+	".globl kdbt_sys_restorer\n"
+	"kdbt_sys_restorer:\n"
+	"	mov $15, %eax\n"
+	"	syscall\n"
+	"	ud2\n"
+	".globl kdbt_sys_sigreturn\n"
+	".type kdbt_sys_sigreturn, @function\n"
+	"kdbt_sys_sigreturn:\n"
+	"	mov %rdi, %rsp\n"
+	"	mov $15, %eax\n"
+	"	syscall\n"
+	"	ud2\n");
+
+extern char kdbt_sys_restorer[];
+void *kdbt_sys_restorer_address(void)
+{
+	return kdbt_sys_restorer;
+}

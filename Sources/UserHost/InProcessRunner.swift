@@ -47,6 +47,9 @@ public final class InProcessRunner: @unchecked Sendable {
         translator = t
         context = UnsafeMutableRawPointer.allocate(byteCount: ContextField.size, alignment: 64)
         dispatcherStack = UnsafeMutableRawPointer.allocate(byteCount: Self.dispatcherStackBytes, alignment: 16)
+        // Zeroed: XSAVE writes only XSTATE_BV of the area's header, and XRSTOR faults
+        // unless the rest of the header (XCOMP_BV, reserved bytes) is zero.
+        dispatcherStack.initializeMemory(as: UInt8.self, repeating: 0, count: Self.dispatcherStackBytes)
         let dispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { context in
             let next = Translator.dispatch(context)
             if next != 0 { return next }

@@ -23,6 +23,8 @@ import Glibc
 
 /// System call numbers (x86-64) the host intercepts.
 enum SyscallNumber {
+    static let rtSigaction: UInt64 = 13
+    static let rtSigreturn: UInt64 = 15
     static let clone: UInt64 = 56
     static let exit: UInt64 = 60
     static let exitGroup: UInt64 = 231
@@ -76,6 +78,8 @@ public final class ProcessHost: @unchecked Sendable {
     /// Instructions counted by threads that have exited.
     var exitedInstructions: UInt64 = 0
     var exitedThreads: UInt64 = 0
+    /// The application's signal actions (handler > 1 where it has a handler).
+    var appActions = [KernelSigaction](repeating: KernelSigaction(), count: ProcessHost.maxSignal)
     static let dispatcherStackBytes = 1 << 20
 
     init?(configuration: ProcessToolConfiguration) {
@@ -101,7 +105,8 @@ public final class ProcessHost: @unchecked Sendable {
             offset = t.storageOffset(ofTool: t.state.pointee.toolCount - 1) + InsCount.counterOffset
         }
         insCountOffset = offset
-        for n in [SyscallNumber.clone, SyscallNumber.clone3, SyscallNumber.exit, SyscallNumber.exitGroup] {
+        for n in [SyscallNumber.clone, SyscallNumber.clone3, SyscallNumber.exit, SyscallNumber.exitGroup,
+                  SyscallNumber.rtSigaction, SyscallNumber.rtSigreturn] {
             _ = t.interceptSyscall(UInt32(n))
         }
     }
@@ -132,6 +137,11 @@ public final class ProcessHost: @unchecked Sendable {
         pthread_mutex_lock(&host.lock)
         let next = host.translator.resume(at: target, after: exit)
         pthread_mutex_unlock(&host.lock)
+        // A signal waits for a native boundary: resume single-stepping (Signals.swift).
+        if context.load(fromByteOffset: Int(SignalField.stepping), as: UInt64.self) != 0 {
+            let flags = context.load(fromByteOffset: Int(ContextField.appFlags), as: UInt64.self)
+            context.storeBytes(of: flags | SignalConstant.trapFlag, toByteOffset: Int(ContextField.appFlags), as: UInt64.self)
+        }
 
         if next == 0 {
             let s = host.translator.state.pointee
@@ -158,6 +168,11 @@ public final class ProcessHost: @unchecked Sendable {
         let next = pc + 2  // `syscall` is 0f 05
         let number = register(.rax, context)
         switch number {
+        case SyscallNumber.rtSigaction:
+            setRegister(.rax, interceptSigaction(context), context)
+            return next
+        case SyscallNumber.rtSigreturn:
+            interceptSigreturn(context)
         case SyscallNumber.exit:
             threadExiting(context)
             kdbt_sys_exit_thread(Int32(truncatingIfNeeded: register(.rdi, context)))
@@ -249,6 +264,7 @@ public final class ProcessHost: @unchecked Sendable {
         }
         if debug { debugMessage("kdbt: taking over pid \(getpid())\n") }
         shared = host
+        host.installTrapHandler()
         guard kdbt_sys_set_gs_base(UInt64(UInt(bitPattern: context))) == 0 else { return nil }
         return UnsafeRawPointer(bitPattern: UInt(host.translator.state.pointee.takeover))
     }

@@ -35,4 +35,11 @@ __attribute__((noreturn)) void kdbt_sys_exit_group(int code);
 /// application state from the context). Returns the child's tid or -errno.
 long kdbt_sys_clone_thread(uint64_t flags, uint64_t stack, uint64_t parent_tid, uint64_t child_tid,
 			   uint64_t tls, uint64_t context, uint64_t resume);
+/// Jumps to `entry` (a translated signal handler) with rsp = frame (the kernel's
+/// rt_sigframe, return address first) and the handler's three arguments.
+__attribute__((noreturn)) void kdbt_sys_enter_handler(uint64_t frame, long sig, void *info, void *uc, uint64_t entry);
+/// A signal restorer (mov $15, %eax; syscall) for the host's own handlers.
+void *kdbt_sys_restorer_address(void);
+/// rt_sigreturn with rsp = `ucontext` (as after the handler's ret).
+__attribute__((noreturn)) void kdbt_sys_sigreturn(uint64_t ucontext);
 #endif

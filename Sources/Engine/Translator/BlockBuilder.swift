@@ -57,11 +57,20 @@ extension Translator {
         var a = assembler(unit: u)
         let start = a.address
         var exits = BlockExits()
+        let boundaryStart = state.pointee.boundaryCount
+        state.pointee.blockStart = pc
+        guard boundaryStart + 2 * count + 2 <= state.pointee.limits.maxBoundaries else {
+            return fail(.tooManyFragments, at: pc)
+        }
 
         for i in 0..<count {
             let insn = instructions[i]
             let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
-            if block.metaCount > 0 { emitMeta(block, before: i, appPC: insn.address, &a) }
+            recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
+            if block.metaCount > 0 {
+                emitMeta(block, before: i, appPC: insn.address, &a)
+                recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
+            }
             if i == count - 1 && insn.controlFlow != .none {
                 if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
             } else if !copy(insn, bytes, &a) {
@@ -82,13 +91,21 @@ extension Translator {
         let index = state.pointee.fragmentCount
         state.pointee.fragments[index] = Fragment(
             nativeStart: pc, nativeEnd: nativeEnd, cacheStart: start, cacheEnd: a.address,
-            instructions: UInt32(count))
+            instructions: UInt32(count), boundaryStart: UInt32(boundaryStart),
+            boundaryCount: UInt32(state.pointee.boundaryCount - boundaryStart))
         state.pointee.fragmentCount += 1
         guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
         state.pointee.stats.blocks += 1
         state.pointee.stats.nativeBytes += nativeEnd - pc
         state.pointee.stats.cacheBytes += UInt64(a.count)
         return start
+    }
+
+    func recordBoundary(cacheOffset: Int, nativeOffset: UInt64) {
+        let i = state.pointee.boundaryCount
+        state.pointee.boundaries[i] = Boundary(cacheOffset: UInt16(truncatingIfNeeded: cacheOffset),
+                                               nativeOffset: UInt16(truncatingIfNeeded: nativeOffset))
+        state.pointee.boundaryCount += 1
     }
 
     /// Transfers after which execution continues at the next instruction.

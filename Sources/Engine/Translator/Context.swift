@@ -53,9 +53,16 @@ public enum ContextField {
     public static let cleanCallRoutine: Int32 = 0x188
     /// Spill slot for meta instructions that need a register.
     public static let metaSpill: Int32 = 0x190
+    /// A signal (user mode) or interrupt (kernel) waiting for the next native
+    /// instruction boundary: its number (0: none), the blocked mask when it
+    /// arrived, and its siginfo.
+    public static let pendingSignal: Int32 = 0x198
+    public static let pendingMask: Int32 = 0x1A0
+    public static let pendingInfo: Int32 = 0x1A8
+    public static let pendingInfoBytes: Int = 128
     /// Per-context storage for tools (inline counters and the like).
-    public static let toolStorage: Int32 = 0x200
-    public static let toolStorageBytes: Int32 = 0x200
+    public static let toolStorage: Int32 = 0x300
+    public static let toolStorageBytes: Int32 = 0x100
     public static let size: Int = 0x400
 
     /// `exitReason` of an indirect branch that missed the lookup table.

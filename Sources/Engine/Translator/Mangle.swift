@@ -111,7 +111,12 @@ extension Translator {
         }
         a.popf()
         a.lea(.rsp, .at(.rsp, 128))
+        // At the copied syscall, and right after it, the state is the native one:
+        // a signal that interrupts (or restarts) the call is delivered exactly.
+        let blockStart = state.pointee.blockStart
+        recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - blockStart)
         a.bytes(bytes)
+        recordBoundary(cacheOffset: a.count, nativeOffset: insn.nextAddress - blockStart)
         emitExitJump(&a, &exits, target: insn.nextAddress, condition: nil)
         let special = a.address
         for i in 0..<n { patchBranch(&a, at: branches[i], opcodeBytes: 2, to: special) }

@@ -74,6 +74,11 @@ extension Translator {
         }
     }
 
+    /// The xsave components the dispatcher saves: x87, SSE, AVX, MPX, AVX-512 and
+    /// PKRU. AMX tile state is left out: Linux arms XFD for it until a program asks
+    /// for it, and tiles are not touched by the dispatcher anyway.
+    static let extendedStateMask: UInt64 = 0x2FF
+
     /// Saves the application state into the context and moves to the dispatcher
     /// stack (flags saved, DF cleared, vector state saved when configured). Expects
     /// the application's rax in spillRAX; rax is free.
@@ -90,8 +95,8 @@ extension Translator {
         if state.pointee.limits.saveExtendedState {
             a.lea(.rsp, .at(.rsp, -(state.pointee.limits.extendedStateBytes + 64)))
             a.and(.rsp, imm32: -64)
-            a.mov(.rax, imm64: 0xFFFF_FFFF)
-            a.mov(.rdx, .rax)
+            a.mov(.rax, imm64: Translator.extendedStateMask)
+            a.mov(.rdx, imm64: 0)
             a.xsave64(.at(.rsp))
         }
     }
@@ -99,8 +104,8 @@ extension Translator {
     /// The inverse of emitSaveApplicationState, then `jmp *%gs:resume`.
     func emitRestoreApplicationState(_ a: inout Assembler, resume: Int32) {
         if state.pointee.limits.saveExtendedState {
-            a.mov(.rax, imm64: 0xFFFF_FFFF)
-            a.mov(.rdx, .rax)
+            a.mov(.rax, imm64: Translator.extendedStateMask)
+            a.mov(.rdx, imm64: 0)
             a.xrstor64(.at(.rsp))
         }
         a.push(gs(ContextField.appFlags))
@@ -118,6 +123,7 @@ extension Translator {
         emitSaveApplicationState(&a)
         a.mov(.rdi, gs(ContextField.selfPointer))
         a.mov(.rsi, gs(ContextField.cleanCallArgument))
+        state.pointee.cleanCallCall = a.address
         a.call(gs(ContextField.cleanCallFunction))
         emitRestoreApplicationState(&a, resume: ContextField.cleanCallReturn)
     }
@@ -129,6 +135,7 @@ extension Translator {
         a.mov(gs(ContextField.exitReason), .rax)
         emitSaveApplicationState(&a)
         a.mov(.rdi, gs(ContextField.selfPointer))
+        state.pointee.fcacheReturnCall = a.address
         a.call(gs(ContextField.dispatchFunction))
         a.mov(gs(ContextField.nextCachePC), .rax)
         emitRestoreApplicationState(&a, resume: ContextField.nextCachePC)

@@ -67,6 +67,18 @@ public struct Fragment {
     public var cacheStart: UInt64
     public var cacheEnd: UInt64
     public var instructions: UInt32
+    /// Where this fragment's boundary entries start in `TranslatorState.boundaries`.
+    public var boundaryStart: UInt32
+    public var boundaryCount: UInt32
+}
+
+/// A native instruction boundary inside a fragment: at cache offset `cacheOffset`
+/// the application state is exactly the native state before the instruction at
+/// native offset `nativeOffset`. Each application instruction has one entry
+/// before its instrumentation and one before its own copy.
+public struct Boundary {
+    public var cacheOffset: UInt16
+    public var nativeOffset: UInt16
 }
 
 /// A direct exit of a fragment. While unlinked, the block's branch goes to `stub`,
@@ -99,6 +111,8 @@ public struct TranslatorLimits {
     public var unitBytes: Int = 4 << 20
     public var maxFragments: Int = 1 << 16
     public var maxStubs: Int = 1 << 17
+    /// Boundary entries for all fragments (two per application instruction).
+    public var maxBoundaries: Int = 1 << 21
     /// Power of two; the indirect lookup table keeps at most half of it full.
     public var lookupEntries: Int = 1 << 17
     public var maxBlockInstructions: Int = 96
@@ -112,7 +126,9 @@ public struct TranslatorLimits {
     /// register; the kernel's is compiled without SSE and leaves them alone.
     public var saveExtendedState: Bool = false
     /// Bytes of the xsave area (CPUID 0xD: AVX-512 and AMX state can make it over
-    /// 10 KiB); the dispatcher stack must have this much more room.
+    /// 10 KiB); the dispatcher stack must have this much more room, and its top
+    /// must start zeroed (XRSTOR faults on a non-zero header beyond XSTATE_BV,
+    /// which XSAVE never writes).
     public var extendedStateBytes: Int32 = 0
     public init() {}
 
@@ -125,6 +141,7 @@ public struct TranslatorLimits {
             + maxUnits * MemoryLayout<CodeUnit>.stride
             + maxFragments * MemoryLayout<Fragment>.stride
             + maxStubs * MemoryLayout<LinkStub>.stride
+            + maxBoundaries * MemoryLayout<Boundary>.stride
             + (lookupEntries + TranslatorLimits.lookupTail) * 16
             + maxBlockInstructions * MemoryLayout<Instruction>.stride
             + maxTools * MemoryLayout<ToolRegistration>.stride
@@ -147,6 +164,8 @@ public struct TranslatorState {
     public var fragmentCount: Int
     public var stubs: UnsafeMutablePointer<LinkStub>
     public var stubCount: Int
+    public var boundaries: UnsafeMutablePointer<Boundary>
+    public var boundaryCount: Int
     /// (native PC, cache PC) pairs; native PC 0 marks an empty slot.
     public var lookup: UnsafeMutablePointer<UInt64>
     public var lookupUsed: Int
@@ -164,6 +183,10 @@ public struct TranslatorState {
     public var enter: UInt64 = 0
     public var leave: UInt64 = 0
     public var cleanCall: UInt64 = 0
+    /// The `call` instructions in fcache_return and the clean-call routine: where
+    /// translated execution enters host code.
+    public var fcacheReturnCall: UInt64 = 0
+    public var cleanCallCall: UInt64 = 0
     /// `void takeover(void)`: called natively, returns translated (the rest of the
     /// caller runs from the cache).
     public var takeover: UInt64 = 0
@@ -173,6 +196,8 @@ public struct TranslatorState {
     public var stats = TranslatorStats()
     public var lastError: TranslateError = .none
     public var lastErrorPC: UInt64 = 0
+    /// Native address of the block being emitted (for boundary entries).
+    var blockStart: UInt64 = 0
     /// System call numbers the host wants to see (user mode: clone, exit...).
     public var interceptedSyscalls: InlineArray<8, UInt32> = InlineArray(repeating: 0)
     public var interceptedSyscallCount: Int = 0
@@ -193,6 +218,7 @@ public struct Translator {
               let units = arena.allocate(bytes: limits.maxUnits * MemoryLayout<CodeUnit>.stride, alignment: 16),
               let fragments = arena.allocate(bytes: limits.maxFragments * MemoryLayout<Fragment>.stride, alignment: 16),
               let stubs = arena.allocate(bytes: limits.maxStubs * MemoryLayout<LinkStub>.stride, alignment: 16),
+              let boundaries = arena.allocate(bytes: limits.maxBoundaries * MemoryLayout<Boundary>.stride, alignment: 16),
               let lookup = arena.allocate(bytes: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16, alignment: 64),
               let instructions = arena.allocate(
                   bytes: limits.maxBlockInstructions * MemoryLayout<Instruction>.stride,
@@ -207,6 +233,7 @@ public struct Translator {
             units: units.bindMemory(to: CodeUnit.self, capacity: limits.maxUnits), unitCount: 0,
             fragments: fragments.bindMemory(to: Fragment.self, capacity: limits.maxFragments), fragmentCount: 0,
             stubs: stubs.bindMemory(to: LinkStub.self, capacity: limits.maxStubs), stubCount: 0,
+            boundaries: boundaries.bindMemory(to: Boundary.self, capacity: limits.maxBoundaries), boundaryCount: 0,
             lookup: lookup.bindMemory(to: UInt64.self, capacity: (limits.lookupEntries + TranslatorLimits.lookupTail) * 2),
             lookupUsed: 0,
             blockInstructions: instructions.bindMemory(to: Instruction.self, capacity: limits.maxBlockInstructions),
@@ -259,6 +286,45 @@ public struct Translator {
         state.pointee.interceptedSyscalls[state.pointee.interceptedSyscallCount] = number
         state.pointee.interceptedSyscallCount += 1
         return true
+    }
+
+    /// The fragment whose code contains cache address `pc`, or -1. Newest first:
+    /// recently translated code is the likeliest place to be.
+    public func fragment(containing pc: UInt64) -> Int {
+        var i = state.pointee.fragmentCount - 1
+        while i >= 0 {
+            let f = state.pointee.fragments[i]
+            if pc >= f.cacheStart && pc < f.cacheEnd { return i }
+            i -= 1
+        }
+        return -1
+    }
+
+    /// The native PC whose exact state the cache address `pc` holds, or nil when
+    /// `pc` is not an instruction boundary (inside instrumentation, a mangled
+    /// transfer, a stub, a shared routine, or outside the cache).
+    public func nativeBoundary(at pc: UInt64) -> UInt64? {
+        let index = fragment(containing: pc)
+        guard index >= 0 else { return nil }
+        let f = state.pointee.fragments[index]
+        let offset = pc - f.cacheStart
+        var i = Int(f.boundaryStart)
+        let end = i + Int(f.boundaryCount)
+        while i < end {
+            let b = state.pointee.boundaries[i]
+            if UInt64(b.cacheOffset) == offset { return f.nativeStart + UInt64(b.nativeOffset) }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Whether `pc` lies in one of the code units (cache or shared routines).
+    public func isInCache(_ pc: UInt64) -> Bool {
+        for i in 0..<state.pointee.unitCount {
+            let u = state.pointee.units[i]
+            if pc >= u.address && pc < u.address + UInt64(u.capacity) { return true }
+        }
+        return false
     }
 
     /// The `%gs:`-relative offset of a registered tool's storage, or -1.
