@@ -23,6 +23,8 @@ KDIR = /lib/modules/$(KVER)/build
 BUILD_ID = $(shell cat $$(find Sources/Protocol Sources/Engine kmod -name '*.swift' -o -name '*.c' \
 	-o -name '*.h' -o -name Kbuild -o -name '*.sh' | sort) | sha256sum | cut -c1-16)
 SWIFT_BUILD = swift build
+# The guest kernel as an ELF file, extracted from its bzImage (decoder corpus, disasm test).
+VMLINUX = build/vmlinux
 GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client
 
 .PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench-user
@@ -49,7 +51,7 @@ kmod: deps
 unit-test: build
 	swift test
 
-guest-test: build kmod
+guest-test: build kmod $(VMLINUX)
 	scripts/guest-tests
 
 test check: unit-test kmod guest-test decoder-slice
@@ -70,7 +72,6 @@ clean:
 
 # ---- decoder: differential test (Zydis, Capstone), round trip, fuzzing, benchmark
 MODULES_DIR = /lib/modules/$(KVER)/kernel
-VMLINUX = build/vmlinux
 LIBC = /lib/x86_64-linux-gnu/libc.so.6
 LIBSWIFTCORE = $(dir $(shell command -v swift))../lib/swift/linux/libswiftCore.so
 DECODER_DIFF = .build/release/decoder-diff

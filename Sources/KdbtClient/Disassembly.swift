@@ -246,6 +246,7 @@ func paddedHex(_ value: UInt64, _ width: Int) -> String {
 
 /// Why a disassembly could not be produced; each case says what to do.
 public enum DisassemblyError: Error, Equatable, CustomStringConvertible {
+    case addressNotInFile(UInt64, file: String)
     case symbolNotFound(String)
     case notKernelText(UInt64)
     case badAddress(String)
@@ -256,6 +257,8 @@ public enum DisassemblyError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .addressNotInFile(let address, let file):
+            return "0x\(String(address, radix: 16)) is in no executable section of \(file)"
         case .symbolNotFound(let name):
             return "no symbol \(name) in /proc/kallsyms (is its module loaded?)"
         case .notKernelText(let address):
@@ -308,12 +311,15 @@ extension Disassembler {
         let symbols: Kallsyms
         do { symbols = try kallsyms() } catch { throw .elf(error) }
         guard let symbol = symbols.lookup(String(name)) else { throw .symbolNotFound(String(name)) }
+        // A data symbol is refused here: its "size" (up to the next symbol) can span
+        // megabytes of .data that the module would refuse byte by byte.
+        guard symbol.isText else { throw .notKernelText(symbol.address) }
         let length: UInt64? = symbol.size > offset ? symbol.size - offset : (symbol.size == 0 ? nil : 0)
         return LiveTarget(address: symbol.address &+ offset, length: length, symbolName: symbol.name)
     }
 
     /// `0x` hex, or exactly 16 hex digits (as /proc/kallsyms and oopses print them).
-    static func parseAddress(_ text: String) -> UInt64? {
+    public static func parseAddress(_ text: String) -> UInt64? {
         if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16) }
         if text.count == 16 { return UInt64(text, radix: 16) }
         return nil
@@ -390,7 +396,8 @@ extension Disassembler {
     /// section. Addresses are section offsets in relocatable files (.ko), virtual
     /// addresses otherwise (vmlinux).
     public static func file(
-        _ elf: ELFFile, path: String, section sectionName: String?, symbol symbolName: String?, count: Int?,
+        _ elf: ELFFile, path: String, section sectionName: String?, symbol symbolName: String?,
+        range addressRange: (start: UInt64, length: UInt64)? = nil, count: Int?,
         flush: ((DisassemblyListing) -> Void)? = nil
     ) throws(DisassemblyError) -> DisassemblyListing {
         var ranges: [(section: ELFSection, start: UInt64, end: UInt64)] = []
@@ -403,6 +410,13 @@ extension Disassembler {
             var end = symbol.size > 0 ? offset + symbol.size : section.size
             if symbol.size == 0, let next = labels(elf, section).first(where: { $0.offset > offset }) { end = next.offset }
             ranges.append((section, offset, min(end, section.size)))
+        } else if let addressRange {
+            guard let section = code.first(where: { section in
+                let base = elf.loadAddress(of: section)
+                return addressRange.start >= base && addressRange.start - base < section.size
+            }) else { throw .addressNotInFile(addressRange.start, file: path) }
+            let offset = addressRange.start - elf.loadAddress(of: section)
+            ranges.append((section, offset, min(offset + addressRange.length, section.size)))
         } else if let sectionName {
             guard let section = elf.section(named: sectionName), section.type != ELFSection.SHT_NOBITS else {
                 throw .sectionNotFound(sectionName, file: path, available: code.map(\.name))

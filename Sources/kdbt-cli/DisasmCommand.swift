@@ -36,14 +36,25 @@ struct DisasmCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --file: only this function.", valueName: "name"))
     var symbol: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "With --file: start at this virtual address (a stripped vmlinux has no symbols).", valueName: "address"))
+    var address: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --address: decode this many bytes.", valueName: "bytes"))
+    var length: Int?
+
     func validate() throws {
         if let count, count < 1 { throw ValidationError("--count must be at least 1.") }
         if file != nil {
             if target != nil { throw ValidationError("Give either a symbol or address, or --file, not both.") }
-            if section != nil && symbol != nil { throw ValidationError("Give --section or --symbol, not both.") }
+            if [section != nil, symbol != nil, address != nil].filter({ $0 }).count > 1 {
+                throw ValidationError("Give one of --section, --symbol and --address.")
+            }
+            if let address, Disassembler.parseAddress(address) == nil { throw ValidationError("--address takes a 0x-prefixed address.") }
+            if let length, length < 1 { throw ValidationError("--length must be at least 1.") }
         } else {
             if target == nil { throw ValidationError("Missing a symbol or address (or --file ELF).") }
-            if section != nil || symbol != nil { throw ValidationError("--section and --symbol need --file.") }
+            if section != nil || symbol != nil || address != nil { throw ValidationError("--section, --symbol and --address need --file.") }
         }
     }
 
@@ -56,7 +67,9 @@ struct DisasmCommand: ParsableCommand {
                 do { elf = try ELFFile(path: file) } catch { throw DisassemblyError.elf(error) }
                 // Streamed: a vmlinux has millions of instructions.
                 let format = output.format
-                listing = try Disassembler.file(elf, path: file, section: section, symbol: symbol, count: count) {
+                let start = address.flatMap(Disassembler.parseAddress).map { ($0, UInt64(length ?? 256)) }
+                listing = try Disassembler.file(elf, path: file, section: section, symbol: symbol, range: start,
+                                                count: count) {
                     context.write(renderDisassembly($0, format: format))
                 }
             } else {
@@ -75,3 +88,4 @@ struct DisasmCommand: ParsableCommand {
         context.write(renderDisassembly(listing, format: output.format))
     }
 }
+

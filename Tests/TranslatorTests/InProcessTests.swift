@@ -35,6 +35,9 @@ struct InProcessTests {
     @Test("glibc vectorized string functions") func strings() throws { try same({ a, _ in kw_strings(a) }, 100_000) }
     @Test("zlib compress and uncompress") func zlib() throws { try same({ a, b in kw_zlib(a, b) }, 300_000, 3) }
     @Test("indirect calls through a table") func indirect() throws { try same({ a, _ in kw_indirect(a) }, 100_000) }
+    @Test("a 10 kHz SIGALRM storm during a long computation") func alarmStorm() throws {
+        try same({ a, b in kw_alarm_storm(a, b) }, 20_000_000, 11)
+    }
     @Test("C++ exceptions unwinding through translated frames") func cxxExceptions() throws {
         try same({ a, b in kw_cxx_exceptions(a, b) }, 30, 200)
     }

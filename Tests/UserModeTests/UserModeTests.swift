@@ -64,6 +64,10 @@ let programs: [String] = [
     "/usr/bin/python3 -c 'import threading; r=[]; ts=[threading.Thread(target=lambda i=i: r.append(sum(range(i*1000)))) for i in range(4)]; [t.start() for t in ts]; [t.join() for t in ts]; print(sorted(r))'",
     "/bin/sh -c 'echo a b c | /usr/bin/tr a-c x-z; (exit 7)'",
     "/usr/bin/find /etc/apt -name \"*.list*\"",
+    // Signals: a 2 kHz SIGALRM storm; Python's handler (run translated) counts.
+    "/usr/bin/python3 -c 'import signal; c=[0]; signal.signal(signal.SIGALRM, lambda s,f: c.__setitem__(0, c[0]+1)); "
+        + "signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005); s=sum(i*i%7 for i in range(600000)); "
+        + "signal.setitimer(signal.ITIMER_REAL, 0, 0); print(s, c[0] > 0)'",
 ]
 
 @Suite("kdbt user", .serialized)

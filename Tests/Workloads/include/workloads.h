@@ -33,4 +33,7 @@ long kw_ptrace_count(long (*fn)(long, long), long a, long b, long *result);
 /// base `gs_base`) in a forked child, so it starts from the same process state as
 /// kw_ptrace_count's child; returns the counter word after the run, or -1.
 long kw_translated_in_child(uint64_t gs_base, uint64_t (*enter)(void), const uint64_t *counter, long *result);
+/// kw_sha256(n, seed) under a 10 kHz SIGALRM storm (setitimer); -1 if no signal
+/// arrived.
+long kw_alarm_storm(long n, long seed);
 #endif
