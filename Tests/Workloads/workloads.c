@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
+#define _GNU_SOURCE
 #include "workloads.h"
 #include <setjmp.h>
 #include <stdlib.h>
@@ -242,7 +243,8 @@ long kw_debug_strlen(long n)
 }
 
 #include <signal.h>
-#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 static volatile long alarms;
 
@@ -254,17 +256,28 @@ static void on_alarm(int sig)
 
 long kw_alarm_storm(long n, long seed)
 {
-	struct sigaction sa, old;
-	struct itimerval every = { { 0, 100 }, { 0, 100 } }, off = { { 0, 0 }, { 0, 0 } };
+	/* A timer aimed at this thread only (SIGEV_THREAD_ID): the test process has
+	 * other threads, and a process-wide SIGALRM could land in one of them after
+	 * the handler is gone. The handler stays installed afterwards for the same
+	 * reason. */
+	struct sigaction sa;
+	struct sigevent ev;
+	timer_t timer;
+	struct itimerspec every = { { 0, 100000 }, { 0, 100000 } };
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_alarm;
 	sa.sa_flags = SA_RESTART;
-	sigaction(SIGALRM, &sa, &old);
+	sigaction(SIGALRM, &sa, NULL);
+	memset(&ev, 0, sizeof ev);
+	ev.sigev_notify = SIGEV_THREAD_ID;
+	ev.sigev_signo = SIGALRM;
+	ev._sigev_un._tid = gettid();
+	if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0)
+		return -2;
 	alarms = 0;
-	setitimer(ITIMER_REAL, &every, NULL);
+	timer_settime(timer, 0, &every, NULL);
 	long r = kw_sha256(n, seed);
-	setitimer(ITIMER_REAL, &off, NULL);
-	sigaction(SIGALRM, &old, NULL);
+	timer_delete(timer);
 	/* The result must not depend on the signals; report that some arrived. */
 	return alarms > 0 ? r : -1;
 }
