@@ -73,8 +73,9 @@ extension Translator {
             }
             if i == count - 1 && insn.controlFlow != .none {
                 if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
-            } else if !copy(insn, bytes, &a) {
-                return fail(.outOfReach, at: insn.address)
+            } else {
+                let error = copy(insn, bytes, &a)
+                if error != .none { return fail(error, at: insn.address) }
             }
         }
         if block.overflowed { return fail(.cacheFull, at: pc) }
@@ -116,18 +117,15 @@ extension Translator {
         }
     }
 
-    /// Copies a non-transfer instruction, re-encoding a RIP-relative displacement.
-    func copy(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer, _ a: inout Assembler) -> Bool {
-        let newAddress = a.address
-        let offset = a.count
-        a.bytes(bytes)
-        if let target = insn.ripRelativeTarget, insn.dispSize == 4, !a.overflowed {
-            guard let displacement = Assembler.rel32(from: newAddress &+ UInt64(insn.length), to: target) else {
-                return false
-            }
-            a.patch32(at: offset + Int(insn.dispOffset), UInt32(bitPattern: displacement))
+    /// Copies a non-transfer instruction to the cache, its RIP-relative
+    /// displacement re-encoded for the new address (X86/Relocate.swift).
+    func copy(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer, _ a: inout Assembler) -> TranslateError {
+        switch Relocator.relocate(insn, bytes: bytes, to: a.address, into: &a) {
+        case .relocated: return .none
+        case .outOfReach: return .outOfReach
+        case .noRoom: return .cacheFull
+        case .unsupported: return .unsupportedInstruction
         }
-        return true
     }
 }
 
