@@ -43,12 +43,13 @@ public enum UserMode {
     /// Replaces this process with `program` running under the user-mode host.
     /// Returns only on failure.
     public static func exec(program: String, arguments: [String], tools: [UserModeTool],
-                            output: String?) throws(UserModeError) -> Never {
+                            output: String?, statistics: Bool = false) throws(UserModeError) -> Never {
         let library = try preloadLibrary()
         let existing = getenv("LD_PRELOAD").map { String(cString: $0) }
         setenv("LD_PRELOAD", existing.map { "\(library):\($0)" } ?? library, 1)
         setenv("KDBT_USER_TOOLS", tools.map(\.rawValue).joined(separator: ","), 1)
         if let output { setenv("KDBT_USER_OUTPUT", output, 1) } else { unsetenv("KDBT_USER_OUTPUT") }
+        if statistics { setenv("KDBT_USER_STATS", "1", 1) } else { unsetenv("KDBT_USER_STATS") }
         var argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) }
         argv.append(nil)
         execvp(program, argv)

@@ -41,6 +41,8 @@ enum CloneFlags {
 public struct ProcessToolConfiguration {
     public var inscount = false
     public var null = false
+    /// Report translation statistics at exit (KDBT_USER_STATS).
+    public var stats = false
     /// Where reports go: a duplicate of stderr taken at start-up (programs such as
     /// coreutils close stderr before exiting), or KDBT_USER_OUTPUT's file.
     public var reportFD: Int32 = 2
@@ -55,6 +57,7 @@ public struct ProcessToolConfiguration {
                 if name == "null" { c.null = true }
             }
         }
+        c.stats = getenv("KDBT_USER_STATS") != nil
         if let path = getenv("KDBT_USER_OUTPUT") {
             let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
             if fd >= 0 { c.reportFD = fd }
@@ -245,8 +248,16 @@ public final class ProcessHost: @unchecked Sendable {
     }
 
     func reportTotals() {
-        guard insCountOffset >= 0 else { return }
-        report("kdbt: inscount: total \(exitedInstructions) instructions in \(exitedThreads) threads\n")
+        if insCountOffset >= 0 {
+            report("kdbt: inscount: total \(exitedInstructions) instructions in \(exitedThreads) threads\n")
+        }
+        if configuration.stats {
+            let s = translator.state.pointee.stats
+            let ratio = s.nativeBytes == 0 ? 0 : (s.cacheBytes * 100 + s.nativeBytes / 2) / s.nativeBytes
+            report("kdbt: translation: \(s.blocks) blocks, \(s.nativeBytes) native bytes -> \(s.cacheBytes) "
+                + "cache bytes (\(ratio / 100).\(ratio % 100 < 10 ? "0" : "")\(ratio % 100) per native byte), "
+                + "\(s.links) links, \(s.dispatches) dispatches, \(s.indirectMisses) indirect-lookup misses\n")
+        }
     }
 
     // MARK: start-up

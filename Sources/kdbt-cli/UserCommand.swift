@@ -24,6 +24,9 @@ struct UserCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Append tool reports to this file instead of stderr.", valueName: "file"))
     var output: String?
 
+    @Flag(help: "At exit, report the translation cost: blocks, cache bytes per native byte, dispatches.")
+    var stats = false
+
     @Argument(parsing: .captureForPassthrough, help: "-- PROGRAM [ARGS...]")
     var command: [String] = []
 
@@ -39,7 +42,8 @@ struct UserCommand: ParsableCommand {
             throw ValidationError("missing PROGRAM: kdbt user [--tool NAME]... -- PROGRAM [ARGS...]")
         }
         do {
-            try UserMode.exec(program: program, arguments: Array(words.dropFirst()), tools: tools, output: output)
+            try UserMode.exec(program: program, arguments: Array(words.dropFirst()), tools: tools, output: output,
+                              statistics: stats)
         } catch {
             CLIContext.current.writeError("kdbt: \(error.description)\n")
             throw ExitCode(error.exitCode)

@@ -100,6 +100,18 @@ struct UserModeTests {
         #expect(total == threads.reduce(0, +))
     }
 
+    @Test("--stats reports the translation cost at exit")
+    func statistics() {
+        let report = "/tmp/kdbt-user-stats-\(getpid()).txt"
+        unlink(report)
+        let r = run("\(buildDirectory)/kdbt user --stats --output \(report) -- /usr/bin/sort /etc/services")
+        let text = readFile(report)
+        unlink(report)
+        #expect(r.status == 0)
+        #expect(text.contains("kdbt: translation: "), "\(text)")
+        #expect(text.contains("cache bytes (") && text.contains("per native byte"))
+    }
+
     @Test("a program that is not there exits 127; usage errors exit 64")
     func errors() {
         #expect(run("\(buildDirectory)/kdbt user -- /nonexistent/program").status == 127)
