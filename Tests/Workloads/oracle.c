@@ -97,8 +97,13 @@ out:
 	return steps;
 }
 
-long kw_translated_in_child(uint64_t gs_base, uint64_t (*enter)(void), const uint64_t *counter, long *result)
+long kw_count_pair(long (*fn)(long, long), long a, long b, uint64_t gs_base, uint64_t (*enter)(void),
+		   const uint64_t *counter, long *native_result, long *translated_result, long *translated_count)
 {
+	/* One single-threaded child does both runs: it forks the ptrace-counted native
+	 * run and waits for it (no allocation in between), then runs the translated
+	 * call itself. Both therefore start from the same heap, and no other thread of
+	 * the test process can change it between them. */
 	int fds[2];
 	if (pipe(fds) != 0)
 		return -1;
@@ -106,24 +111,27 @@ long kw_translated_in_child(uint64_t gs_base, uint64_t (*enter)(void), const uin
 	if (child < 0)
 		return -1;
 	if (child == 0) {
-		long out[2];
+		long out[4];
 		close(fds[0]);
+		out[0] = kw_ptrace_count(fn, a, b, &out[1]);
 		syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)gs_base);
-		out[0] = (long)enter();
-		out[1] = (long)*counter;
+		out[2] = (long)enter();
+		out[3] = (long)*counter;
 		if (write(fds[1], out, sizeof out) != sizeof out)
 			_exit(2);
 		_exit(0);
 	}
 	close(fds[1]);
-	long in[2];
-	long count = -1;
+	long in[4];
+	long oracle = -1;
 	if (read(fds[0], in, sizeof in) == sizeof in) {
-		*result = in[0];
-		count = in[1];
+		oracle = in[0];
+		*native_result = in[1];
+		*translated_result = in[2];
+		*translated_count = in[3];
 	}
 	int status;
 	waitpid(child, &status, 0);
 	close(fds[0]);
-	return count;
+	return oracle;
 }

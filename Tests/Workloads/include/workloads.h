@@ -29,11 +29,9 @@ long kw_debug_memcpy(long n, long offset); long kw_debug_strlen(long n);
 /// the number of instructions fn executed (its final ret included), or -1. The
 /// child's result goes to *result.
 long kw_ptrace_count(long (*fn)(long, long), long a, long b, long *result);
-/// Runs a prepared translated call (the in-process host's enter routine with GS
-/// base `gs_base`) in a forked child, so it starts from the same process state as
-/// kw_ptrace_count's child; returns the counter word after the run, or -1.
-long kw_translated_in_child(uint64_t gs_base, uint64_t (*enter)(void), const uint64_t *counter, long *result);
-/// kw_sha256(n, seed) under a 10 kHz SIGALRM storm (setitimer); -1 if no signal
-/// arrived.
-long kw_alarm_storm(long n, long seed);
+/// Both halves of the inscount check in one single-threaded child: the ptrace
+/// count of fn(a, b) natively, then the prepared translated call; returns the
+/// oracle's count (or -1) and fills the results and the translated count.
+long kw_count_pair(long (*fn)(long, long), long a, long b, uint64_t gs_base, uint64_t (*enter)(void),
+		   const uint64_t *counter, long *native_result, long *translated_result, long *translated_count);
 #endif
