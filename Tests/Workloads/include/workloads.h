@@ -29,6 +29,9 @@ long kw_debug_memcpy(long n, long offset); long kw_debug_strlen(long n);
 /// the number of instructions fn executed (its final ret included), or -1. The
 /// child's result goes to *result.
 long kw_ptrace_count(long (*fn)(long, long), long a, long b, long *result);
+/// kw_sha256(n, seed) under a 10 kHz SIGALRM storm (a timer aimed at the calling
+/// thread); -1 if no signal arrived.
+long kw_alarm_storm(long n, long seed);
 /// Both halves of the inscount check in one single-threaded child: the ptrace
 /// count of fn(a, b) natively, then the prepared translated call; returns the
 /// oracle's count (or -1) and fills the results and the translated count.
