@@ -61,10 +61,6 @@ extension ProcessHost {
     /// The application's actions, by signal number.
     static let maxSignal = 65
 
-    func applicationAction(_ sig: Int) -> KernelSigaction {
-        appActions[sig]
-    }
-
     /// rt_sigaction(sig, act, oldact, sigsetsize) on the application's behalf.
     func interceptSigaction(_ context: UnsafeMutableRawPointer) -> UInt64 {
         let sig = Int(register(.rdi, context))

@@ -43,9 +43,6 @@ public enum ContextField {
     public static let translator: Int32 = 0x150
     /// Return address that ends an in-process run (the app "returns to the host").
     public static let sentinel: Int32 = 0x158
-    /// Counters the engine maintains per context.
-    public static let exits: Int32 = 0x160
-    public static let indirectMisses: Int32 = 0x168
     /// Clean calls: the C function, its argument, where to resume, and the routine.
     public static let cleanCallFunction: Int32 = 0x170
     public static let cleanCallArgument: Int32 = 0x178

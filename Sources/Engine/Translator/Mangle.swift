@@ -17,7 +17,6 @@ extension Translator {
         case .loop:
             // jrcxz/loop/loope/loopne have only rel8 forms: run them on a local
             // trampoline whose two arms are ordinary exits.
-            let head = a.count
             a.bytes(UnsafeRawBufferPointer(rebasing: bytes[0..<bytes.count - 1]))
             a.byte(0)  // rel8 to the taken arm, patched below
             let rel8At = a.count - 1
@@ -25,7 +24,6 @@ extension Translator {
             let taken = a.count
             guard taken - (rel8At + 1) <= 127, !a.overflowed else { return failMangle(.cacheFull) }
             a.base.storeBytes(of: UInt8(taken - (rel8At + 1)), toByteOffset: rel8At, as: UInt8.self)
-            _ = head
             emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
         case .call:
             pushReturnAddress(insn.nextAddress, &a)
