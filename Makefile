@@ -39,6 +39,7 @@ build: deps
 	$(SWIFT_BUILD) --product kdbt
 	$(SWIFT_BUILD) --product kdbt-preload
 	$(SWIFT_BUILD) --product kdbt-guest-client
+	$(SWIFT_BUILD) --product kdbt-inscount-oracle
 
 # Any modpost or objtool warning fails the build: the log is checked after Kbuild.
 kmod: deps

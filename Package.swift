@@ -53,6 +53,12 @@ let package = Package(
             dependencies: ["Protocol", "KdbtClient", "CKdbtSys"],
             path: "Tests/GuestClient"
         ),
+        // inscount against the ptrace oracle in a single-threaded process of its own.
+        .executableTarget(
+            name: "kdbt-inscount-oracle",
+            dependencies: ["Engine", "UserHost", "CWorkloads"],
+            path: "Tests/InsCountOracle"
+        ),
         // Zydis and Capstone behind one C interface: the decoder's oracles (decoder-diff, bench).
         .target(
             name: "COracles", path: "Tests/DecoderDiff/COracles",

@@ -97,7 +97,9 @@ public final class ProcessHost: @unchecked Sendable {
         var arena = Arena(base: arenaBlock, capacity: bytes)
         let host = TranslatorHostFunctions(
             allocateCode: { bytes, near in kdbt_sys_map_code_near(bytes, near) },
-            readCode: { destination, address, count in kdbt_sys_read_own_memory(destination, address, count) })
+            readCode: { destination, address, count in kdbt_sys_read_own_memory(destination, address, count) },
+            lock: { pthread_mutex_lock(&ProcessHost.shared!.lock) },
+            unlock: { pthread_mutex_unlock(&ProcessHost.shared!.lock) })
         guard let t = Translator.create(in: &arena, host: host, limits: limits, contextGSOffset: 0) else { return nil }
         translator = t
         pthread_mutex_init(&lock, nil)

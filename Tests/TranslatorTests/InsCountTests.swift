@@ -6,6 +6,7 @@
 
 import CWorkloads
 import Engine
+import Glibc
 import Testing
 import UserHost
 
@@ -13,6 +14,8 @@ typealias Workload = @convention(c) (Int, Int) -> Int
 
 struct CountedWorkload: CustomTestStringConvertible, Sendable {
     let name: String
+    /// The workload's name for kdbt-inscount-oracle.
+    let oracleName: String
     let function: Workload
     let a: Int
     let b: Int
@@ -20,24 +23,61 @@ struct CountedWorkload: CustomTestStringConvertible, Sendable {
 }
 
 let countedWorkloads: [CountedWorkload] = [
-    CountedWorkload(name: "loop", function: { a, _ in kw_sum(a) }, a: 20_000, b: 0),
-    CountedWorkload(name: "recursion", function: { a, _ in kw_fib(a) }, a: 18, b: 0),
-    CountedWorkload(name: "SHA-256", function: { a, b in kw_sha256(a, b) }, a: 4_096, b: 5),
-    CountedWorkload(name: "jump-table interpreter", function: { a, _ in kw_interpret(a) }, a: 20_000, b: 0),
-    CountedWorkload(name: "indirect calls", function: { a, _ in kw_indirect(a) }, a: 10_000, b: 0),
-    CountedWorkload(name: "setjmp/longjmp", function: { a, b in kw_longjmp(a, b) }, a: 20, b: 30),
+    CountedWorkload(name: "loop", oracleName: "loop", function: { a, _ in kw_sum(a) }, a: 20_000, b: 0),
+    CountedWorkload(name: "recursion", oracleName: "recursion", function: { a, _ in kw_fib(a) }, a: 18, b: 0),
+    CountedWorkload(name: "SHA-256", oracleName: "sha256", function: { a, b in kw_sha256(a, b) }, a: 4_096, b: 5),
+    CountedWorkload(name: "jump-table interpreter", oracleName: "interpret", function: { a, _ in kw_interpret(a) }, a: 20_000, b: 0),
+    CountedWorkload(name: "indirect calls", oracleName: "indirect", function: { a, _ in kw_indirect(a) }, a: 10_000, b: 0),
+    CountedWorkload(name: "setjmp/longjmp", oracleName: "longjmp", function: { a, b in kw_longjmp(a, b) }, a: 20, b: 30),
 ]
 
-/// Workloads whose instruction count depends on malloc's state: their paths
-/// through glibc's allocator differed by 3 to 9 instructions between two forked
-/// runs of this multi-threaded test process (also natively), so the exact oracle
-/// cannot be applied to them here; they are checked for translated == native
-/// results, and the exact comparison waits for a single-threaded oracle runner.
+/// Workloads that go through glibc's allocator (their paths depend on the heap).
 let allocatingWorkloads: [CountedWorkload] = [
-    CountedWorkload(name: "qsort", function: { a, b in kw_qsort(a, b) }, a: 600, b: 9),
-    CountedWorkload(name: "string functions", function: { a, _ in kw_strings(a) }, a: 2_000, b: 0),
-    CountedWorkload(name: "zlib", function: { a, b in kw_zlib(a, b) }, a: 3_000, b: 4),
+    CountedWorkload(name: "qsort", oracleName: "qsort", function: { a, b in kw_qsort(a, b) }, a: 600, b: 9),
+    CountedWorkload(name: "string functions", oracleName: "strings", function: { a, _ in kw_strings(a) }, a: 2_000, b: 0),
+    CountedWorkload(name: "zlib", oracleName: "zlib", function: { a, b in kw_zlib(a, b) }, a: 3_000, b: 4),
 ]
+
+/// kdbt-inscount-oracle, found next to this test bundle (`swift build` builds it).
+let oracleProgram: String? = {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    var dir = String(decoding: buffer[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    while let slash = dir.lastIndex(of: "/") {
+        dir = String(dir[..<slash])
+        if access(dir + "/kdbt-inscount-oracle", X_OK) == 0 { return dir + "/kdbt-inscount-oracle" }
+    }
+    return nil
+}()
+
+/// The first line a command prints, or nil when it fails.
+func runOutput(_ command: String) -> String? {
+    guard let pipe = popen(command, "r") else { return nil }
+    var line = [CChar](repeating: 0, count: 1024)
+    let got = fgets(&line, Int32(line.count), pipe) != nil
+    guard pclose(pipe) == 0, got else { return nil }
+    return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Each case runs in a process of its own, so the cases run in parallel.
+@Suite("inscount against the ptrace oracle")
+struct InsCountOracleTests {
+    /// kdbt-inscount-oracle runs both counts in a single-threaded process of its
+    /// own: children forked from this multi-threaded runner took glibc allocator
+    /// paths differing by a few instructions between the native and translated run.
+    @Test("equals the ptrace single-step count", arguments: countedWorkloads + allocatingWorkloads)
+    func matchesOracle(_ w: CountedWorkload) throws {
+        let oracle = try #require(oracleProgram, "kdbt-inscount-oracle is not built next to this test bundle")
+        let line = try #require(runOutput("\(oracle) \(w.oracleName) \(w.a) \(w.b)"))
+        // oracle N counted N native R child R translated R
+        let fields = line.split(separator: " ").map(String.init)
+        try #require(fields.count == 10, "unexpected output: \(line)")
+        let native = w.function(w.a, w.b)
+        #expect(Int(fields[1])! > 0)
+        #expect(fields[5] == "\(native)" && fields[7] == "\(native)" && fields[9] == "\(native)", "\(line)")
+        #expect(fields[3] == fields[1], "inscount \(fields[3]), ptrace \(fields[1])")
+    }
+}
 
 @Suite("inscount", .serialized)
 struct InsCountTests {
@@ -52,27 +92,6 @@ struct InsCountTests {
         }
     }
     static let counting = Counting()
-
-    @Test("equals the ptrace single-step count", arguments: countedWorkloads)
-    func matchesOracle(_ w: CountedWorkload) throws {
-        let native = w.function(w.a, w.b)  // also resolves lazy PLT bindings first
-        let c = Self.counting
-        c.runner.setContextWord(at: c.counter, to: 0)
-        let prepared = try c.runner.prepare(unsafeBitCast(w.function, to: UnsafeRawPointer.self),
-                                            [UInt64(bitPattern: Int64(w.a)), UInt64(bitPattern: Int64(w.b))])
-        let counterAddress = UnsafePointer<UInt64>(bitPattern: UInt(prepared.contextAddress) + UInt(c.counter))!
-        // Both runs start from the same heap, in one single-threaded child, so that
-        // malloc and friends take the same paths in both.
-        var translated = 0
-        var childResult = 0
-        var counted = 0
-        let oracle = kw_count_pair(w.function, w.a, w.b, prepared.contextAddress, prepared.enter, counterAddress,
-                                   &childResult, &translated, &counted)
-        #expect(oracle > 0)
-        #expect(childResult == native)
-        #expect(translated == native)
-        #expect(counted == oracle, "inscount \(counted), ptrace \(oracle)")
-    }
 
     @Test("counters go where the flags are dead in most blocks")
     func placement() throws {

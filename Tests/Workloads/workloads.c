@@ -281,3 +281,34 @@ long kw_alarm_storm(long n, long seed)
 	/* The result must not depend on the signals; report that some arrived. */
 	return alarms > 0 ? r : -1;
 }
+
+/* Function wrapping: one function reached by a direct call, an indirect call and a
+ * tail jump (kw_tail_add doubles b and jumps), plus the recursive kw_fib. */
+__attribute__((noinline)) long kw_wrapped_add(long a, long b)
+{
+	__asm__ volatile("" ::: "memory");
+	return a + b;
+}
+
+long kw_tail_add(long a, long b);
+__asm__(
+	".text\n"
+	".globl kw_tail_add\n"
+	".type kw_tail_add, @function\n"
+	"kw_tail_add:\n"
+	"	add %rsi, %rsi\n"
+	"	jmp kw_wrapped_add\n");
+
+static long (*volatile kw_add_pointer)(long, long) = kw_wrapped_add;
+
+long kw_wrap_driver(long n, long unused)
+{
+	(void)unused;
+	long total = 0;
+	for (long i = 0; i < n; i++) {
+		total += kw_wrapped_add(i, 1);
+		total += kw_add_pointer(i, 2);
+		total += kw_tail_add(i, 3);
+	}
+	return total;
+}

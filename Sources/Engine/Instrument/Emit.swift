@@ -11,6 +11,7 @@ extension Translator {
             startPC: pc, instructions: UnsafePointer(state.pointee.blockInstructions), count: count,
             meta: state.pointee.meta, metaCapacity: state.pointee.limits.maxMetaPerBlock,
             contextGSOffset: state.pointee.contextGSOffset)
+        if state.pointee.wrapCount > 0 { insertWrapCalls(&block) }
         let toolCount = state.pointee.toolCount
         if toolCount == 0 { return block }
         var phase: UInt8 = 0

@@ -139,6 +139,14 @@ public struct InstrumentedBlock {
         metaCount += 1
     }
 
+    /// The translator's own instrumentation (function wrapping): goes in whatever
+    /// the phase, before the first application instruction.
+    mutating func insertAtStart(_ instruction: MetaInstruction) {
+        guard metaCount < metaCapacity else { overflowed = true; return }
+        meta[metaCount] = MetaEntry(before: 0, instruction: instruction)
+        metaCount += 1
+    }
+
     /// App-to-app: ends the block after instruction `index` (it falls through to
     /// the next native instruction).
     public mutating func truncate(after index: Int) {

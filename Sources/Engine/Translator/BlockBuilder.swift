@@ -10,9 +10,31 @@ extension Translator {
     public func translate(_ pc: UInt64) -> UInt64 {
         let existing = lookup(pc)
         if existing != 0 { return existing }
+        return build(pc)
+    }
+
+    /// Translates the block at `pc` anew, whether or not a translation exists.
+    func build(_ pc: UInt64) -> UInt64 {
         let count = decodeBlock(pc)
         if count == 0 { return 0 }
         return emitBlock(pc, count)
+    }
+
+    /// Replaces the translation of `pc`, if there is one, with a fresh one (its
+    /// instrumentation changed): the lookup entry and every linked branch to it
+    /// move to the new fragment. Code already inside the old fragment finishes
+    /// there; the old fragment stays in the cache until it is flushed. Returns
+    /// false when the new translation failed (the old one stays in use).
+    func retranslate(_ pc: UInt64) -> Bool {
+        guard lookup(pc) != 0 else { return true }
+        let cachePC = build(pc)
+        guard cachePC != 0 else { return false }
+        state.pointee.stats.retranslations += 1
+        for i in 0..<state.pointee.stubCount where state.pointee.stubs[i].target == pc && state.pointee.stubs[i].linked {
+            state.pointee.stubs[i].linked = false
+            link(stub: i, to: cachePC)
+        }
+        return true
     }
 
     /// Decodes the block at `pc` into the scratch list; returns the instruction count

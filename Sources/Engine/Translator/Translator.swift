@@ -17,13 +17,22 @@ public struct TranslatorHostFunctions {
     /// Copies up to `count` bytes of application code at `address`; returns how many
     /// were readable (it stops at the first unreadable byte).
     public var readCode: @convention(c) (_ destination: UnsafeMutableRawPointer, _ address: UInt64, _ count: Int) -> Int
+    /// The host's translator lock, for Engine code that runs outside the
+    /// dispatcher (wrap hooks' clean calls) and must change translator state.
+    /// nil for single-threaded hosts.
+    public var lock: (@convention(c) () -> Void)?
+    public var unlock: (@convention(c) () -> Void)?
 
     public init(
         allocateCode: @convention(c) (Int, UInt64) -> UnsafeMutableRawPointer?,
-        readCode: @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> Int
+        readCode: @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> Int,
+        lock: (@convention(c) () -> Void)? = nil,
+        unlock: (@convention(c) () -> Void)? = nil
     ) {
         self.allocateCode = allocateCode
         self.readCode = readCode
+        self.lock = lock
+        self.unlock = unlock
     }
 }
 
@@ -102,6 +111,10 @@ public struct TranslatorStats {
     public var dispatches: UInt64 = 0
     public var indirectMisses: UInt64 = 0
     public var units: UInt64 = 0
+    /// Fragments rebuilt in place of an older translation (wrapping added later).
+    public var retranslations: UInt64 = 0
+    /// Wrapped calls whose post hook was lost: the frame table was full.
+    public var wrapFramesDropped: UInt64 = 0
 }
 
 /// Sizes of a translator instance; the host hands over one arena of
@@ -121,6 +134,11 @@ public struct TranslatorLimits {
     public var inlineLookup: Bool = false
     /// Meta instructions all tools together may insert into one block.
     public var maxMetaPerBlock: Int = 512
+    /// Wrapped functions, return sites of wrapped calls (a power of two), and
+    /// wrapped calls in flight on all threads or CPUs together (a power of two).
+    public var maxWraps: Int = 64
+    public var postSiteEntries: Int = 1 << 12
+    public var wrapFrameEntries: Int = 1 << 12
     /// Save and restore the vector and x87 state (xsave) around the dispatcher. A
     /// user-mode dispatcher is ordinary compiled code that may use any vector
     /// register; the kernel's is compiled without SSE and leaves them alone.
@@ -146,7 +164,10 @@ public struct TranslatorLimits {
             + maxBlockInstructions * MemoryLayout<Instruction>.stride
             + maxTools * MemoryLayout<ToolRegistration>.stride
             + maxMetaPerBlock * MemoryLayout<MetaEntry>.stride
-            + blockBufferBytes + 4096
+            + maxWraps * MemoryLayout<WrapRegistration>.stride
+            + postSiteEntries * 8
+            + wrapFrameEntries * MemoryLayout<WrapFrame>.stride
+            + blockBufferBytes + 4096 + 4 * 64
     }
 
     /// Native bytes a block may span (instructions are at most 15 bytes).
@@ -177,6 +198,12 @@ public struct TranslatorState {
     public var toolCount: Int = 0
     var toolStorageUsed: Int32 = 0
     var meta: UnsafeMutablePointer<MetaEntry>
+    /// Function wrapping (Instrument/Wrap.swift).
+    var wraps: UnsafeMutablePointer<WrapRegistration>
+    public var wrapCount: Int = 0
+    var postSites: UnsafeMutablePointer<UInt64>
+    var postSiteCount: Int = 0
+    var wrapFrames: UnsafeMutablePointer<WrapFrame>
     /// Addresses of the shared routines (Routines.swift).
     public var fcacheReturn: UInt64 = 0
     public var indirectLookup: UInt64 = 0
@@ -225,8 +252,14 @@ public struct Translator {
                   alignment: MemoryLayout<Instruction>.alignment),
               let blockBytes = arena.allocate(bytes: limits.blockBufferBytes, alignment: 16),
               let tools = arena.allocate(bytes: limits.maxTools * MemoryLayout<ToolRegistration>.stride, alignment: 16),
-              let meta = arena.allocate(bytes: limits.maxMetaPerBlock * MemoryLayout<MetaEntry>.stride, alignment: 16)
+              let meta = arena.allocate(bytes: limits.maxMetaPerBlock * MemoryLayout<MetaEntry>.stride, alignment: 16),
+              let wraps = arena.allocate(bytes: limits.maxWraps * MemoryLayout<WrapRegistration>.stride, alignment: 16),
+              let postSites = arena.allocate(bytes: limits.postSiteEntries * 8, alignment: 64),
+              let wrapFrames = arena.allocate(bytes: limits.wrapFrameEntries * MemoryLayout<WrapFrame>.stride, alignment: 64)
         else { return nil }
+        postSites.initializeMemory(as: UInt8.self, repeating: 0, count: limits.postSiteEntries * 8)
+        wrapFrames.initializeMemory(as: UInt8.self, repeating: 0,
+                                    count: limits.wrapFrameEntries * MemoryLayout<WrapFrame>.stride)
         lookup.initializeMemory(as: UInt8.self, repeating: 0, count: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16)
         statePointer.initialize(to: TranslatorState(
             host: host, limits: limits, contextGSOffset: contextGSOffset,
@@ -239,7 +272,10 @@ public struct Translator {
             blockInstructions: instructions.bindMemory(to: Instruction.self, capacity: limits.maxBlockInstructions),
             blockBytes: blockBytes,
             tools: tools.bindMemory(to: ToolRegistration.self, capacity: limits.maxTools),
-            meta: meta.bindMemory(to: MetaEntry.self, capacity: limits.maxMetaPerBlock)))
+            meta: meta.bindMemory(to: MetaEntry.self, capacity: limits.maxMetaPerBlock),
+            wraps: wraps.bindMemory(to: WrapRegistration.self, capacity: limits.maxWraps),
+            postSites: postSites.bindMemory(to: UInt64.self, capacity: limits.postSiteEntries),
+            wrapFrames: wrapFrames.bindMemory(to: WrapFrame.self, capacity: limits.wrapFrameEntries)))
         let translator = Translator(state: statePointer)
         guard translator.emitRoutines() else { return nil }
         return translator
@@ -350,15 +386,21 @@ public struct Translator {
         return 0
     }
 
+    /// Maps `pc` to `cachePC`, replacing an older translation's entry in place
+    /// (one aligned store: a concurrent probe sees the old or the new fragment).
     func insertLookup(_ pc: UInt64, _ cachePC: UInt64) -> Bool {
         let limits = state.pointee.limits
-        if state.pointee.lookupUsed * 2 >= limits.lookupEntries { return false }
         let table = state.pointee.lookup
         var i = lookupSlot(pc)
         // The last lookupTail slots stay empty so the emitted probe always stops.
         let end = limits.lookupEntries + TranslatorLimits.lookupTail - 1
         while i < end {
+            if table[2 * i] == pc {
+                table[2 * i + 1] = cachePC
+                return true
+            }
             if table[2 * i] == 0 {
+                if state.pointee.lookupUsed * 2 >= limits.lookupEntries { return false }
                 // Target before tag: a concurrent probe never sees a tag without it.
                 table[2 * i + 1] = cachePC
                 table[2 * i] = pc

@@ -24,6 +24,13 @@ long kw_zlib(long n, long seed);
 /// Calls through a table of function pointers (indirect calls, returns).
 long kw_indirect(long n);
 
+/// Function wrapping targets: kw_wrapped_add(a, b) = a + b, reached from
+/// kw_wrap_driver(n, _) by n direct calls (b = 1), n indirect calls (b = 2) and n
+/// tail jumps through kw_tail_add (b = 3 doubled to 6).
+long kw_wrapped_add(long a, long b);
+long kw_tail_add(long a, long b);
+long kw_wrap_driver(long n, long unused);
+
 long kw_debug_memcpy(long n, long offset); long kw_debug_strlen(long n);
 /// Runs fn(a, b) natively in a forked child under ptrace single-stepping; returns
 /// the number of instructions fn executed (its final ret included), or -1. The
