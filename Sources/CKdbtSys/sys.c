@@ -112,6 +112,12 @@ void *kdbt_sys_map_anonymous(long bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+void *kdbt_sys_map_anonymous_low(long bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+	return p == MAP_FAILED ? kdbt_sys_map_anonymous(bytes) : p;
+}
+
 long kdbt_sys_syscall6(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6)
 {
 	long ret;

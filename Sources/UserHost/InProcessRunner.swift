@@ -21,6 +21,7 @@ public struct TranslationFailure: Error, CustomStringConvertible, Equatable {
 public final class InProcessRunner: @unchecked Sendable {
     public let translator: Translator
     let arenaBlock: UnsafeMutableRawPointer
+    let arenaBytes: Int
     let context: UnsafeMutableRawPointer
     let dispatcherStack: UnsafeMutableRawPointer
     static let dispatcherStackBytes = 256 * 1024
@@ -35,8 +36,10 @@ public final class InProcessRunner: @unchecked Sendable {
         limits.inlineLookup = kdbt_sys_has_bmi2() != 0
         limits.lookupEntries = 1 << 20
         let bytes = limits.arenaBytes
-        arenaBlock = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
-        arenaBlock.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        // Low, so the inline indirect lookup addresses its table with a disp32.
+        guard let block = kdbt_sys_map_anonymous_low(bytes) else { fatalError("cannot map the translator arena") }
+        arenaBlock = block
+        arenaBytes = bytes
         var arena = Arena(base: arenaBlock, capacity: bytes)
         let host = TranslatorHostFunctions(
             allocateCode: { bytes, near in kdbt_sys_map_code_near(bytes, near) },
@@ -66,7 +69,7 @@ public final class InProcessRunner: @unchecked Sendable {
 
     deinit {
         // Code units stay mapped: a runner lives as long as the tests that use it.
-        arenaBlock.deallocate()
+        munmap(arenaBlock, arenaBytes)
         context.deallocate()
         dispatcherStack.deallocate()
     }

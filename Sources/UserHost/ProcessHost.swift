@@ -93,7 +93,8 @@ public final class ProcessHost: @unchecked Sendable {
         limits.inlineLookup = kdbt_sys_has_bmi2() != 0
         limits.lookupEntries = 1 << 20
         let bytes = limits.arenaBytes
-        guard let arenaBlock = kdbt_sys_map_anonymous(bytes) else { return nil }
+        // Low, so the inline indirect lookup addresses its table with a disp32.
+        guard let arenaBlock = kdbt_sys_map_anonymous_low(bytes) else { return nil }
         var arena = Arena(base: arenaBlock, capacity: bytes)
         let host = TranslatorHostFunctions(
             allocateCode: { bytes, near in kdbt_sys_map_code_near(bytes, near) },

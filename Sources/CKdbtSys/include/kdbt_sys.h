@@ -25,6 +25,9 @@ long kdbt_sys_xsave_size(void);
 int kdbt_sys_has_bmi2(void);
 /// Anonymous read-write memory, or NULL.
 void *kdbt_sys_map_anonymous(long bytes);
+/// Zeroed read-write memory in the low 2 GiB when there is room (MAP_32BIT), so
+/// emitted code can address it with an absolute disp32; elsewhere otherwise.
+void *kdbt_sys_map_anonymous_low(long bytes);
 /// Raw system calls that must not go through libc's wrappers (which may run
 /// thread-exit handlers or touch errno).
 long kdbt_sys_syscall6(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6);

@@ -78,6 +78,8 @@ extension Translator {
         }
         var a = assembler(unit: u)
         let start = a.address
+        emitIndirectEntry(&a)
+        let body = a.address
         var exits = BlockExits()
         let boundaryStart = state.pointee.boundaryCount
         state.pointee.blockStart = pc
@@ -121,7 +123,7 @@ extension Translator {
         state.pointee.stats.blocks += 1
         state.pointee.stats.nativeBytes += nativeEnd - pc
         state.pointee.stats.cacheBytes += UInt64(a.count)
-        return start
+        return body
     }
 
     func recordBoundary(cacheOffset: Int, nativeOffset: UInt64) {

@@ -8,6 +8,14 @@
 extension Translator {
     func mangleTransfer(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer,
                         _ a: inout Assembler, _ exits: inout BlockExits) -> Bool {
+        var literal = ReturnAddressLiteral()
+        guard mangleTransfer(insn, bytes, &a, &exits, &literal) else { return false }
+        literal.emit(&a)
+        return true
+    }
+
+    func mangleTransfer(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer, _ a: inout Assembler,
+                        _ exits: inout BlockExits, _ literal: inout ReturnAddressLiteral) -> Bool {
         switch insn.controlFlow {
         case .jmp:
             emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
@@ -26,12 +34,12 @@ extension Translator {
             a.base.storeBytes(of: UInt8(taken - (rel8At + 1)), toByteOffset: rel8At, as: UInt8.self)
             emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
         case .call:
-            pushReturnAddress(insn.nextAddress, &a)
+            pushReturnAddress(insn.nextAddress, &a, &literal)
             emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
         case .callIndirect:
             a.mov(gs(ContextField.spillRCX), .rcx)
             guard loadTarget(insn, into: .rcx, &a) else { return false }
-            pushReturnAddress(insn.nextAddress, &a)
+            pushReturnAddress(insn.nextAddress, &a, &literal)
             emitInlineLookup(&a)
         case .jmpIndirect:
             a.mov(gs(ContextField.spillRCX), .rcx)
@@ -57,40 +65,63 @@ extension Translator {
 
     /// The first probe of the indirect-branch lookup, inline at each site so that
     /// each site's final indirect jump has its own branch-predictor entry. It
-    /// touches no flags (pext, lea, not, xchg, jrcxz), so it needs no lahf/sahf;
-    /// a collision or miss continues in the shared routine. Entered with the
-    /// native target in rcx and the application's rcx in spillRCX.
+    /// touches no flags (pext, lea, not, jrcxz), so it needs no lahf/sahf; a
+    /// collision or miss continues in the shared routine. Entered with the native
+    /// target in rcx and the application's rcx in spillRCX. A hit jumps to the
+    /// fragment's indirect entry, which restores rcx (`emitIndirectEntry`).
     func emitInlineLookup(_ a: inout Assembler) {
         guard state.pointee.limits.inlineLookup else {
             a.jmp(gs(ContextField.indirectLookup))
             return
         }
+        // The table at an absolute disp32 when the host placed it low (user mode)
+        // or in the top 2 GiB; else its address comes from the context.
+        let table = Int64(Int(bitPattern: state.pointee.lookup))
+        let absolute = table >= Int64(Int32.min) && table + 16 * Int64(state.pointee.limits.lookupEntries + 64) <= Int64(Int32.max)
         a.mov(gs(ContextField.spillRAX), .rax)
         a.mov(gs(ContextField.spillRDX), .rdx)
-        a.mov(.rax, gs(ContextField.lookupMask))
+        a.mov(.rax, imm64: UInt64(state.pointee.limits.lookupEntries - 1))
         a.pext(.rdx, .rcx, .rax)  // slot = target & mask (the mask is contiguous low bits)
-        a.lea(.rdx, AsmMemory(base: .register(.rdx), index: .rdx, scale: 1))
-        a.mov(.rax, gs(ContextField.lookupTable))
-        a.lea(.rdx, AsmMemory(base: .register(.rax), index: .rdx, scale: 8))  // &table[slot]
-        a.mov(.rax, .at(.rdx))
+        a.lea(.rdx, AsmMemory(base: .register(.rdx), index: .rdx, scale: 1))  // 2 * slot: 16-byte slots
+        let tag: AsmMemory
+        let entry: AsmMemory
+        if absolute {
+            tag = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(table))
+            entry = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(table + 8))
+        } else {
+            a.mov(.rax, gs(ContextField.lookupTable))
+            a.lea(.rdx, AsmMemory(base: .register(.rax), index: .rdx, scale: 8))  // &table[slot]
+            tag = .at(.rdx)
+            entry = .at(.rdx, 8)
+        }
+        a.mov(.rax, tag)
         a.not(.rax)
-        a.lea(.rax, AsmMemory(base: .register(.rax), index: .rcx, scale: 1, displacement: 1))  // target - tag
-        a.xchg(.rax, .rcx)
+        a.lea(.rcx, AsmMemory(base: .register(.rcx), index: .rax, scale: 1, displacement: 1))  // target - tag
         let jrcxz = a.count
         a.jrcxz(0)  // to `hit`, patched below
-        a.mov(.rcx, .rax)
+        a.not(.rax)
+        a.lea(.rcx, AsmMemory(base: .register(.rcx), index: .rax, scale: 1))  // the target again
         a.mov(.rax, gs(ContextField.spillRAX))
         a.mov(.rdx, gs(ContextField.spillRDX))
         a.jmp(gs(ContextField.indirectLookup))
         let hit = a.count
         if !a.overflowed { a.base.storeBytes(of: UInt8(hit - (jrcxz + 2)), toByteOffset: jrcxz + 1, as: UInt8.self) }
-        a.mov(.rcx, .at(.rdx, 8))
-        a.mov(gs(ContextField.spillExtra), .rcx)
+        a.mov(.rcx, entry)
         a.mov(.rax, gs(ContextField.spillRAX))
         a.mov(.rdx, gs(ContextField.spillRDX))
-        a.mov(.rcx, gs(ContextField.spillRCX))
-        a.jmp(gs(ContextField.spillExtra))
+        a.jmp(.rcx)
     }
+
+    /// A fragment's indirect entry, just before its body: the lookup table maps
+    /// native PCs here, and indirect branches arrive with the application's rcx
+    /// still in spillRCX (they used rcx for the jump). Fixed size, so the body is
+    /// always `entry + indirectEntryBytes`.
+    func emitIndirectEntry(_ a: inout Assembler) {
+        a.mov(.rcx, gs(ContextField.spillRCX))
+    }
+
+    /// `mov rcx, %gs:disp32`: 65 48 8B 0C 25 disp32.
+    static let indirectEntryBytes = 9
 
     /// `syscall` with interception: rcx and r11 are clobbered by the instruction
     /// anyway, but the flags must survive up to it, so the number check runs
@@ -131,15 +162,19 @@ extension Translator {
     /// The absolute target of a relative branch (every direct transfer has one).
     func directTarget(_ insn: Instruction) -> UInt64 { insn.directBranchTarget ?? insn.nextAddress }
 
-    /// Pushes a 64-bit native return address without touching the flags.
-    func pushReturnAddress(_ address: UInt64, _ a: inout Assembler) {
+    /// Pushes a 64-bit native return address without touching the flags, with
+    /// one 8-byte store: the `ret` that pops it soon after then gets it by store
+    /// forwarding (two 4-byte stores read back as one 8-byte load stall it).
+    /// Kernel text (top 2 GiB) fits a sign-extended `push imm32`; other addresses
+    /// are pushed from a literal placed after the block's final jump.
+    func pushReturnAddress(_ address: UInt64, _ a: inout Assembler, _ literal: inout ReturnAddressLiteral) {
         let signed = Int64(bitPattern: address)
         if signed >= Int64(Int32.min) && signed <= Int64(Int32.max) {
-            a.push(imm32: Int32(signed))  // kernel text: top 2 GiB, sign-extended imm32
+            a.push(imm32: Int32(signed))
         } else {
-            a.lea(.rsp, .at(.rsp, -8))
-            a.movDword(.at(.rsp), imm32: UInt32(truncatingIfNeeded: address))
-            a.movDword(.at(.rsp, 4), imm32: UInt32(truncatingIfNeeded: address >> 32))
+            a.push(.rip(a.address))  // disp32 patched by literal.emit
+            literal.value = address
+            literal.displacementAt = a.count - 4
         }
     }
 
@@ -193,5 +228,23 @@ extension Translator {
         default:
             return nil
         }
+    }
+}
+
+/// The 8-byte literal a `push qword [rip+disp32]` of a return address reads.
+struct ReturnAddressLiteral {
+    var value: UInt64 = 0
+    /// Assembler offset of the push's disp32 (the push ends right after it); -1: none.
+    var displacementAt = -1
+
+    /// Emits the literal (8-byte aligned, after the block's final jump, never
+    /// executed) and points the push at it.
+    func emit(_ a: inout Assembler) {
+        guard displacementAt >= 0 else { return }
+        a.align(8)
+        let at = a.address
+        a.u64(value)
+        let end = a.origin + UInt64(displacementAt + 4)
+        a.patch32(at: displacementAt, UInt32(truncatingIfNeeded: at &- end))
     }
 }

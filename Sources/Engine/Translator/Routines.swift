@@ -163,16 +163,14 @@ extension Translator {
         a.add(.rdx, imm32: 16)
         a.jmp(to: loop)
 
-        // Hit: the slot's cache PC becomes the jump target; restore and go.
+        // Hit: jump to the fragment's indirect entry, which restores rcx.
         let hit = a.address
-        a.mov(.rdx, .at(.rdx, 8))
-        a.mov(gs(ContextField.spillExtra), .rdx)
+        a.mov(.rcx, .at(.rdx, 8))
         a.addAL(0x7F)  // OF back from al (seto), then the rest from ah
         a.sahf()
         a.mov(.rax, gs(ContextField.spillRAX))
-        a.mov(.rcx, gs(ContextField.spillRCX))
         a.mov(.rdx, gs(ContextField.spillRDX))
-        a.jmp(gs(ContextField.spillExtra))
+        a.jmp(.rcx)
 
         // Miss: record the target and leave through fcache_return.
         let miss = a.address

@@ -187,7 +187,8 @@ public struct TranslatorState {
     public var stubCount: Int
     public var boundaries: UnsafeMutablePointer<Boundary>
     public var boundaryCount: Int
-    /// (native PC, cache PC) pairs; native PC 0 marks an empty slot.
+    /// (native PC, cache PC of the fragment's indirect entry) pairs; native PC 0
+    /// marks an empty slot.
     public var lookup: UnsafeMutablePointer<UInt64>
     public var lookupUsed: Int
     /// Scratch for the block being translated.
@@ -372,14 +373,15 @@ public struct Translator {
 
     @inline(__always) func lookupSlot(_ pc: UInt64) -> Int { Int(pc & UInt64(state.pointee.limits.lookupEntries - 1)) }
 
-    /// The cache PC of the fragment for `pc`, or 0.
+    /// The cache PC of the fragment for `pc` (its body, past the indirect entry
+    /// the table holds), or 0.
     public func lookup(_ pc: UInt64) -> UInt64 {
         let table = state.pointee.lookup
         var i = lookupSlot(pc)
         let end = state.pointee.limits.lookupEntries + TranslatorLimits.lookupTail
         while i < end {
             let tag = table[2 * i]
-            if tag == pc { return table[2 * i + 1] }
+            if tag == pc { return table[2 * i + 1] + UInt64(Translator.indirectEntryBytes) }
             if tag == 0 { return 0 }
             i += 1
         }
