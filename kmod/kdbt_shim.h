@@ -26,4 +26,22 @@ int kdbt_host_read_kernel_text(void *dst, u64 addr, long n);
 u64 kdbt_host_ns_since_load(void);
 u32 kdbt_host_online_cpus(void);
 u64 kdbt_host_build_id(void);
+
+/* Translation in the kernel (selftest.c). */
+#define KDBT_CONTEXT_BYTES 1024 /* ContextField.size; the Engine checks */
+int kdbt_selftest_init(unsigned long (*lookup)(const char *name));
+long kdbt_host_selftest_begin(void);
+void kdbt_host_selftest_end(void);
+void *kdbt_host_code_alloc(long bytes, u64 near);
+long kdbt_host_read_code(void *dst, u64 addr, long n);
+long kdbt_host_context_gs_offset(void);
+long kdbt_host_context_bytes(void);
+void *kdbt_host_this_cpu_context(void);
+u64 kdbt_host_dispatcher_stack_top(void);
+void kdbt_host_preempt_disable(void);
+void kdbt_host_preempt_enable(void);
+u32 kdbt_host_cpu(void);
+int kdbt_host_has_bmi2(void);
+long kdbt_host_selftest_native(long workload, long argument);
+u64 kdbt_host_selftest_entry(void);
 #endif

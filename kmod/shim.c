@@ -196,6 +196,9 @@ static int __init kdbt_init(void)
 	err = find_kernel_symbols();
 	if (err)
 		return err;
+	err = kdbt_selftest_init(lookup_name);
+	if (err)
+		return err;
 	engine = kdbt_engine_create();
 	if (!engine)
 		return -ENOMEM;

@@ -70,7 +70,7 @@ public struct Engine<Host: EngineHost> {
     public var version: VersionReply {
         VersionReply(
             protocolVersion: kdbtProtocolVersion, engineVersion: kdbtEngineVersion,
-            buildID: host.buildID, features: FeatureBits.status.union(.readText),
+            buildID: host.buildID, features: FeatureBits.status.union(.readText).union(host.extraFeatures),
             cpus: host.onlineCPUs)
     }
 }

@@ -33,4 +33,17 @@ public protocol EngineHost {
     var onlineCPUs: UInt32 { get }
     /// Identifies the sources this Engine was built from.
     var buildID: UInt64 { get }
+
+    /// Runs a built-in workload natively and translated (the kernel host); fills
+    /// the reply fields. 0 or a negative errno.
+    func translationSelfTest(_ request: inout SelfTestRequest) -> Int32
+    /// Features beyond status and read-text that this host provides.
+    var extraFeatures: FeatureBits { get }
+}
+
+extension EngineHost {
+    public var extraFeatures: FeatureBits { FeatureBits(rawValue: 0) }
+
+    /// Hosts without built-in kernel workloads.
+    public func translationSelfTest(_ request: inout SelfTestRequest) -> Int32 { -Errno.EOPNOTSUPP }
 }

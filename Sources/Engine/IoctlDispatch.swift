@@ -47,6 +47,13 @@ extension Engine {
             if copied < 0 { return Int32(copied) }
             request.bytesRead = UInt32(copied)
             request.encode(writer)
+        case .selfTest:
+            let bad = SelfTestRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = SelfTestRequest(decoding: reader)
+            let result = host.translationSelfTest(&request)
+            if result != 0 { return result }
+            request.encode(writer)
         }
         return writeReply(to: argument, userSize: userSize, knownSize: known, from: buffer)
     }

@@ -45,6 +45,13 @@ public struct KdbtClient<Device: DeviceConnection> {
         return Array(UnsafeRawBufferPointer(text))
     }
 
+    /// Runs a built-in kernel workload natively and translated (KDBT_IOC_SELFTEST).
+    public func selfTest(_ workload: SelfTestWorkload, argument: UInt64) throws(DeviceError) -> SelfTestRequest {
+        try request(.selfTest, size: SelfTestRequest.sizeV1, encode: { writer in
+            SelfTestRequest(workload: workload.rawValue, argument: argument).encode(writer)
+        }) { SelfTestRequest(decoding: $0) }
+    }
+
     private func request<Reply>(
         _ command: KdbtCommand, size: Int, encode: (LayoutWriter) -> Void = { _ in },
         decode: (LayoutReader) -> Reply?

@@ -26,6 +26,7 @@ public func featureNames(_ f: FeatureBits) -> [String] {
     var names: [String] = []
     if f.contains(.status) { names.append("status") }
     if f.contains(.readText) { names.append("read-text") }
+    if f.contains(.selfTest) { names.append("selftest") }
     let unknown = f.rawValue & ~FeatureBits.known.rawValue
     if unknown != 0 { names.append("unknown(0x\(String(unknown, radix: 16)))") }
     return names
@@ -93,4 +94,57 @@ public func formatDuration(nanoseconds: UInt64) -> String {
     let frac = ms % 1000
     let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
     return "\(s).\(pad)\(frac)s"
+}
+
+/// A self-test result with the workload's name. `passed`: translated result equal
+/// to the native one, no translation error, a non-zero instruction count.
+public struct SelfTestOutcome: Sendable {
+    public let name: String
+    public let reply: SelfTestRequest
+    public init(name: String, reply: SelfTestRequest) {
+        self.name = name
+        self.reply = reply
+    }
+    public var passed: Bool {
+        reply.translateError == 0 && reply.translatedResult == reply.nativeResult && reply.instructions > 0
+    }
+}
+
+public func renderSelfTest(_ outcomes: [SelfTestOutcome], format: OutputFormat) -> String {
+    switch format {
+    case .text:
+        var out = ""
+        for o in outcomes {
+            let r = o.reply
+            let verdict = o.passed ? "ok" : "FAILED"
+            out += "\(o.name) \(r.argument): \(verdict) on cpu \(r.cpu): native \(Int64(bitPattern: r.nativeResult)), "
+                + "translated \(Int64(bitPattern: r.translatedResult)), \(r.instructions) instructions, "
+                + "\(r.blocks) blocks, \(r.nativeBytes) native bytes -> \(r.cacheBytes) cache bytes"
+            if r.translateError != 0 {
+                out += ", translation error \(r.translateError) at 0x\(String(r.errorPC, radix: 16))"
+            }
+            out += "\n"
+        }
+        return out
+    case .json:
+        var lines = ""
+        for o in outcomes {
+            let r = o.reply
+            var json = JSONObject()
+            json.add("workload", .string(o.name))
+            json.add("argument", .uint(r.argument))
+            json.add("passed", .bool(o.passed))
+            json.add("cpu", .int(Int64(r.cpu)))
+            json.add("native_result", .int(Int64(bitPattern: r.nativeResult)))
+            json.add("translated_result", .int(Int64(bitPattern: r.translatedResult)))
+            json.add("instructions", .uint(r.instructions))
+            json.add("blocks", .uint(r.blocks))
+            json.add("native_bytes", .uint(r.nativeBytes))
+            json.add("cache_bytes", .uint(r.cacheBytes))
+            json.add("translate_error", .int(Int64(r.translateError)))
+            json.add("error_pc", .uint(r.errorPC))
+            lines += json.value.serialized() + "\n"
+        }
+        return lines
+    }
 }

@@ -37,6 +37,7 @@ public enum KdbtCommand: UInt32, Sendable {
     case version = 1
     case status = 2
     case readText = 3
+    case selfTest = 4
 
     /// `_IOWR(0xDB, nr, <first layout>)`.
     @inlinable
@@ -53,6 +54,7 @@ public enum KdbtCommand: UInt32, Sendable {
         case .version: return VersionReply.sizeV1
         case .status: return StatusReply.sizeV1
         case .readText: return ReadTextRequest.sizeV1
+        case .selfTest: return SelfTestRequest.sizeV1
         }
     }
 

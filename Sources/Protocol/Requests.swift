@@ -69,8 +69,10 @@ public struct FeatureBits: Equatable, Sendable {
     public static let status = FeatureBits(rawValue: 1 << 0)
     /// Reading the kernel's live text (KDBT_IOC_READ_TEXT).
     public static let readText = FeatureBits(rawValue: 1 << 1)
+    /// Translation self-test on built-in kernel workloads (KDBT_IOC_SELFTEST).
+    public static let selfTest = FeatureBits(rawValue: 1 << 2)
     /// Every bit this version defines.
-    public static let known = FeatureBits(rawValue: status.rawValue | readText.rawValue)
+    public static let known = FeatureBits(rawValue: status.rawValue | readText.rawValue | selfTest.rawValue)
 
     @inlinable public func contains(_ other: FeatureBits) -> Bool {
         rawValue & other.rawValue == other.rawValue
@@ -210,5 +212,110 @@ public struct ReadTextRequest: Equatable, Sendable {
         w.u32(28, bytesRead)
         w.u64(32, 0)
         w.u64(40, 0)
+    }
+}
+
+/// `KDBT_IOC_SELFTEST`: runs one of the module's built-in kernel workloads natively
+/// and then translated (from the code cache, on the calling CPU, preemption off,
+/// inscount on) and reports both results and the translation's statistics. Proves
+/// the Engine's translator on real kernel code before anything is taken over.
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u32 workload           in: SelfTestWorkload
+///    12  u32 reserved0          must be 0
+///    16  u64 argument           in: size of the work, 1 ... the workload's maximum
+///    24  u64 native_result      out
+///    32  u64 translated_result  out
+///    40  u64 instructions       out: inscount's count for the translated run
+///    48  u64 blocks             out: blocks translated
+///    56  u64 cache_bytes        out: code-cache bytes they took
+///    64  u64 native_bytes       out: native bytes they came from
+///    72  u32 translate_error    out: TranslateError raw value, 0 on success
+///    76  u32 cpu                out: the CPU it ran on
+///    80  u64 error_pc           out: where translation failed
+///    88  u64 reserved[1]        must be 0
+public struct SelfTestRequest: Equatable, Sendable {
+    public static let sizeV1 = 96
+
+    public var workload: UInt32
+    public var argument: UInt64
+    public var nativeResult: UInt64 = 0
+    public var translatedResult: UInt64 = 0
+    public var instructions: UInt64 = 0
+    public var blocks: UInt64 = 0
+    public var cacheBytes: UInt64 = 0
+    public var nativeBytes: UInt64 = 0
+    public var translateError: UInt32 = 0
+    public var cpu: UInt32 = 0
+    public var errorPC: UInt64 = 0
+
+    public init(workload: UInt32, argument: UInt64) {
+        self.workload = workload
+        self.argument = argument
+    }
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(12, 4) || !r.isZero(88, 8) { return Errno.EINVAL }
+        guard let w = SelfTestWorkload(rawValue: r.u32(8)) else { return Errno.EINVAL }
+        let argument = r.u64(16)
+        if argument == 0 || argument > w.maximumArgument { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u32(8, workload)
+        w.u32(12, 0)
+        w.u64(16, argument)
+        w.u64(24, nativeResult)
+        w.u64(32, translatedResult)
+        w.u64(40, instructions)
+        w.u64(48, blocks)
+        w.u64(56, cacheBytes)
+        w.u64(64, nativeBytes)
+        w.u32(72, translateError)
+        w.u32(76, cpu)
+        w.u64(80, errorPC)
+        w.u64(88, 0)
+    }
+
+    public init(decoding r: LayoutReader) {
+        workload = r.u32(8)
+        argument = r.u64(16)
+        nativeResult = r.u64(24)
+        translatedResult = r.u64(32)
+        instructions = r.u64(40)
+        blocks = r.u64(48)
+        cacheBytes = r.u64(56)
+        nativeBytes = r.u64(64)
+        translateError = r.u32(72)
+        cpu = r.u32(76)
+        errorPC = r.u64(80)
+    }
+}
+
+/// The module's built-in kernel workloads (kmod/selftest.c), each deterministic.
+public enum SelfTestWorkload: UInt32, Sendable {
+    /// Recursive Fibonacci of the argument.
+    case recursion = 1
+    /// lib/sort.c's sort() with a comparator (indirect calls through the kernel's
+    /// retpoline thunks) over `argument` pseudo-random u32s.
+    case sort = 2
+    /// snprintf, strlen, memcpy and crc32 in a loop.
+    case strings = 3
+    /// A switch-heavy bytecode interpreter (jump tables).
+    case interpreter = 4
+    /// kmalloc/kfree (GFP_ATOMIC) of varied sizes: the slab fast paths, per-CPU
+    /// (%gs) operations, cmpxchg.
+    case slab = 5
+
+    public var maximumArgument: UInt64 {
+        switch self {
+        case .recursion: return 24
+        case .sort: return 4096
+        case .strings: return 20_000
+        case .interpreter: return 2_000_000
+        case .slab: return 20_000
+        }
     }
 }

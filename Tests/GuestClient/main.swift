@@ -89,12 +89,17 @@ nonisolated(unsafe) let textBuffer = UnsafeMutableRawBufferPointer.allocate(byte
 
 /// Fills the fields a valid request of `command` needs beyond its size.
 func makeValid(_ command: KdbtCommand, _ p: UnsafeMutableRawPointer) {
+    if command == .selfTest {
+        SelfTestRequest(workload: SelfTestWorkload.recursion.rawValue, argument: 5)
+            .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: SelfTestRequest.sizeV1)))
+        return
+    }
     guard command == .readText, let schedule = kernelSymbols?.lookup("schedule") else { return }
     ReadTextRequest(address: schedule.address, buffer: UInt64(UInt(bitPattern: textBuffer.baseAddress)), length: 16)
         .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: ReadTextRequest.sizeV1)))
 }
 
-for command in [KdbtCommand.version, .status, .readText] {
+for command in [KdbtCommand.version, .status, .readText, .selfTest] {
     let first = command.firstLayoutSize
     r = ioctlOn(command, size: 0, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(0), as: UInt32.self) })
     check("\(command): size 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
@@ -165,6 +170,24 @@ do {
 } catch {
     check("read text: /proc/kallsyms readable", false, error.description)
 }
+
+// Self-test requests: workload and argument bounds.
+func selfTest(_ workload: UInt32, _ argument: UInt64) -> Int32 {
+    ioctlOn(.selfTest, size: SelfTestRequest.sizeV1, prepare: { p in
+        SelfTestRequest(workload: workload, argument: argument)
+            .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: SelfTestRequest.sizeV1)))
+    })
+}
+r = selfTest(SelfTestWorkload.recursion.rawValue, 10)
+check("selftest: recursion 10 succeeds", r == 0, describe(r))
+r = selfTest(0, 10)
+check("selftest: workload 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = selfTest(99, 10)
+check("selftest: unknown workload -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = selfTest(SelfTestWorkload.sort.rawValue, 0)
+check("selftest: argument 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = selfTest(SelfTestWorkload.sort.rawValue, SelfTestWorkload.sort.maximumArgument + 1)
+check("selftest: argument above the maximum -> EINVAL", r == -Errno.EINVAL, describe(r))
 
 // Privilege: the device node is 0600 and every ioctl checks CAP_SYS_ADMIN, so an
 // inherited descriptor does not help an unprivileged process.

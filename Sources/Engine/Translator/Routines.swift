@@ -199,9 +199,9 @@ extension Translator {
     func emitEnter(_ a: inout Assembler) {
         for i in 0..<6 { a.mov(gs(ContextField.nativeSaved + Int32(i * 8)), Translator.calleeSaved(i)) }
         a.mov(gs(ContextField.nativeSaved + 48), .rsp)
-        // 4 KiB below the caller's frame, 16-byte aligned, then the return address:
-        // the function starts with rsp = 8 mod 16 as after a call.
-        a.lea(.rax, .at(.rsp, -4096))
+        // enterStackGap below the caller's frame, 16-byte aligned, then the return
+        // address: the function starts with rsp = 8 mod 16 as after a call.
+        a.lea(.rax, .at(.rsp, -state.pointee.limits.enterStackGap))
         a.and(.rax, imm32: -16)
         a.lea(.rax, .at(.rax, -8))
         a.mov(.rcx, gs(ContextField.sentinel))

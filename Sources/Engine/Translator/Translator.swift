@@ -137,6 +137,10 @@ public struct TranslatorLimits {
     /// Wrapped functions, return sites of wrapped calls (a power of two), and
     /// wrapped calls in flight on all threads or CPUs together (a power of two).
     public var maxWraps: Int = 64
+    /// How far below its caller's stack pointer `enter` starts the translated
+    /// function's stack (user mode: past the red zone and then some; the kernel's
+    /// 16 KiB stacks want less).
+    public var enterStackGap: Int32 = 4096
     public var postSiteEntries: Int = 1 << 12
     public var wrapFrameEntries: Int = 1 << 12
     /// Save and restore the vector and x87 state (xsave) around the dispatcher. A
