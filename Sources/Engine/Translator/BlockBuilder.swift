@@ -15,6 +15,7 @@ extension Translator {
 
     /// Translates the block at `pc` anew, whether or not a translation exists.
     func build(_ pc: UInt64) -> UInt64 {
+        if state.pointee.nativeExitCount > 0 && isNativeExit(pc) { return emitNativeExit(pc) }
         let count = decodeBlock(pc)
         if count == 0 { return 0 }
         return emitBlock(pc, count)
@@ -58,6 +59,8 @@ extension Translator {
             offset += Int(instructions[count].length)
             count += 1
             if instructions[count - 1].controlFlow != .none || offset + 15 > readable { break }
+            // Code the host runs natively starts a fragment of its own.
+            if state.pointee.nativeExitCount > 0 && isNativeExit(pc &+ UInt64(offset)) { break }
         }
         return count
     }
@@ -123,6 +126,45 @@ extension Translator {
         state.pointee.stats.blocks += 1
         state.pointee.stats.nativeBytes += nativeEnd - pc
         state.pointee.stats.cacheBytes += UInt64(a.count)
+        return body
+    }
+
+    /// Code the host wants run natively (kernel: the return-to-user tails, whose
+    /// faults the kernel recognises by their exact native address): its fragment
+    /// is a jump to it. The jump itself is a native boundary of `pc`.
+    public func addNativeExit(_ pc: UInt64) -> Bool {
+        guard state.pointee.nativeExitCount < 8, state.pointee.fragmentCount == 0 else { return false }
+        state.pointee.nativeExits[state.pointee.nativeExitCount] = pc
+        state.pointee.nativeExitCount += 1
+        return true
+    }
+
+    func isNativeExit(_ pc: UInt64) -> Bool {
+        for i in 0..<state.pointee.nativeExitCount where state.pointee.nativeExits[i] == pc { return true }
+        return false
+    }
+
+    func emitNativeExit(_ pc: UInt64) -> UInt64 {
+        guard let u = unit(near: pc, bytes: 64) else { return fail(.cacheFull, at: pc) }
+        guard state.pointee.fragmentCount < state.pointee.limits.maxFragments,
+              state.pointee.boundaryCount < state.pointee.limits.maxBoundaries
+        else { return fail(.tooManyFragments, at: pc) }
+        var a = assembler(unit: u)
+        let start = a.address
+        emitIndirectEntry(&a)
+        let body = a.address
+        let boundaryStart = state.pointee.boundaryCount
+        recordBoundary(cacheOffset: a.count, nativeOffset: 0)
+        a.jmp(to: pc)
+        if a.outOfReach { return fail(.outOfReach, at: pc) }
+        if a.overflowed { return fail(.cacheFull, at: pc) }
+        commit(unit: u, a)
+        let index = state.pointee.fragmentCount
+        state.pointee.fragments[index] = Fragment(
+            nativeStart: pc, nativeEnd: pc, cacheStart: start, cacheEnd: a.address, instructions: 0,
+            boundaryStart: UInt32(boundaryStart), boundaryCount: 1)
+        state.pointee.fragmentCount += 1
+        guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
         return body
     }
 
@@ -239,6 +281,12 @@ extension Translator {
                 target: context.load(fromByteOffset: Int(ContextField.indirectTarget), as: UInt64.self),
                 stub: -1, isSyscall: false)
         }
+        if reason == ContextField.iretExit {
+            // The frame's rip, at the application's rsp.
+            let sp = context.load(fromByteOffset: Int(ContextField.appRegister(.rsp)), as: UInt64.self)
+            let rip = UnsafePointer<UInt64>(bitPattern: UInt(sp))!.pointee
+            return CacheExit(target: rip, stub: -1, isSyscall: false, isIret: true)
+        }
         let stub = state.pointee.stubs[Int(reason)]
         return CacheExit(target: stub.target, stub: Int(reason), isSyscall: stub.isSyscall)
     }
@@ -262,4 +310,7 @@ public struct CacheExit {
     /// Link-stub index, or -1 for an indirect-branch miss.
     public var stub: Int
     public var isSyscall: Bool
+    /// An `iretq`: `target` is its frame's rip; the host returns through the frame
+    /// (`TranslatorState.iretRoutine`) after deciding where it goes.
+    public var isIret: Bool = false
 }

@@ -64,6 +64,8 @@ public enum ContextField {
 
     /// `exitReason` of an indirect branch that missed the lookup table.
     public static let indirectExit: UInt64 = 0xFFFF_FFFF
+    /// `exitReason` of an `iretq` (kernel): the frame is at the application's rsp.
+    public static let iretExit: UInt64 = 0xFFFF_FFFE
 
     @inline(__always) public static func appRegister(_ r: GPR) -> Int32 {
         appRegisters + Int32(r.rawValue) * 8

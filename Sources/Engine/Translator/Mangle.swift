@@ -52,6 +52,15 @@ extension Translator {
                 a.lea(.rsp, .at(.rsp, Int32(insn.imm & 0xFFFF)))
             }
             emitInlineLookup(&a)
+        case .iret:
+            // The host decides where the frame's return goes (kernel: back into
+            // the cache when it returns to kernel code).
+            a.mov(gs(ContextField.spillRAX), .rax)
+            a.mov(.rax, imm64: ContextField.iretExit)
+            a.jmp(gs(ContextField.fcacheReturn))
+        case .sysret, .sysexit:
+            // Back to user mode, natively; nothing follows in this block.
+            a.bytes(bytes)
         case .syscall where state.pointee.interceptedSyscallCount > 0:
             mangleSyscall(insn, bytes, &a, &exits)
         case .syscall, .int3, .interrupt, .int1, .hlt, .ud:

@@ -41,6 +41,9 @@ extension Translator {
         a.pop(.rcx)
         a.jmp(gs(ContextField.indirectLookup))
         a.align(16)
+        state.pointee.iretRoutine = a.address
+        a.iretq()
+        a.align(16)
         state.pointee.resume = a.address
         a.push(gs(ContextField.appFlags))
         a.popf()
@@ -91,7 +94,12 @@ extension Translator {
         a.mov(.rsp, gs(ContextField.dispatcherStack))
         a.pushf()
         a.pop(gs(ContextField.appFlags))
-        a.cld()  // the C ABI wants DF clear
+        if state.pointee.limits.maskInterruptsInDispatcher {
+            a.push(imm32: 2)  // IF, TF and DF clear (bit 1 is always set)
+            a.popf()
+        } else {
+            a.cld()  // the C ABI wants DF clear
+        }
         if state.pointee.limits.saveExtendedState {
             a.lea(.rsp, .at(.rsp, -(state.pointee.limits.extendedStateBytes + 64)))
             a.and(.rsp, imm32: -64)

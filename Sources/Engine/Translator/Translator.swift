@@ -132,6 +132,10 @@ public struct TranslatorLimits {
     public var maxTools: Int = 8
     /// Probe the lookup table inline at each indirect branch (uses BMI2 pext).
     public var inlineLookup: Bool = false
+    /// Clear IF and TF while the dispatcher and clean calls run (kernel: they use
+    /// per-CPU state that an interrupt handler on the same CPU must not see
+    /// half-written; the flags come back with the application's).
+    public var maskInterruptsInDispatcher: Bool = false
     /// Meta instructions all tools together may insert into one block.
     public var maxMetaPerBlock: Int = 512
     /// Wrapped functions, return sites of wrapped calls (a power of two), and
@@ -233,6 +237,12 @@ public struct TranslatorState {
     /// System call numbers the host wants to see (user mode: clone, exit...).
     public var interceptedSyscalls: InlineArray<8, UInt32> = InlineArray(repeating: 0)
     public var interceptedSyscallCount: Int = 0
+    /// Native addresses whose code runs natively (`addNativeExit`).
+    var nativeExits: InlineArray<8, UInt64> = InlineArray(repeating: 0)
+    var nativeExitCount: Int = 0
+    /// An `iretq` instruction: resuming here with the application state restored
+    /// returns through the frame at the application's rsp.
+    public var iretRoutine: UInt64 = 0
 }
 
 /// A handle on a TranslatorState in host memory.

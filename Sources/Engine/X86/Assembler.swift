@@ -232,6 +232,12 @@ public struct Assembler {
     public mutating func jmpShort(_ displacement: Int8) { byte(0xEB); byte(UInt8(bitPattern: displacement)) }
     public mutating func ret() { byte(0xC3) }
     public mutating func cld() { byte(0xFC) }
+    public mutating func iretq() { byte(0x48); byte(0xCF) }
+    public mutating func swapgs() { byte(0x0F); byte(0x01); byte(0xF8) }
+    /// test byte [m], imm8
+    public mutating func testByte(_ m: AsmMemory, imm8 v: UInt8) { regMem(0xF6, w: false, reg: 0, m, trailing: 1); byte(v) }
+    /// cmp qword [m], imm8 (sign-extended)
+
     public mutating func int3() { byte(0xCC) }
     public mutating func ud2() { byte(0x0F); byte(0x0B) }
 
