@@ -29,7 +29,8 @@ struct kdbt_context_area {
 } __aligned(64);
 static DEFINE_PER_CPU(struct kdbt_context_area, kdbt_context);
 
-#define KDBT_CODE_POOL_BYTES (8UL << 20)
+#define KDBT_SELFTEST_POOL_BYTES (8L << 20)
+#define KDBT_CODE_POOL_MAX (256L << 20)
 #define KDBT_DISPATCHER_STACK_BYTES (16UL << 10)
 #define KDBT_SORT_MAX 4096
 
@@ -38,6 +39,7 @@ static void *(*vmalloc_range)(unsigned long size, unsigned long align, unsigned 
 			      int node, const void *caller);
 static u8 *code_pool;
 static size_t code_pool_used;
+static size_t code_pool_bytes;
 static u8 *dispatcher_stack;
 static u32 *sort_buffer;
 
@@ -54,18 +56,49 @@ int kdbt_selftest_init(unsigned long (*lookup)(const char *name))
 /*
  * Executable memory in the module area: within rel32 reach of kernel and module
  * text, so copied branches and RIP-relative operands keep their encoding
- * (LINUX-ENTRY.md section 5). Allocated before the run: translation happens with
- * preemption off, where vmalloc may not sleep.
+ * (LINUX-ENTRY.md section 5). Allocated up front: translation happens with
+ * preemption or interrupts off, where vmalloc may not sleep. One pool at a time
+ * (the self-test and attach exclude each other).
  */
+long kdbt_host_code_pool_create(long bytes)
+{
+	if (code_pool || bytes <= 0 || bytes > KDBT_CODE_POOL_MAX)
+		return -EINVAL;
+	code_pool = vmalloc_range(bytes, PAGE_SIZE, MODULES_VADDR, MODULES_END, GFP_KERNEL, PAGE_KERNEL_EXEC,
+				  VM_FLUSH_RESET_PERMS, NUMA_NO_NODE, __builtin_return_address(0));
+	if (!code_pool)
+		return -ENOMEM;
+	code_pool_bytes = bytes;
+	code_pool_used = 0;
+	return 0;
+}
+
+void kdbt_host_code_pool_destroy(void)
+{
+	vfree(code_pool); /* VM_FLUSH_RESET_PERMS: permissions reset, TLB flushed */
+	code_pool = NULL;
+	code_pool_bytes = 0;
+}
+
+u64 kdbt_host_code_pool_base(void)
+{
+	return (u64)code_pool;
+}
+
+long kdbt_host_code_pool_bytes(void)
+{
+	return code_pool_bytes;
+}
+
 long kdbt_host_selftest_begin(void)
 {
-	code_pool = vmalloc_range(KDBT_CODE_POOL_BYTES, PAGE_SIZE, MODULES_VADDR, MODULES_END, GFP_KERNEL,
-				  PAGE_KERNEL_EXEC, VM_FLUSH_RESET_PERMS, NUMA_NO_NODE,
-				  __builtin_return_address(0));
+	long err = kdbt_host_code_pool_create(KDBT_SELFTEST_POOL_BYTES);
+
+	if (err)
+		return err;
 	dispatcher_stack = kzalloc(KDBT_DISPATCHER_STACK_BYTES, GFP_KERNEL);
 	sort_buffer = kmalloc_array(KDBT_SORT_MAX, sizeof(u32), GFP_KERNEL);
-	code_pool_used = 0;
-	if (!code_pool || !dispatcher_stack || !sort_buffer) {
+	if (!dispatcher_stack || !sort_buffer) {
 		kdbt_host_selftest_end();
 		return -ENOMEM;
 	}
@@ -74,10 +107,9 @@ long kdbt_host_selftest_begin(void)
 
 void kdbt_host_selftest_end(void)
 {
-	vfree(code_pool); /* VM_FLUSH_RESET_PERMS: permissions reset, TLB flushed */
+	kdbt_host_code_pool_destroy();
 	kfree(dispatcher_stack);
 	kfree(sort_buffer);
-	code_pool = NULL;
 	dispatcher_stack = NULL;
 	sort_buffer = NULL;
 }
@@ -88,7 +120,7 @@ void *kdbt_host_code_alloc(long bytes, u64 near)
 	void *p;
 
 	(void)near; /* the whole pool is within reach of all kernel text */
-	if (bytes <= 0 || !code_pool || aligned > KDBT_CODE_POOL_BYTES - code_pool_used)
+	if (bytes <= 0 || !code_pool || aligned > code_pool_bytes - code_pool_used)
 		return NULL;
 	p = code_pool + code_pool_used;
 	code_pool_used += aligned;
@@ -126,7 +158,12 @@ void *kdbt_host_this_cpu_context(void)
 	return this_cpu_ptr(&kdbt_context);
 }
 
-u64 kdbt_host_dispatcher_stack_top(void)
+void *kdbt_host_cpu_context(u32 cpu)
+{
+	return per_cpu_ptr(&kdbt_context, cpu);
+}
+
+u64 kdbt_host_selftest_stack_top(void)
 {
 	return (u64)dispatcher_stack + KDBT_DISPATCHER_STACK_BYTES;
 }

@@ -199,6 +199,9 @@ static int __init kdbt_init(void)
 	err = kdbt_selftest_init(lookup_name);
 	if (err)
 		return err;
+	err = kdbt_takeover_init(lookup_name);
+	if (err)
+		return err;
 	engine = kdbt_engine_create();
 	if (!engine)
 		return -ENOMEM;

@@ -16,6 +16,8 @@ public struct EngineState {
     /// One page for staging data between kernel and user memory; requests are
     /// serialized by the host, so one is enough.
     var scratch: UnsafeMutableRawPointer
+    /// The host's takeover state while attached.
+    var takeover: UnsafeMutableRawPointer?
 }
 
 /// Size of `EngineState.scratch`.
@@ -44,7 +46,7 @@ public struct Engine<Host: EngineHost> {
             host.freeArena(block)
             return nil
         }
-        state.initialize(to: EngineState(arena: arena, attached: false, ioctlCalls: 0, scratch: scratch))
+        state.initialize(to: EngineState(arena: arena, attached: false, ioctlCalls: 0, scratch: scratch, takeover: nil))
         // The arena copy inside the state must account for the state itself.
         state.pointee.arena = arena
         return Engine(host: host, state: UnsafeMutableRawPointer(state))
@@ -52,6 +54,10 @@ public struct Engine<Host: EngineHost> {
 
     /// Releases every arena. The Engine must not be used afterwards.
     public func destroy() {
+        if state.pointee.takeover != nil {  // unloading while attached: give the kernel back first
+            var request = DetachRequest()
+            _ = host.detach(&request, slot: &state.pointee.takeover)
+        }
         let block = state.pointee.arena.base
         state.deinitialize(count: 1)
         host.freeArena(block)
@@ -60,11 +66,13 @@ public struct Engine<Host: EngineHost> {
     /// A snapshot of the engine statistics that `status` reports.
     public var status: StatusReply {
         let s = state.pointee
-        return StatusReply(
+        var reply = StatusReply(
             state: s.attached ? .attached : .detached, cpus: host.onlineCPUs,
             ioctlCalls: s.ioctlCalls, arenaBytes: UInt64(s.arena.capacity),
             arenaUsed: UInt64(s.arena.used), liveAllocations: host.liveAllocations,
             liveBytes: host.liveBytes, loadedNanoseconds: host.nanosecondsSinceLoad)
+        host.takeoverSummary(s.takeover, into: &reply)
+        return reply
     }
 
     public var version: VersionReply {

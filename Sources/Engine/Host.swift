@@ -39,10 +39,29 @@ public protocol EngineHost {
     func translationSelfTest(_ request: inout SelfTestRequest) -> Int32
     /// Features beyond status and read-text that this host provides.
     var extraFeatures: FeatureBits { get }
+
+    /// Takes the kernel over (`slot` keeps the host's takeover state between
+    /// requests); fills `refusal` instead of failing when it must not attach.
+    func attach(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
+    /// Gives the kernel back; nothing to do when `slot` is nil.
+    func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
+    func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32
+    /// Translation totals while attached, for `status`.
+    func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply)
 }
 
 extension EngineHost {
     public var extraFeatures: FeatureBits { FeatureBits(rawValue: 0) }
+    public func attach(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        -Errno.EOPNOTSUPP
+    }
+    public func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        -Errno.EOPNOTSUPP
+    }
+    public func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32 {
+        -Errno.EOPNOTSUPP
+    }
+    public func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply) {}
 
     /// Hosts without built-in kernel workloads.
     public func translationSelfTest(_ request: inout SelfTestRequest) -> Int32 { -Errno.EOPNOTSUPP }

@@ -51,7 +51,31 @@ extension Engine {
             let bad = SelfTestRequest.validate(reader)
             if bad != 0 { return -bad }
             var request = SelfTestRequest(decoding: reader)
+            if state.pointee.takeover != nil { return -Errno.EBUSY }  // one code pool at a time
             let result = host.translationSelfTest(&request)
+            if result != 0 { return result }
+            request.encode(writer)
+        case .attach:
+            let bad = AttachRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = AttachRequest(decoding: reader)
+            let result = host.attach(&request, slot: &state.pointee.takeover)
+            if result != 0 { return result }
+            state.pointee.attached = state.pointee.takeover != nil
+            request.encode(writer)
+        case .detach:
+            let bad = DetachRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = DetachRequest()
+            let result = host.detach(&request, slot: &state.pointee.takeover)
+            if result != 0 { return result }
+            state.pointee.attached = state.pointee.takeover != nil
+            request.encode(writer)
+        case .cpuStats:
+            let bad = CPUStatsRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = CPUStatsRequest(decoding: reader)
+            let result = host.cpuStats(&request, takeover: state.pointee.takeover)
             if result != 0 { return result }
             request.encode(writer)
         }

@@ -52,6 +52,22 @@ public struct KdbtClient<Device: DeviceConnection> {
         }) { SelfTestRequest(decoding: $0) }
     }
 
+    public func attach(tools: UInt64) throws(DeviceError) -> AttachRequest {
+        try request(.attach, size: AttachRequest.sizeV1, encode: { AttachRequest(tools: tools).encode($0) }) {
+            AttachRequest(decoding: $0)
+        }
+    }
+
+    public func detach() throws(DeviceError) -> DetachRequest {
+        try request(.detach, size: DetachRequest.sizeV1) { DetachRequest(decoding: $0) }
+    }
+
+    public func cpuStats(cpu: UInt32) throws(DeviceError) -> CPUStatsRequest {
+        try request(.cpuStats, size: CPUStatsRequest.sizeV1, encode: { CPUStatsRequest(cpu: cpu).encode($0) }) {
+            CPUStatsRequest(decoding: $0)
+        }
+    }
+
     private func request<Reply>(
         _ command: KdbtCommand, size: Int, encode: (LayoutWriter) -> Void = { _ in },
         decode: (LayoutReader) -> Reply?

@@ -27,6 +27,7 @@ public func featureNames(_ f: FeatureBits) -> [String] {
     if f.contains(.status) { names.append("status") }
     if f.contains(.readText) { names.append("read-text") }
     if f.contains(.selfTest) { names.append("selftest") }
+    if f.contains(.attach) { names.append("attach") }
     let unknown = f.rawValue & ~FeatureBits.known.rawValue
     if unknown != 0 { names.append("unknown(0x\(String(unknown, radix: 16)))") }
     return names
@@ -60,11 +61,11 @@ public func renderVersion(cliVersion: String, module: VersionReply?, format: Out
     }
 }
 
-public func renderStatus(_ s: StatusReply, format: OutputFormat) -> String {
+public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format: OutputFormat) -> String {
     let state = s.state == .attached ? "attached" : "detached"
     switch format {
     case .text:
-        return """
+        var out = """
             state:              \(state)
             cpus:               \(s.cpus)
             ioctl calls:        \(s.ioctlCalls)
@@ -73,6 +74,21 @@ public func renderStatus(_ s: StatusReply, format: OutputFormat) -> String {
             loaded for:         \(formatDuration(nanoseconds: s.loadedNanoseconds))
 
             """
+        if s.state == .attached {
+            out += """
+                attached for:       \(formatDuration(nanoseconds: s.attachedNanoseconds))
+                blocks translated:  \(s.blocks)
+                code cache:         \(s.cacheBytes) bytes for \(s.nativeBytes) native bytes
+
+                """
+            out += "cpu     syscalls  interrupts(user)  interrupts(kernel)  exceptions   delayed  instructions  native-exits\n"
+            for c in cpus {
+                out += pad("\(c.cpu)", 3) + pad("\(c.syscalls)", 13) + pad("\(c.userInterrupts)", 18)
+                    + pad("\(c.kernelInterrupts)", 20) + pad("\(c.exceptions)", 12) + pad("\(c.delayed)", 10)
+                    + pad("\(c.instructions)", 14) + pad("\(c.nativeFallbacks)", 14) + "\n"
+            }
+        }
+        return out
     case .json:
         var json = JSONObject()
         json.add("state", .string(state))
@@ -83,8 +99,31 @@ public func renderStatus(_ s: StatusReply, format: OutputFormat) -> String {
         json.add("live_allocations", .uint(s.liveAllocations))
         json.add("live_bytes", .uint(s.liveBytes))
         json.add("loaded_ns", .uint(s.loadedNanoseconds))
+        if s.state == .attached {
+            json.add("attached_ns", .uint(s.attachedNanoseconds))
+            json.add("blocks", .uint(s.blocks))
+            json.add("cache_bytes", .uint(s.cacheBytes))
+            json.add("native_bytes", .uint(s.nativeBytes))
+            json.add("per_cpu", .array(cpus.map { c in
+                var o = JSONObject()
+                o.add("cpu", .int(Int64(c.cpu)))
+                o.add("syscalls", .uint(c.syscalls))
+                o.add("user_interrupts", .uint(c.userInterrupts))
+                o.add("kernel_interrupts", .uint(c.kernelInterrupts))
+                o.add("exceptions", .uint(c.exceptions))
+                o.add("delayed_interrupts", .uint(c.delayed))
+                o.add("instructions", .uint(c.instructions))
+                o.add("native_exits", .uint(c.nativeFallbacks))
+                return .object(o)
+            }))
+        }
         return json.value.serialized() + "\n"
     }
+}
+
+/// Right-aligns `s` in `width` columns.
+func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
 }
 
 public func formatDuration(nanoseconds: UInt64) -> String {

@@ -38,6 +38,9 @@ public enum KdbtCommand: UInt32, Sendable {
     case status = 2
     case readText = 3
     case selfTest = 4
+    case attach = 5
+    case detach = 6
+    case cpuStats = 7
 
     /// `_IOWR(0xDB, nr, <first layout>)`.
     @inlinable
@@ -55,6 +58,9 @@ public enum KdbtCommand: UInt32, Sendable {
         case .status: return StatusReply.sizeV1
         case .readText: return ReadTextRequest.sizeV1
         case .selfTest: return SelfTestRequest.sizeV1
+        case .attach: return AttachRequest.sizeV1
+        case .detach: return DetachRequest.sizeV1
+        case .cpuStats: return CPUStatsRequest.sizeV1
         }
     }
 

@@ -71,8 +71,11 @@ public struct FeatureBits: Equatable, Sendable {
     public static let readText = FeatureBits(rawValue: 1 << 1)
     /// Translation self-test on built-in kernel workloads (KDBT_IOC_SELFTEST).
     public static let selfTest = FeatureBits(rawValue: 1 << 2)
+    /// Kernel takeover: attach, detach, per-CPU statistics.
+    public static let attach = FeatureBits(rawValue: 1 << 3)
     /// Every bit this version defines.
-    public static let known = FeatureBits(rawValue: status.rawValue | readText.rawValue | selfTest.rawValue)
+    public static let known = FeatureBits(
+        rawValue: status.rawValue | readText.rawValue | selfTest.rawValue | attach.rawValue)
 
     @inlinable public func contains(_ other: FeatureBits) -> Bool {
         rawValue & other.rawValue == other.rawValue
@@ -94,7 +97,11 @@ public struct FeatureBits: Equatable, Sendable {
 ///    40  u64 live_allocations   out: the host's count of live allocations
 ///    48  u64 live_bytes         out: bytes in those allocations
 ///    56  u64 loaded_ns          out: time since the module loaded
-///    64  u64 reserved[4]        must be 0
+///    64  u64 blocks             out: blocks translated while attached
+///    72  u64 cache_bytes        out: code-cache bytes they take
+///    80  u64 native_bytes       out: native bytes they came from
+///    88  u64 attached_ns        out: time since attach (0 when detached)
+///        (64...95 must be 0 on input)
 public struct StatusReply: Equatable, Sendable {
     public static let sizeV1 = 96
 
@@ -111,6 +118,10 @@ public struct StatusReply: Equatable, Sendable {
     public var liveAllocations: UInt64
     public var liveBytes: UInt64
     public var loadedNanoseconds: UInt64
+    public var blocks: UInt64 = 0
+    public var cacheBytes: UInt64 = 0
+    public var nativeBytes: UInt64 = 0
+    public var attachedNanoseconds: UInt64 = 0
 
     public init(state: State, cpus: UInt32, ioctlCalls: UInt64, arenaBytes: UInt64,
                 arenaUsed: UInt64, liveAllocations: UInt64, liveBytes: UInt64,
@@ -139,8 +150,10 @@ public struct StatusReply: Equatable, Sendable {
         w.u64(40, liveAllocations)
         w.u64(48, liveBytes)
         w.u64(56, loadedNanoseconds)
-        var off = 64
-        while off < 96 { w.u64(off, 0); off += 8 }
+        w.u64(64, blocks)
+        w.u64(72, cacheBytes)
+        w.u64(80, nativeBytes)
+        w.u64(88, attachedNanoseconds)
     }
 
     /// nil when the module reports a state this CLI does not know.
@@ -154,6 +167,10 @@ public struct StatusReply: Equatable, Sendable {
         liveAllocations = r.u64(40)
         liveBytes = r.u64(48)
         loadedNanoseconds = r.u64(56)
+        blocks = r.u64(64)
+        cacheBytes = r.u64(72)
+        nativeBytes = r.u64(80)
+        attachedNanoseconds = r.u64(88)
     }
 }
 
@@ -317,5 +334,189 @@ public enum SelfTestWorkload: UInt32, Sendable {
         case .interpreter: return 2_000_000
         case .slab: return 20_000
         }
+    }
+}
+
+/// `KDBT_IOC_ATTACH`: every CPU's IDT and syscall entry point at kdbt's stubs; the
+/// kernel runs from the code cache until detach.
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u64 tools              in: ToolBits to enable
+///    16  u32 refusal            out: AttachRefusal (0: attached)
+///    20  u32 cpus               out: CPUs taken over
+///    24  u64 attach_ns          out: how long attaching took
+///    32  u64 blocks             out: blocks translated ahead (entry points)
+///    40  u64 reserved           must be 0
+public struct AttachRequest: Equatable, Sendable {
+    public static let sizeV1 = 48
+
+    public var tools: UInt64
+    public var refusal: UInt32 = 0
+    public var cpus: UInt32 = 0
+    public var attachNanoseconds: UInt64 = 0
+    public var blocks: UInt64 = 0
+
+    public init(tools: UInt64) { self.tools = tools }
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(40, 8) { return Errno.EINVAL }
+        if r.u64(8) & ~ToolBits.known != 0 { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u64(8, tools)
+        w.u32(16, refusal)
+        w.u32(20, cpus)
+        w.u64(24, attachNanoseconds)
+        w.u64(32, blocks)
+        w.u64(40, 0)
+    }
+
+    public init(decoding r: LayoutReader) {
+        tools = r.u64(8)
+        refusal = r.u32(16)
+        cpus = r.u32(20)
+        attachNanoseconds = r.u64(24)
+        blocks = r.u64(32)
+    }
+}
+
+/// Tools a request names, as bits.
+public enum ToolBits {
+    public static let inscount: UInt64 = 1 << 0
+    public static let null: UInt64 = 1 << 1
+    public static let known: UInt64 = inscount | null
+}
+
+/// Why attach refused (the module changed nothing).
+public enum AttachRefusal: UInt32, Sendable {
+    case none = 0
+    case alreadyAttached = 1
+    /// Page-table isolation is on: the entry code switches CR3 around the cache.
+    case pageTableIsolation = 2
+    /// The syscall entry MSR does not point at an entry_SYSCALL_64 that starts
+    /// with swapgs (another tool or hypervisor owns it).
+    case unexpectedSyscallEntry = 3
+    /// The IDT is not the kernel's 256-gate table.
+    case unexpectedIDT = 4
+    /// Out of memory for the cache, the tables or the stacks.
+    case outOfMemory = 5
+    /// A kernel entry point could not be translated.
+    case untranslatableEntry = 6
+
+    public var message: String {
+        switch self {
+        case .none: return "attached"
+        case .alreadyAttached: return "already attached; run `kdbt detach` first"
+        case .pageTableIsolation:
+            return "page-table isolation (PTI) is on, which kdbt does not support yet; boot with pti=off (or mitigations=off) to use kdbt"
+        case .unexpectedSyscallEntry:
+            return "the syscall entry point (MSR_LSTAR) is not the kernel's entry_SYSCALL_64; another tracer or a hypervisor owns it"
+        case .unexpectedIDT: return "the IDT is not the kernel's 256-entry table"
+        case .outOfMemory: return "not enough memory for the code cache and tables"
+        case .untranslatableEntry: return "a kernel entry point could not be translated (see the kernel log)"
+        }
+    }
+}
+
+/// `KDBT_IOC_DETACH`: the native IDT and syscall entry back on every CPU, the cache
+/// freed once no CPU is in it.
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u32 was_attached       out: 0 when there was nothing to detach
+///    12  u32 reserved0          must be 0
+///    16  u64 detach_ns          out
+///    24  u64 instructions       out: inscount's total when it ran
+///    32  u64 reserved           must be 0
+public struct DetachRequest: Equatable, Sendable {
+    public static let sizeV1 = 40
+
+    public var wasAttached: UInt32 = 0
+    public var detachNanoseconds: UInt64 = 0
+    public var instructions: UInt64 = 0
+
+    public init() {}
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(12, 4) || !r.isZero(32, 8) { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u32(8, wasAttached)
+        w.u32(12, 0)
+        w.u64(16, detachNanoseconds)
+        w.u64(24, instructions)
+        w.u64(32, 0)
+    }
+
+    public init(decoding r: LayoutReader) {
+        wasAttached = r.u32(8)
+        detachNanoseconds = r.u64(16)
+        instructions = r.u64(24)
+    }
+}
+
+/// `KDBT_IOC_CPU_STATS`: one CPU's counters while attached (zeros when detached).
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u32 cpu                in
+///    12  u32 attached           out: 1 while attached
+///    16  u64 syscalls           out: syscall entries
+///    24  u64 user_interrupts    out: interrupts and exceptions from user mode
+///    32  u64 kernel_interrupts  out: interrupts arriving in kernel mode
+///    40  u64 exceptions         out: exceptions raised in kernel mode
+///    48  u64 delayed            out: interrupts delayed to a native boundary
+///    56  u64 instructions       out: inscount on this CPU
+///    64  u64 native_fallbacks   out: exits to native code (translation failed)
+///    72  u64 reserved[2]        must be 0
+public struct CPUStatsRequest: Equatable, Sendable {
+    public static let sizeV1 = 88
+
+    public var cpu: UInt32
+    public var attached: UInt32 = 0
+    public var syscalls: UInt64 = 0
+    public var userInterrupts: UInt64 = 0
+    public var kernelInterrupts: UInt64 = 0
+    public var exceptions: UInt64 = 0
+    public var delayed: UInt64 = 0
+    public var instructions: UInt64 = 0
+    public var nativeFallbacks: UInt64 = 0
+
+    public init(cpu: UInt32) { self.cpu = cpu }
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(72, 16) { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u32(8, cpu)
+        w.u32(12, attached)
+        w.u64(16, syscalls)
+        w.u64(24, userInterrupts)
+        w.u64(32, kernelInterrupts)
+        w.u64(40, exceptions)
+        w.u64(48, delayed)
+        w.u64(56, instructions)
+        w.u64(64, nativeFallbacks)
+        w.u64(72, 0)
+        w.u64(80, 0)
+    }
+
+    public init(decoding r: LayoutReader) {
+        cpu = r.u32(8)
+        attached = r.u32(12)
+        syscalls = r.u64(16)
+        userInterrupts = r.u64(24)
+        kernelInterrupts = r.u64(32)
+        exceptions = r.u64(40)
+        delayed = r.u64(48)
+        instructions = r.u64(56)
+        nativeFallbacks = r.u64(64)
     }
 }

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import KdbtClient
+import Protocol
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +14,14 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var output: FormatOption
 
     func run() throws {
-        let status = try global.withClient { client, _ throws(DeviceError) in try client.status() }
-        CLIContext.current.write(renderStatus(status, format: output.format))
+        let (status, cpus) = try global.withClient { client, version throws(DeviceError) in
+            let status = try client.status()
+            var cpus: [CPUStatsRequest] = []
+            if status.state == .attached && version.reply.features.contains(.attach) {
+                for cpu in 0..<version.reply.cpus { cpus.append(try client.cpuStats(cpu: cpu)) }
+            }
+            return (status, cpus)
+        }
+        CLIContext.current.write(renderStatus(status, cpus: cpus, format: output.format))
     }
 }

@@ -70,9 +70,12 @@ struct AssemblerTests {
             a.testByte(.at(.rsp, 16), imm8: 3)          // test byte ptr [rsp+16], 3
             a.testByte(.gs(0x1234), imm8: 3)            // test byte ptr gs:[0x1234], 3
             a.cmp(.gs(0x40), imm8: 0)                   // cmp qword ptr gs:[0x40], 0
+            a.sub(.rax, .rcx)                           // sub rax, rcx
+            a.cmp(.rax, .r9)                            // cmp rax, r9
         }
         #expect(!a.failed)
-        #expect(bytes == hex("48cf" + "0f01f8" + "f644241003" + "65f6042534120000" + "03" + "6548833c254000000000"))
+        #expect(bytes == hex("48cf" + "0f01f8" + "f644241003" + "65f6042534120000" + "03" + "6548833c254000000000"
+                             + "4829c8" + "4c39c8"))
     }
 
     @Test("flag-free lookup helpers match GNU as")

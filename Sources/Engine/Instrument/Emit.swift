@@ -45,6 +45,19 @@ extension Translator {
         }
     }
 
+    /// Meta instructions of positions `from...through` emitted later, at a point
+    /// where the arithmetic flags may be live: flag-writing adds become
+    /// flag-preserving ones.
+    func emitDeferredMeta(_ block: InstrumentedBlock, from: Int, through: Int, appPC: UInt64, _ a: inout Assembler) {
+        for m in 0..<block.metaCount where block.meta[m].before >= from && block.meta[m].before <= through {
+            if case .add(let memory, let value) = block.meta[m].instruction {
+                emit(.addPreservingFlags(memory, value), appPC: appPC, &a)
+            } else {
+                emit(block.meta[m].instruction, appPC: appPC, &a)
+            }
+        }
+    }
+
     func emit(_ instruction: MetaInstruction, appPC: UInt64, _ a: inout Assembler) {
         switch instruction {
         case .add(let m, let v):

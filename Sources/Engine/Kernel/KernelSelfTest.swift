@@ -26,8 +26,8 @@ func kdbt_host_context_gs_offset() -> Int
 func kdbt_host_context_bytes() -> Int
 @_extern(c, "kdbt_host_this_cpu_context")
 func kdbt_host_this_cpu_context() -> UnsafeMutableRawPointer
-@_extern(c, "kdbt_host_dispatcher_stack_top")
-func kdbt_host_dispatcher_stack_top() -> UInt64
+@_extern(c, "kdbt_host_selftest_stack_top")
+func kdbt_host_selftest_stack_top() -> UInt64
 @_extern(c, "kdbt_host_preempt_disable")
 func kdbt_host_preempt_disable()
 @_extern(c, "kdbt_host_preempt_enable")
@@ -54,7 +54,6 @@ private let kernelSelfTestDispatch: @convention(c) (UnsafeMutableRawPointer) -> 
 }
 
 extension KernelHost {
-    var extraFeatures: FeatureBits { .selfTest }
 
     /// Sizes for the self-test: one workload's worth of code.
     static var selfTestLimits: TranslatorLimits {
@@ -100,7 +99,7 @@ extension KernelHost {
         request.cpu = kdbt_host_cpu()
         let context = kdbt_host_this_cpu_context()
         translator.initializeContext(
-            context, dispatcherStackTop: kdbt_host_dispatcher_stack_top(),
+            context, dispatcherStackTop: kdbt_host_selftest_stack_top(),
             dispatch: UInt64(UInt(bitPattern: unsafeBitCast(kernelSelfTestDispatch, to: UnsafeRawPointer.self))),
             sentinel: selfTestSentinel)
         context.storeBytes(of: UInt64(workload), toByteOffset: Int(ContextField.appRegister(.rdi)), as: UInt64.self)

@@ -90,13 +90,35 @@ extension Translator {
             return fail(.tooManyFragments, at: pc)
         }
 
+        // swapgs (kernel): translated code always runs with the kernel's GS base,
+        // because its spills and counters live there. An unpaired swapgs (entry
+        // paths switching to the kernel's GS, which the entry stub already did) is
+        // dropped; a pair in one block (`swapgs; rdgsbase; swapgs`, under
+        // disabled interrupts) is copied as it is, and instrumentation meant for
+        // positions between the two moves after the second.
+        var swappedUntil = -1
+        var deferredFrom = -1
         for i in 0..<count {
             let insn = instructions[i]
             let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
             recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
             if block.metaCount > 0 {
-                emitMeta(block, before: i, appPC: insn.address, &a)
-                recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
+                if i <= swappedUntil {
+                    if deferredFrom < 0 { deferredFrom = i }
+                } else {
+                    if deferredFrom >= 0 {
+                        emitDeferredMeta(block, from: deferredFrom, through: i - 1, appPC: insn.address, &a)
+                        deferredFrom = -1
+                    }
+                    emitMeta(block, before: i, appPC: insn.address, &a)
+                    recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
+                }
+            }
+            if insn.mnemonic == .swapgs && i > swappedUntil {
+                var closing = i + 1
+                while closing < count && instructions[closing].mnemonic != .swapgs { closing += 1 }
+                if closing == count { continue }  // unpaired: dropped
+                swappedUntil = closing
             }
             if i == count - 1 && insn.controlFlow != .none {
                 if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
@@ -105,6 +127,7 @@ extension Translator {
                 if error != .none { return fail(error, at: insn.address) }
             }
         }
+        if deferredFrom >= 0 { emitDeferredMeta(block, from: deferredFrom, through: count - 1, appPC: nativeEnd, &a) }
         if block.overflowed { return fail(.cacheFull, at: pc) }
         if (last.controlFlow == .none || falls(through: last.controlFlow)) && exits.count == 0 {
             // The block was cut (length limit, undecodable next) or ends in an
@@ -117,6 +140,7 @@ extension Translator {
         commit(unit: u, a)
 
         let index = state.pointee.fragmentCount
+        if index > 0 && start < state.pointee.fragments[index - 1].cacheStart { state.pointee.fragmentsSorted = false }
         state.pointee.fragments[index] = Fragment(
             nativeStart: pc, nativeEnd: nativeEnd, cacheStart: start, cacheEnd: a.address,
             instructions: UInt32(count), boundaryStart: UInt32(boundaryStart),
@@ -130,17 +154,22 @@ extension Translator {
     }
 
     /// Code the host wants run natively (kernel: the return-to-user tails, whose
-    /// faults the kernel recognises by their exact native address): its fragment
-    /// is a jump to it. The jump itself is a native boundary of `pc`.
-    public func addNativeExit(_ pc: UInt64) -> Bool {
-        guard state.pointee.nativeExitCount < 8, state.pointee.fragmentCount == 0 else { return false }
-        state.pointee.nativeExits[state.pointee.nativeExitCount] = pc
+    /// faults the kernel recognises by their exact native addresses, and kdbt's own
+    /// text): a fragment for an address in [start, end) is a jump to it, and blocks
+    /// stop before such an address. The jump itself is a native boundary.
+    public func addNativeExit(_ start: UInt64, end: UInt64) -> Bool {
+        guard state.pointee.nativeExitCount < 8, state.pointee.fragmentCount == 0, start < end else { return false }
+        state.pointee.nativeExitStart[state.pointee.nativeExitCount] = start
+        state.pointee.nativeExitEnd[state.pointee.nativeExitCount] = end
         state.pointee.nativeExitCount += 1
         return true
     }
 
     func isNativeExit(_ pc: UInt64) -> Bool {
-        for i in 0..<state.pointee.nativeExitCount where state.pointee.nativeExits[i] == pc { return true }
+        for i in 0..<state.pointee.nativeExitCount
+        where pc >= state.pointee.nativeExitStart[i] && pc < state.pointee.nativeExitEnd[i] {
+            return true
+        }
         return false
     }
 
@@ -160,6 +189,7 @@ extension Translator {
         if a.overflowed { return fail(.cacheFull, at: pc) }
         commit(unit: u, a)
         let index = state.pointee.fragmentCount
+        if index > 0 && start < state.pointee.fragments[index - 1].cacheStart { state.pointee.fragmentsSorted = false }
         state.pointee.fragments[index] = Fragment(
             nativeStart: pc, nativeEnd: pc, cacheStart: start, cacheEnd: a.address, instructions: 0,
             boundaryStart: UInt32(boundaryStart), boundaryCount: 1)
@@ -251,6 +281,23 @@ extension Translator {
         stub.linked = true
         state.pointee.stubs[index] = stub
         state.pointee.stats.links += 1
+    }
+
+    /// Every linked branch back to its stub and every lookup entry removed: from
+    /// now on each fragment exit and indirect branch reaches the dispatcher (the
+    /// kernel host's detach). Aligned 4- and 8-byte stores: code running
+    /// concurrently sees the old or the new target.
+    public func unlinkAll() {
+        for i in 0..<state.pointee.stubCount where state.pointee.stubs[i].linked {
+            let stub = state.pointee.stubs[i]
+            if let rel = Assembler.rel32(from: stub.branchField + 4, to: stub.stub) {
+                UnsafeMutableRawPointer(bitPattern: UInt(stub.branchField))!.storeBytes(of: UInt32(bitPattern: rel), as: UInt32.self)
+                state.pointee.stubs[i].linked = false
+            }
+        }
+        let slots = state.pointee.limits.lookupEntries + TranslatorLimits.lookupTail
+        for i in 0..<slots { state.pointee.lookup[2 * i] = 0 }
+        state.pointee.lookupUsed = 0
     }
 
     /// The dispatcher for hosts without policy of their own: continue at the exit's

@@ -57,6 +57,20 @@ public enum ContextField {
     public static let pendingMask: Int32 = 0x1A0
     public static let pendingInfo: Int32 = 0x1A8
     public static let pendingInfoBytes: Int = 128
+    /// Kernel host: its takeover state, and the per-CPU fields its entry stubs and
+    /// trap handler share (Kernel/KernelTakeover.swift).
+    public static let hostState: Int32 = 0x160
+    public static let interruptTarget: Int32 = 0x228
+    public static let trapAction: Int32 = 0x230
+    public static let switchStack: Int32 = 0x238
+    public static let stepping: Int32 = 0x240
+    public static let syscallEntries: Int32 = 0x248
+    public static let userInterrupts: Int32 = 0x250
+    public static let kernelInterrupts: Int32 = 0x258
+    public static let kernelExceptions: Int32 = 0x260
+    public static let delayedInterrupts: Int32 = 0x268
+    public static let nativeFallbacks: Int32 = 0x270
+    public static let untranslatedFaults: Int32 = 0x278
     /// Per-context storage for tools (inline counters and the like).
     public static let toolStorage: Int32 = 0x300
     public static let toolStorageBytes: Int32 = 0x100

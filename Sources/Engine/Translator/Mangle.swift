@@ -64,8 +64,11 @@ extension Translator {
         case .syscall where state.pointee.interceptedSyscallCount > 0:
             mangleSyscall(insn, bytes, &a, &exits)
         case .syscall, .int3, .interrupt, .int1, .hlt, .ud:
-            // Executed as they are; the block's fall-through exit follows.
+            // Executed as they are; the block's fall-through exit follows. Right
+            // after one, the state is the native state after it: what an interrupt
+            // waking `hlt`, or the trap of `int3`, sees.
             a.bytes(bytes)
+            recordBoundary(cacheOffset: a.count, nativeOffset: insn.nextAddress - state.pointee.blockStart)
         default:
             return failMangle(.unsupportedInstruction)
         }

@@ -230,6 +230,9 @@ public struct TranslatorState {
     /// nextCachePC: how a new thread enters the cache.
     public var resume: UInt64 = 0
     public var stats = TranslatorStats()
+    /// Fragments were appended in increasing cache address (one code pool, filled
+    /// in order): `fragment(containing:)` can search instead of scan.
+    var fragmentsSorted = true
     public var lastError: TranslateError = .none
     public var lastErrorPC: UInt64 = 0
     /// Native address of the block being emitted (for boundary entries).
@@ -238,7 +241,8 @@ public struct TranslatorState {
     public var interceptedSyscalls: InlineArray<8, UInt32> = InlineArray(repeating: 0)
     public var interceptedSyscallCount: Int = 0
     /// Native addresses whose code runs natively (`addNativeExit`).
-    var nativeExits: InlineArray<8, UInt64> = InlineArray(repeating: 0)
+    var nativeExitStart: InlineArray<8, UInt64> = InlineArray(repeating: 0)
+    var nativeExitEnd: InlineArray<8, UInt64> = InlineArray(repeating: 0)
     var nativeExitCount: Int = 0
     /// An `iretq` instruction: resuming here with the application state restored
     /// returns through the frame at the application's rsp.
@@ -342,6 +346,18 @@ public struct Translator {
     /// The fragment whose code contains cache address `pc`, or -1. Newest first:
     /// recently translated code is the likeliest place to be.
     public func fragment(containing pc: UInt64) -> Int {
+        if state.pointee.fragmentsSorted {
+            // Largest i with cacheStart <= pc.
+            var lo = 0
+            var hi = state.pointee.fragmentCount
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if state.pointee.fragments[mid].cacheStart <= pc { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo > 0 else { return -1 }
+            let f = state.pointee.fragments[lo - 1]
+            return pc < f.cacheEnd ? lo - 1 : -1
+        }
         var i = state.pointee.fragmentCount - 1
         while i >= 0 {
             let f = state.pointee.fragments[i]
@@ -433,7 +449,10 @@ public struct Translator {
     /// A unit with `bytes` free within rel32 reach of `pc` (a new one if needed).
     func unit(near pc: UInt64, bytes: Int) -> Int? {
         let reach: UInt64 = 1 << 30
-        for i in 0..<state.pointee.unitCount {
+        // Newest first: code goes out in increasing address within a pool.
+        var i = state.pointee.unitCount
+        while i > 0 {
+            i -= 1
             let u = state.pointee.units[i]
             let distance = u.address > pc ? u.address - pc : pc - u.address
             if distance < reach && u.free >= bytes { return i }

@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// Kernel takeover (DESIGN.md, execution model). Attach points every CPU's IDT (a
+// copy of the native gates with new offsets, same IST and DPL) and syscall entry
+// MSR at stubs emitted into the code cache; the kernel then runs translated until
+// it returns to user mode through its native exit tails.
+//
+// Entries:
+//   syscall        swapgs; count; jump to entry_SYSCALL_64's translation (whose own
+//                  swapgs the translator drops: translated code always has the
+//                  kernel's GS, where its spills and counters live).
+//   from user      swapgs; count; jump to the vector's handler translation.
+//   from kernel    the trap handler (Swift, interrupts off) looks at the interrupted
+//                  PC: native code is delivered to as it is (an interrupt pulls that
+//                  code into the cache when its iret returns); a cache PC at a
+//                  native instruction boundary becomes that native PC, so handlers
+//                  see the native state; a cache PC inside instrumentation or
+//                  mangling delays an interrupt: the frame goes back with IF clear
+//                  and TF set, and the #DB stub delivers the interrupt, with a frame
+//                  built as the CPU builds it, at the first native boundary.
+//   exceptions     raised in kernel mode outside the cache (native tails, which may
+//                  run with the user's GS) go straight to the native handler.
+// Returns: a translated kernel-bound iretq goes back into the cache (the frame's
+// rip becomes its translation); user-bound returns run natively.
+// kdbt's own module text is never translated (it manages the cache).
+//
+// Detach: a detaching flag makes every exit and delivery native, links and the
+// lookup table are cleared, and the native IDT and MSR go back on each CPU by an
+// IPI that arrives through our IDT: when it runs on a CPU, that CPU has left the
+// cache. Then the cache is freed.
+
+#if hasFeature(Embedded)
+
+#if canImport(Protocol)
+import Protocol
+#endif
+
+@_extern(c, "kdbt_host_symbol")
+func kdbt_host_symbol(_ name: UnsafePointer<UInt8>) -> UInt64
+@_extern(c, "kdbt_host_pti_enabled")
+func kdbt_host_pti_enabled() -> Int32
+@_extern(c, "kdbt_host_module_text_start")
+func kdbt_host_module_text_start() -> UInt64
+@_extern(c, "kdbt_host_module_text_end")
+func kdbt_host_module_text_end() -> UInt64
+@_extern(c, "kdbt_host_idt_copy")
+func kdbt_host_idt_copy() -> UnsafeMutableRawPointer?
+@_extern(c, "kdbt_host_read_lstar")
+func kdbt_host_read_lstar() -> UInt64
+@_extern(c, "kdbt_host_dispatcher_stacks_create")
+func kdbt_host_dispatcher_stacks_create() -> Int
+@_extern(c, "kdbt_host_dispatcher_stack_top")
+func kdbt_host_dispatcher_stack_top(_ cpu: UInt32) -> UInt64
+@_extern(c, "kdbt_host_cpu_possible")
+func kdbt_host_cpu_possible(_ cpu: UInt32) -> Int32
+@_extern(c, "kdbt_host_cpu_ids")
+func kdbt_host_cpu_ids() -> UInt32
+@_extern(c, "kdbt_host_cpu_context")
+func kdbt_host_cpu_context(_ cpu: UInt32) -> UnsafeMutableRawPointer
+@_extern(c, "kdbt_host_load_takeover")
+func kdbt_host_load_takeover(_ syscallStub: UInt64)
+@_extern(c, "kdbt_host_load_native")
+func kdbt_host_load_native()
+@_extern(c, "kdbt_host_takeover_free")
+func kdbt_host_takeover_free()
+@_extern(c, "kdbt_host_translator_lock")
+func kdbt_host_translator_lock()
+@_extern(c, "kdbt_host_translator_unlock")
+func kdbt_host_translator_unlock()
+@_extern(c, "kdbt_host_clear_dr6")
+func kdbt_host_clear_dr6()
+@_extern(c, "kdbt_host_ktime_ns")
+func kdbt_host_ktime_ns() -> UInt64
+@_extern(c, "kdbt_host_code_pool_create")
+func kdbt_host_code_pool_create(_ bytes: Int) -> Int
+@_extern(c, "kdbt_host_code_pool_base")
+func kdbt_host_code_pool_base() -> UInt64
+@_extern(c, "kdbt_host_code_pool_bytes")
+func kdbt_host_code_pool_bytes() -> Int
+
+/// What attach set up; in the attach arena, reached from every CPU's context.
+struct TakeoverState {
+    var translator: UnsafeMutablePointer<TranslatorState>
+    var arena: UnsafeMutableRawPointer
+    var detaching: UInt64
+    var poolStart: UInt64
+    var poolBytes: UInt64
+    var attachedAt: UInt64
+    var insCountOffset: Int32
+    /// Native IDT targets and their translations, by vector (0: not taken over).
+    var nativeHandler: UnsafeMutablePointer<UInt64>
+    var cacheHandler: UnsafeMutablePointer<UInt64>
+    /// Our stub for each taken-over vector.
+    var stubAddress: UnsafeMutablePointer<UInt64>
+}
+
+/// RFLAGS bits the trap handler changes.
+private let flagTF: UInt64 = 1 << 8
+private let flagIF: UInt64 = 1 << 9
+
+/// Vectors whose exceptions push an error code.
+@inline(__always) func hasErrorCode(_ v: UInt64) -> Bool {
+    switch v {
+    case 8, 10, 11, 12, 13, 14, 17, 21, 29, 30: return true
+    default: return false
+    }
+}
+
+extension KernelHost {
+    var extraFeatures: FeatureBits { FeatureBits.selfTest.union(.attach) }
+
+    static var takeoverLimits: TranslatorLimits {
+        var limits = TranslatorLimits()
+        limits.maxUnits = 48
+        limits.unitBytes = 1 << 20
+        limits.maxFragments = 1 << 17
+        limits.maxStubs = 1 << 18
+        limits.maxBoundaries = 1 << 22
+        limits.lookupEntries = 1 << 17
+        limits.inlineLookup = kdbt_host_has_bmi2() != 0
+        limits.saveExtendedState = false
+        limits.maskInterruptsInDispatcher = true
+        return limits
+    }
+
+    func attach(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        let started = kdbt_host_ktime_ns()
+        guard slot.pointee == nil else { request.refusal = AttachRefusal.alreadyAttached.rawValue; return 0 }
+        if kdbt_host_pti_enabled() != 0 { request.refusal = AttachRefusal.pageTableIsolation.rawValue; return 0 }
+        let refusal = setUp(&request, slot: slot)
+        if refusal != .none {
+            request.refusal = refusal.rawValue
+            return 0
+        }
+        request.attachNanoseconds = kdbt_host_ktime_ns() &- started
+        return 0
+    }
+
+    private func setUp(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> AttachRefusal {
+        let lstar = kdbt_host_read_lstar()
+        let entrySyscall = symbol("entry_SYSCALL_64")
+        let sysretTail = symbol("entry_SYSRETQ_unsafe_stack")
+        let iretTail = symbol("swapgs_restore_regs_and_return_to_usermode")
+        guard lstar != 0, lstar == entrySyscall, sysretTail != 0, iretTail != 0 else { return .unexpectedSyscallEntry }
+        var first: InlineArray<3, UInt8> = InlineArray(repeating: 0)
+        guard kdbt_host_read_code(&first, lstar, 3) == 3, first[0] == 0x0F, first[1] == 0x01, first[2] == 0xF8
+        else { return .unexpectedSyscallEntry }
+
+        let limits = KernelHost.takeoverLimits
+        guard kdbt_host_code_pool_create(limits.maxUnits * limits.unitBytes + (2 << 20)) == 0 else { return .outOfMemory }
+        guard let idt = kdbt_host_idt_copy() else { kdbt_host_takeover_free(); return .unexpectedIDT }
+        let arenaBytes = limits.arenaBytes + MemoryLayout<TakeoverState>.stride + 3 * 256 * 8 + 256
+        guard kdbt_host_dispatcher_stacks_create() == 0, let block = allocateArena(bytes: arenaBytes) else {
+            kdbt_host_takeover_free()
+            return .outOfMemory
+        }
+        var arena = Arena(base: block, capacity: arenaBytes)
+        let functions = TranslatorHostFunctions(
+            allocateCode: { bytes, near in kdbt_host_code_alloc(bytes, near) },
+            readCode: { destination, address, count in kdbt_host_read_code(destination, address, count) },
+            lock: { kdbt_host_translator_lock() }, unlock: { kdbt_host_translator_unlock() })
+        guard let ts = arena.allocate(TakeoverState.self),
+              let native = arena.allocate(bytes: 256 * 8, alignment: 8),
+              let cache = arena.allocate(bytes: 256 * 8, alignment: 8),
+              let stubTable = arena.allocate(bytes: 256 * 8, alignment: 8),
+              let t = Translator.create(in: &arena, host: functions, limits: limits,
+                                        contextGSOffset: Int32(kdbt_host_context_gs_offset()))
+        else {
+            freeArena(block)
+            kdbt_host_takeover_free()
+            return .outOfMemory
+        }
+        var insCountOffset: Int32 = -1
+        if request.tools & ToolBits.null != 0 { _ = t.register(NullTool.registration, storageBytes: 0) }
+        if request.tools & ToolBits.inscount != 0,
+           t.register(InsCount.registration(statistics: nil), storageBytes: InsCount.storageBytes) {
+            insCountOffset = t.storageOffset(ofTool: t.state.pointee.toolCount - 1) + InsCount.counterOffset
+        }
+        // Native: the return-to-user tails (their faults are recognised by their
+        // native addresses, and they switch to the user's GS), and kdbt itself.
+        _ = t.addNativeExit(sysretTail, end: sysretTail &+ 1)
+        _ = t.addNativeExit(iretTail, end: iretTail &+ 1)
+        _ = t.addNativeExit(kdbt_host_module_text_start(), end: kdbt_host_module_text_end())
+
+        let nativeHandler = native.bindMemory(to: UInt64.self, capacity: 256)
+        let cacheHandler = cache.bindMemory(to: UInt64.self, capacity: 256)
+        let stubAddress = stubTable.bindMemory(to: UInt64.self, capacity: 256)
+        nativeHandler.initialize(repeating: 0, count: 256)
+        cacheHandler.initialize(repeating: 0, count: 256)
+        stubAddress.initialize(repeating: 0, count: 256)
+        ts.initialize(to: TakeoverState(
+            translator: t.state, arena: block, detaching: 0, poolStart: kdbt_host_code_pool_base(),
+            poolBytes: UInt64(kdbt_host_code_pool_bytes()), attachedAt: 0, insCountOffset: insCountOffset,
+            nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress))
+
+        // Every CPU's context: this translator, its dispatcher stack, our state.
+        var cpu: UInt32 = 0
+        while cpu < kdbt_host_cpu_ids() {
+            if kdbt_host_cpu_possible(cpu) != 0 {
+                let context = kdbt_host_cpu_context(cpu)
+                t.initializeContext(context, dispatcherStackTop: kdbt_host_dispatcher_stack_top(cpu),
+                                    dispatch: UInt64(UInt(bitPattern: unsafeBitCast(kernelDispatch, to: UnsafeRawPointer.self))),
+                                    sentinel: 0)
+                context.storeBytes(of: UInt64(UInt(bitPattern: ts)), toByteOffset: Int(ContextField.hostState),
+                                   as: UInt64.self)
+            }
+            cpu += 1
+        }
+
+        // Entry points translated ahead, so the stubs can jump straight in.
+        let syscallCache = t.translate(lstar)
+        guard syscallCache != 0 else { return abandon(ts, block) }
+        var v = 0
+        while v < 256 {
+            let gate = idt + 16 * v
+            if let handler = Gate.target(gate), Gate.takenOver(gate, vector: v) {
+                nativeHandler[v] = handler
+                cacheHandler[v] = t.translate(handler)  // 0: deliver natively
+            }
+            v += 1
+        }
+        guard let syscallStub = emitEntryStubs(t, ts, syscallEntry: syscallCache) else { return abandon(ts, block) }
+        v = 0
+        while v < 256 {
+            if nativeHandler[v] != 0 { Gate.setTarget(idt + 16 * v, stubAddress[v]) }
+            v += 1
+        }
+        ts.pointee.attachedAt = kdbt_host_ktime_ns()
+        request.blocks = t.state.pointee.stats.blocks
+        request.cpus = onlineCPUs
+        slot.pointee = UnsafeMutableRawPointer(ts)
+        kdbt_host_load_takeover(syscallStub)
+        return .none
+    }
+
+    private func abandon(_ ts: UnsafeMutablePointer<TakeoverState>, _ block: UnsafeMutableRawPointer) -> AttachRefusal {
+        freeArena(block)
+        kdbt_host_takeover_free()
+        return .untranslatableEntry
+    }
+
+    func symbol(_ name: StaticString) -> UInt64 { kdbt_host_symbol(name.utf8Start) }
+
+    func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        guard let raw = slot.pointee else { return 0 }
+        let started = kdbt_host_ktime_ns()
+        let ts = raw.assumingMemoryBound(to: TakeoverState.self)
+        let t = Translator(state: ts.pointee.translator)
+        request.instructions = totalInstructions(ts)
+        // From now on every exit and delivery is native; then nothing leads back in.
+        kdbt_host_translator_lock()
+        ts.pointee.detaching = 1
+        t.unlinkAll()
+        kdbt_host_translator_unlock()
+        kdbt_host_load_native()
+        freeArena(ts.pointee.arena)
+        kdbt_host_takeover_free()
+        slot.pointee = nil
+        request.wasAttached = 1
+        request.detachNanoseconds = kdbt_host_ktime_ns() &- started
+        return 0
+    }
+
+    func totalInstructions(_ ts: UnsafeMutablePointer<TakeoverState>) -> UInt64 {
+        guard ts.pointee.insCountOffset >= 0 else { return 0 }
+        var total: UInt64 = 0
+        var cpu: UInt32 = 0
+        while cpu < kdbt_host_cpu_ids() {
+            if kdbt_host_cpu_possible(cpu) != 0 {
+                total &+= kdbt_host_cpu_context(cpu).load(fromByteOffset: Int(ts.pointee.insCountOffset), as: UInt64.self)
+            }
+            cpu += 1
+        }
+        return total
+    }
+
+    func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32 {
+        guard request.cpu < kdbt_host_cpu_ids(), kdbt_host_cpu_possible(request.cpu) != 0 else { return -Errno.EINVAL }
+        guard let raw = takeover else { return 0 }
+        let ts = raw.assumingMemoryBound(to: TakeoverState.self)
+        let c = kdbt_host_cpu_context(request.cpu)
+        func word(_ field: Int32) -> UInt64 { c.load(fromByteOffset: Int(field), as: UInt64.self) }
+        request.attached = 1
+        request.syscalls = word(ContextField.syscallEntries)
+        request.userInterrupts = word(ContextField.userInterrupts)
+        request.kernelInterrupts = word(ContextField.kernelInterrupts)
+        request.exceptions = word(ContextField.kernelExceptions)
+        request.delayed = word(ContextField.delayedInterrupts)
+        request.nativeFallbacks = word(ContextField.nativeFallbacks)
+        if ts.pointee.insCountOffset >= 0 { request.instructions = word(ts.pointee.insCountOffset) }
+        return 0
+    }
+
+    func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply) {
+        guard let raw = takeover else { return }
+        let ts = raw.assumingMemoryBound(to: TakeoverState.self)
+        let s = ts.pointee.translator.pointee.stats
+        reply.blocks = s.blocks
+        reply.cacheBytes = s.cacheBytes
+        reply.nativeBytes = s.nativeBytes
+        reply.attachedNanoseconds = kdbt_host_ktime_ns() &- ts.pointee.attachedAt
+    }
+}
+
+/// IDT gate fields (desc_defs.h: offset 0:15, selector, ist/type/dpl/p, offset
+/// 16:31, offset 32:63, reserved).
+enum Gate {
+    static func target(_ gate: UnsafeMutableRawPointer) -> UInt64? {
+        let bits = gate.load(fromByteOffset: 4, as: UInt16.self)
+        guard bits & 0x8000 != 0 else { return nil }  // present
+        let low = UInt64(gate.load(fromByteOffset: 0, as: UInt16.self))
+        let mid = UInt64(gate.load(fromByteOffset: 6, as: UInt16.self))
+        let high = UInt64(gate.load(fromByteOffset: 8, as: UInt32.self))
+        return low | mid << 16 | high << 32
+    }
+
+    /// Interrupt gates on the ordinary stack, and #DB (stepping). NMI, #DF, #MC and
+    /// #VC (IST stacks with nesting protocols of their own) stay native.
+    static func takenOver(_ gate: UnsafeMutableRawPointer, vector: Int) -> Bool {
+        let bits = gate.load(fromByteOffset: 4, as: UInt16.self)
+        let ist = bits & 7
+        let type = (bits >> 8) & 0xF
+        guard type == 0xE else { return false }
+        return ist == 0 || vector == 1
+    }
+
+    static func setTarget(_ gate: UnsafeMutableRawPointer, _ target: UInt64) {
+        gate.storeBytes(of: UInt16(truncatingIfNeeded: target), toByteOffset: 0, as: UInt16.self)
+        gate.storeBytes(of: UInt16(truncatingIfNeeded: target >> 16), toByteOffset: 6, as: UInt16.self)
+        gate.storeBytes(of: UInt32(truncatingIfNeeded: target >> 32), toByteOffset: 8, as: UInt32.self)
+    }
+}
+
+extension KernelHost {
+    /// The syscall stub (its address is returned), the trap entry, and one stub per
+    /// taken-over vector (addresses in `stubAddress`).
+    func emitEntryStubs(_ t: Translator, _ ts: UnsafeMutablePointer<TakeoverState>, syscallEntry: UInt64) -> UInt64? {
+        guard let u = t.unit(near: syscallEntry, bytes: 256 * 112 + 1024) else { return nil }
+        var a = t.assembler(unit: u)
+        func gs(_ field: Int32) -> AsmMemory { t.gs(field) }
+
+        // syscall: the user's rsp and GS; SFMASK cleared IF. Count, then go in.
+        let syscallStub = a.address
+        a.swapgs()
+        a.inc(gs(ContextField.syscallEntries))
+        a.jmp(to: syscallEntry)
+        a.align(16)
+
+        // The trap entry: [rsp] = vector, above it the hardware frame.
+        let trapEntry = a.address
+        var r = 15
+        while r >= 0 { a.push(GPR(rawValue: UInt8(r))!); r -= 1 }  // [rsp + 8*i] = register i
+        a.mov(.rbx, .rsp)
+        a.and(.rsp, imm32: -16)
+        a.mov(.rdi, .rbx)
+        a.mov(.rax, imm64: UInt64(UInt(bitPattern: unsafeBitCast(kernelTrap, to: UnsafeRawPointer.self))))
+        a.call(.rax)
+        a.mov(.rsp, .rbx)
+        r = 0
+        while r < 16 {
+            if r == Int(GPR.rsp.rawValue) { a.lea(.rsp, .at(.rsp, 8)) } else { a.pop(GPR(rawValue: UInt8(r))!) }
+            r += 1
+        }
+        a.lea(.rsp, .at(.rsp, 8))  // the vector
+        a.cmp(gs(ContextField.trapAction), imm8: 1)
+        let toDeliver = a.count
+        a.jcc(.e, to: a.address)
+        let toSwitch = a.count
+        a.jcc(.a, to: a.address)
+        a.iretq()
+        let deliver = a.address
+        a.jmp(gs(ContextField.interruptTarget))
+        let switchStack = a.address
+        a.mov(.rsp, gs(ContextField.switchStack))
+        a.jmp(gs(ContextField.interruptTarget))
+        t.patchBranch(&a, at: toDeliver, opcodeBytes: 2, to: deliver)
+        t.patchBranch(&a, at: toSwitch, opcodeBytes: 2, to: switchStack)
+        a.align(16)
+
+        var v = 0
+        while v < 256 {
+            let native = ts.pointee.nativeHandler[v]
+            if native != 0 {
+                ts.pointee.stubAddress[v] = a.address
+                let csOffset: Int32 = hasErrorCode(UInt64(v)) ? 16 : 8
+                a.testByte(.at(.rsp, csOffset), imm8: 3)
+                let toUser = a.count
+                a.jcc(.ne, to: a.address)
+                if v < 32 {
+                    // An exception in kernel mode outside the cache (a native tail,
+                    // perhaps with the user's GS) is the native handler's.
+                    a.push(.rax)
+                    a.push(.rcx)
+                    a.mov(.rax, .at(.rsp, 16 + csOffset - 8))
+                    a.mov(.rcx, imm64: ts.pointee.poolStart)
+                    a.sub(.rax, .rcx)
+                    a.mov(.rcx, imm64: ts.pointee.poolBytes)
+                    a.cmp(.rax, .rcx)
+                    a.pop(.rcx)
+                    a.pop(.rax)
+                    a.jcc(.ae, to: native)
+                    if v == 1 {  // a #DB in the cache is ours only while stepping
+                        a.cmp(gs(ContextField.stepping), imm8: 0)
+                        a.jcc(.e, to: native)
+                    }
+                }
+                a.push(imm32: Int32(v))
+                a.jmp(to: trapEntry)
+                t.patchBranch(&a, at: toUser, opcodeBytes: 2, to: a.address)
+                let cached = ts.pointee.cacheHandler[v]
+                if v == 1 || cached == 0 {
+                    a.jmp(to: native)  // user-mode #DB (ptrace), or no translation
+                } else {
+                    // The handler's own swapgs is dropped in translation.
+                    a.swapgs()
+                    a.inc(gs(ContextField.userInterrupts))
+                    a.jmp(to: cached)
+                }
+                a.align(8)
+            }
+            v += 1
+        }
+        guard !a.failed, !a.outOfReach else { return nil }
+        t.commit(unit: u, a)
+        return syscallStub
+    }
+}
+
+@inline(__always) private func word(_ context: UnsafeMutableRawPointer, _ field: Int32) -> UInt64 {
+    context.load(fromByteOffset: Int(field), as: UInt64.self)
+}
+
+@inline(__always) private func setWord(_ context: UnsafeMutableRawPointer, _ field: Int32, _ value: UInt64) {
+    context.storeBytes(of: value, toByteOffset: Int(field), as: UInt64.self)
+}
+
+@inline(__always) private func bump(_ context: UnsafeMutableRawPointer, _ field: Int32) {
+    setWord(context, field, word(context, field) &+ 1)
+}
+
+@inline(__always) private func takeover(_ context: UnsafeMutableRawPointer) -> UnsafeMutablePointer<TakeoverState> {
+    UnsafeMutablePointer<TakeoverState>(bitPattern: UInt(word(context, ContextField.hostState)))!
+}
+
+/// fcache_return's C entry in the kernel (interrupts off): the next cache PC, or a
+/// native PC to leave the cache (detaching, or translation failed).
+let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { context in
+    let ts = takeover(context)
+    let t = Translator(state: ts.pointee.translator)
+    let stepping = word(context, ContextField.stepping) != 0
+    kdbt_host_translator_lock()
+    let exit = t.exit(of: context)
+    var next: UInt64
+    if exit.isIret {
+        let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(word(context, ContextField.appRegister(.rsp))))!
+        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 {
+            let cachePC = t.translate(exit.target)
+            if cachePC != 0 { frame[0] = cachePC } else { bump(context, ContextField.nativeFallbacks) }
+        }
+        // Keep stepping towards the delayed interrupt after the iret too.
+        if stepping { frame[2] = (frame[2] | flagTF) & ~flagIF }
+        next = t.state.pointee.iretRoutine
+    } else if ts.pointee.detaching != 0 {
+        next = exit.target
+    } else {
+        next = t.resume(at: exit.target, after: exit)
+        if next == 0 {
+            next = exit.target
+            bump(context, ContextField.nativeFallbacks)
+        }
+    }
+    kdbt_host_translator_unlock()
+    if stepping { setWord(context, ContextField.appFlags, word(context, ContextField.appFlags) | flagTF) }
+    return next
+}
+
+/// The trap handler, from the trap entry with interrupts off; `regs` holds the 16
+/// registers, the vector, then the hardware frame. Tells the entry what to do next
+/// through the context's trapAction: 0 iret, 1 jump to interruptTarget, 2 switch
+/// to switchStack and jump to interruptTarget.
+let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
+    let regs = raw.assumingMemoryBound(to: UInt64.self)
+    let context = kdbt_host_this_cpu_context()
+    let ts = takeover(context)
+    let t = Translator(state: ts.pointee.translator)
+    let vector = regs[16]
+    let frame = regs + 17 + (hasErrorCode(vector) ? 1 : 0)
+    let rip = frame[0]
+    let inCache = rip &- ts.pointee.poolStart < ts.pointee.poolBytes
+
+    func target(_ v: UInt64) -> UInt64 {
+        let cached = ts.pointee.cacheHandler[Int(v)]
+        return ts.pointee.detaching == 0 && cached != 0 ? cached : ts.pointee.nativeHandler[Int(v)]
+    }
+    func boundary() -> UInt64? {
+        guard inCache else { return rip }
+        kdbt_host_translator_lock()
+        let native = t.nativeBoundary(at: rip)
+        kdbt_host_translator_unlock()
+        return native
+    }
+
+    if vector == 1 {
+        // Stepping towards a delayed interrupt (the stub checked `stepping`).
+        guard let native = boundary() else {
+            setWord(context, ContextField.trapAction, 0)
+            return
+        }
+        kdbt_host_clear_dr6()
+        setWord(context, ContextField.stepping, 0)
+        let pending = word(context, ContextField.pendingSignal)
+        setWord(context, ContextField.pendingSignal, 0)
+        // The frame the CPU would have pushed for it here: 16-byte aligned below
+        // the interrupted rsp, interrupts enabled as they were when it arrived.
+        let sp = (frame[3] & ~15) &- 40
+        let delivered = UnsafeMutablePointer<UInt64>(bitPattern: UInt(sp))!
+        delivered[0] = native
+        delivered[1] = frame[1]
+        delivered[2] = (frame[2] & ~flagTF) | flagIF
+        delivered[3] = frame[3]
+        delivered[4] = frame[4]
+        setWord(context, ContextField.switchStack, sp)
+        setWord(context, ContextField.interruptTarget, target(pending))
+        setWord(context, ContextField.trapAction, 2)
+        return
+    }
+    bump(context, vector < 32 ? ContextField.kernelExceptions : ContextField.kernelInterrupts)
+    if let native = boundary() {
+        frame[0] = native
+    } else if vector < 32 {
+        // A fault inside instrumentation or mangling: no native state to show.
+        bump(context, ContextField.untranslatedFaults)
+    } else {
+        // Mid-instrumentation: back with interrupts off, stepping to the next
+        // native boundary, where the #DB stub delivers it.
+        setWord(context, ContextField.pendingSignal, vector)
+        setWord(context, ContextField.stepping, 1)
+        frame[2] = (frame[2] & ~flagIF) | flagTF
+        bump(context, ContextField.delayedInterrupts)
+        setWord(context, ContextField.trapAction, 0)
+        return
+    }
+    setWord(context, ContextField.interruptTarget, target(vector))
+    setWord(context, ContextField.trapAction, 1)
+}
+
+#endif

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+import ArgumentParser
+import KdbtClient
+import Protocol
+
+/// A tool `kdbt attach --tool` accepts.
+enum KernelTool: String, ExpressibleByArgument, CaseIterable {
+    case inscount, null
+
+    var bit: UInt64 {
+        switch self {
+        case .inscount: return ToolBits.inscount
+        case .null: return ToolBits.null
+        }
+    }
+}
+
+struct AttachCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attach",
+        abstract: "Run the whole kernel from kdbt's code cache, on every CPU.",
+        discussion: """
+            Points every CPU's interrupt table and syscall entry at kdbt: syscalls, \
+            interrupts, exceptions and kernel threads then run translated, with the \
+            chosen tools, until `kdbt detach`. Exit status 2 when the kernel cannot be \
+            attached (the message says why and what to do).
+            """
+    )
+
+    @OptionGroup(title: "Global Options") var global: GlobalOptions
+    @OptionGroup var output: FormatOption
+
+    @Option(name: .long, help: ArgumentHelp("A tool to run (repeatable): inscount, null.", valueName: "name"))
+    var tool: [KernelTool] = []
+
+    func run() throws {
+        let tools = tool.reduce(UInt64(0)) { $0 | $1.bit }
+        let reply = try global.withClient { client, _ throws(DeviceError) in try client.attach(tools: tools) }
+        let context = CLIContext.current
+        guard reply.refusal == 0 else {
+            let reason = AttachRefusal(rawValue: reply.refusal)?.message ?? "refused (reason \(reply.refusal))"
+            context.writeError("kdbt: cannot attach: \(reason)\n")
+            throw ExitStatus.environment
+        }
+        switch output.format {
+        case .text:
+            let tools = tool.isEmpty ? "none" : tool.map(\.rawValue).joined(separator: ",")
+            let ms = formatMilliseconds(reply.attachNanoseconds)
+            context.write("attached: \(reply.cpus) CPUs, \(reply.blocks) entry blocks translated, tools: \(tools), in \(ms)\n")
+        case .json:
+            var json = JSONObject()
+            json.add("attached", .bool(true))
+            json.add("cpus", .int(Int64(reply.cpus)))
+            json.add("blocks", .uint(reply.blocks))
+            json.add("attach_ns", .uint(reply.attachNanoseconds))
+            context.write(json.value.serialized() + "\n")
+        }
+    }
+}
+
+struct DetachCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detach",
+        abstract: "Give the kernel back: native entry points on every CPU, the cache freed."
+    )
+
+    @OptionGroup(title: "Global Options") var global: GlobalOptions
+    @OptionGroup var output: FormatOption
+
+    func run() throws {
+        let reply = try global.withClient { client, _ throws(DeviceError) in try client.detach() }
+        let context = CLIContext.current
+        switch output.format {
+        case .text:
+            if reply.wasAttached == 0 {
+                context.write("not attached\n")
+            } else {
+                let counted = reply.instructions > 0 ? ", \(reply.instructions) instructions counted" : ""
+                context.write("detached in \(formatMilliseconds(reply.detachNanoseconds))\(counted)\n")
+            }
+        case .json:
+            var json = JSONObject()
+            json.add("was_attached", .bool(reply.wasAttached != 0))
+            json.add("detach_ns", .uint(reply.detachNanoseconds))
+            json.add("instructions", .uint(reply.instructions))
+            context.write(json.value.serialized() + "\n")
+        }
+    }
+}
+
+/// "12.345 ms"
+func formatMilliseconds(_ nanoseconds: UInt64) -> String {
+    let us = nanoseconds / 1000
+    let frac = us % 1000
+    return "\(us / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac) ms"
+}

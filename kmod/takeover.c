@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Kernel takeover, the C side: the IDT copy, loading it and the syscall entry MSR
+ * on every CPU (and the native ones back), per-CPU dispatcher stacks, the
+ * translator lock, and the facts the Engine asks about (symbols, kdbt's own text,
+ * PTI). The decisions and the stubs are in Swift
+ * (Sources/Engine/Kernel/KernelTakeover.swift).
+ */
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/smp.h>
+#include <linux/spinlock.h>
+#include <asm/cpufeature.h>
+#include <asm/debugreg.h>
+#include <asm/desc.h>
+#include <asm/msr.h>
+
+#include "kdbt_shim.h"
+
+#define KDBT_DISPATCHER_STACK_BYTES (16UL << 10)
+
+static unsigned long (*symbol_lookup)(const char *name);
+static gate_desc *idt_copy;
+static struct desc_ptr native_idt;
+static u64 native_lstar;
+static u64 syscall_stub;
+static void *dispatcher_stacks[NR_CPUS];
+static DEFINE_RAW_SPINLOCK(translator_lock);
+
+int kdbt_takeover_init(unsigned long (*lookup)(const char *name))
+{
+	symbol_lookup = lookup;
+	return 0;
+}
+
+u64 kdbt_host_symbol(const char *name)
+{
+	return symbol_lookup(name);
+}
+
+int kdbt_host_pti_enabled(void)
+{
+	return boot_cpu_has(X86_FEATURE_PTI);
+}
+
+/* kdbt's own text: it runs natively, never from the cache it manages. */
+u64 kdbt_host_module_text_start(void)
+{
+	return (u64)THIS_MODULE->core_layout.base;
+}
+
+u64 kdbt_host_module_text_end(void)
+{
+	return (u64)THIS_MODULE->core_layout.base + THIS_MODULE->core_layout.text_size;
+}
+
+/* A copy of the live IDT (one page, 256 gates) for the Engine to redirect. */
+void *kdbt_host_idt_copy(void)
+{
+	store_idt(&native_idt);
+	if (native_idt.size != 256 * sizeof(gate_desc) - 1)
+		return NULL;
+	idt_copy = (gate_desc *)get_zeroed_page(GFP_KERNEL);
+	if (!idt_copy)
+		return NULL;
+	memcpy(idt_copy, (void *)native_idt.address, PAGE_SIZE);
+	rdmsrl(MSR_LSTAR, native_lstar);
+	return idt_copy;
+}
+
+u64 kdbt_host_read_lstar(void)
+{
+	u64 lstar;
+
+	rdmsrl(MSR_LSTAR, lstar);
+	return lstar;
+}
+
+long kdbt_host_dispatcher_stacks_create(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		dispatcher_stacks[cpu] = kzalloc_node(KDBT_DISPATCHER_STACK_BYTES, GFP_KERNEL, cpu_to_node(cpu));
+		if (!dispatcher_stacks[cpu])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+u64 kdbt_host_dispatcher_stack_top(u32 cpu)
+{
+	return (u64)dispatcher_stacks[cpu] + KDBT_DISPATCHER_STACK_BYTES;
+}
+
+int kdbt_host_cpu_possible(u32 cpu)
+{
+	return cpu < nr_cpu_ids && cpu_possible(cpu);
+}
+
+u32 kdbt_host_cpu_ids(void)
+{
+	return nr_cpu_ids;
+}
+
+static void load_takeover(void *unused)
+{
+	struct desc_ptr ours = { .size = 256 * sizeof(gate_desc) - 1, .address = (unsigned long)idt_copy };
+
+	native_load_idt(&ours);
+	wrmsrl(MSR_LSTAR, syscall_stub);
+}
+
+static void load_native(void *unused)
+{
+	native_load_idt(&native_idt);
+	wrmsrl(MSR_LSTAR, native_lstar);
+}
+
+/* On every CPU, with interrupts off there: our IDT and syscall entry. */
+void kdbt_host_load_takeover(u64 stub)
+{
+	syscall_stub = stub;
+	on_each_cpu(load_takeover, NULL, 1);
+}
+
+/*
+ * On every CPU: the native IDT and syscall entry. The IPI arrives through our IDT,
+ * so when the function runs there, that CPU has left the code cache (its
+ * interrupted state was handed back at a native boundary).
+ */
+void kdbt_host_load_native(void)
+{
+	on_each_cpu(load_native, NULL, 1);
+}
+
+/* Releases what attach allocated; safe on a partial attach. */
+void kdbt_host_takeover_free(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		kfree(dispatcher_stacks[cpu]);
+		dispatcher_stacks[cpu] = NULL;
+	}
+	if (idt_copy)
+		free_page((unsigned long)idt_copy);
+	idt_copy = NULL;
+	kdbt_host_code_pool_destroy();
+}
+
+/* Taken with interrupts off (dispatcher, trap handler): a raw spinlock. */
+void kdbt_host_translator_lock(void)
+{
+	raw_spin_lock(&translator_lock);
+}
+
+void kdbt_host_translator_unlock(void)
+{
+	raw_spin_unlock(&translator_lock);
+}
+
+/* A single step we consumed: clear DR6 as the kernel's #DB handler would. */
+void kdbt_host_clear_dr6(void)
+{
+	set_debugreg(DR6_RESERVED, 6);
+}
+
+u64 kdbt_host_ktime_ns(void)
+{
+	return ktime_get_ns();
+}
