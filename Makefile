@@ -25,7 +25,10 @@ BUILD_ID = $(shell cat $$(find Sources/Protocol Sources/Engine kmod -name '*.swi
 SWIFT_BUILD = swift build
 # The guest kernel as an ELF file, extracted from its bzImage (decoder corpus, disasm test).
 VMLINUX = build/vmlinux
-GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client
+GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client .build/debug/kdbt-guest-workload
+# Programs put into the guest next to kdbt (each with its libraries).
+GUEST_EXTRA = --extra-bin .build/debug/kdbt-guest-client --extra-bin .build/debug/kdbt-guest-workload \
+	--extra-bin $(shell command -v stress-ng)
 
 .PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench-user
 .PHONY: decoder-tools decoder-diff decoder-slice fuzz bench bench-decoder
@@ -40,6 +43,7 @@ build: deps
 	$(SWIFT_BUILD) --product kdbt-preload
 	$(SWIFT_BUILD) --product kdbt-guest-client
 	$(SWIFT_BUILD) --product kdbt-inscount-oracle
+	$(SWIFT_BUILD) --product kdbt-guest-workload
 
 # Any modpost or objtool warning fails the build: the log is checked after Kbuild.
 kmod: deps
@@ -61,11 +65,11 @@ test check: unit-test kmod guest-test decoder-slice
 # the guest as a new user would.
 demo: build kmod
 	@echo "# on the host: kdbt status"; .build/debug/kdbt status || echo "(exit status $$?)"
-	scripts/vm-run --extra-bin .build/debug/kdbt-guest-client scripts/demo-guest.sh
+	scripts/vm-run $(GUEST_EXTRA) scripts/demo-guest.sh
 
 vm-run: build kmod
 	@test -n "$(SCRIPT)" || { echo "usage: make vm-run SCRIPT=FILE [VMFILES=DIR]" >&2; exit 64; }
-	scripts/vm-run $(if $(VMFILES),--vmfiles $(VMFILES)) --extra-bin .build/debug/kdbt-guest-client $(SCRIPT)
+	scripts/vm-run $(if $(VMFILES),--vmfiles $(VMFILES)) $(GUEST_EXTRA) $(SCRIPT)
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR)/kmod clean

@@ -81,10 +81,12 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
                 code cache:         \(s.cacheBytes) bytes for \(s.nativeBytes) native bytes
 
                 """
-            out += "cpu     syscalls  interrupts(user)  interrupts(kernel)  exceptions   delayed  instructions  native-exits\n"
+            out += "cpu  syscalls  interrupts(user,kernel)  exceptions(user,kernel)  delayed(delivered)  instructions  native-exits\n"
             for c in cpus {
-                out += pad("\(c.cpu)", 3) + pad("\(c.syscalls)", 13) + pad("\(c.userInterrupts)", 18)
-                    + pad("\(c.kernelInterrupts)", 20) + pad("\(c.exceptions)", 12) + pad("\(c.delayed)", 10)
+                out += pad("\(c.cpu)", 3) + pad("\(c.syscalls)", 10)
+                    + pad("\(c.userInterrupts),\(c.kernelInterrupts)", 25)
+                    + pad("\(c.userExceptions),\(c.exceptions)", 25)
+                    + pad("\(c.delayed)(\(c.delayedDelivered))", 20)
                     + pad("\(c.instructions)", 14) + pad("\(c.nativeFallbacks)", 14) + "\n"
             }
         }
@@ -110,8 +112,11 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
                 o.add("syscalls", .uint(c.syscalls))
                 o.add("user_interrupts", .uint(c.userInterrupts))
                 o.add("kernel_interrupts", .uint(c.kernelInterrupts))
-                o.add("exceptions", .uint(c.exceptions))
+                o.add("user_exceptions", .uint(c.userExceptions))
+                o.add("kernel_exceptions", .uint(c.exceptions))
                 o.add("delayed_interrupts", .uint(c.delayed))
+                o.add("delayed_delivered", .uint(c.delayedDelivered))
+                o.add("untranslated_faults", .uint(c.untranslatedFaults))
                 o.add("instructions", .uint(c.instructions))
                 o.add("native_exits", .uint(c.nativeFallbacks))
                 return .object(o)

@@ -473,9 +473,12 @@ public struct DetachRequest: Equatable, Sendable {
 ///    48  u64 delayed            out: interrupts delayed to a native boundary
 ///    56  u64 instructions       out: inscount on this CPU
 ///    64  u64 native_fallbacks   out: exits to native code (translation failed)
-///    72  u64 reserved[2]        must be 0
+///    72  u64 user_exceptions    out: exceptions from user mode (page faults...)
+///    80  u64 delayed_delivered  out: delayed interrupts delivered since
+///    88  u64 untranslated_faults out: exceptions inside instrumentation (bugs)
+///    96  u64 reserved[2]        must be 0
 public struct CPUStatsRequest: Equatable, Sendable {
-    public static let sizeV1 = 88
+    public static let sizeV1 = 112
 
     public var cpu: UInt32
     public var attached: UInt32 = 0
@@ -486,11 +489,14 @@ public struct CPUStatsRequest: Equatable, Sendable {
     public var delayed: UInt64 = 0
     public var instructions: UInt64 = 0
     public var nativeFallbacks: UInt64 = 0
+    public var userExceptions: UInt64 = 0
+    public var delayedDelivered: UInt64 = 0
+    public var untranslatedFaults: UInt64 = 0
 
     public init(cpu: UInt32) { self.cpu = cpu }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
-        if r.u32(4) != 0 || !r.isZero(72, 16) { return Errno.EINVAL }
+        if r.u32(4) != 0 || !r.isZero(96, 16) { return Errno.EINVAL }
         return 0
     }
 
@@ -504,8 +510,11 @@ public struct CPUStatsRequest: Equatable, Sendable {
         w.u64(48, delayed)
         w.u64(56, instructions)
         w.u64(64, nativeFallbacks)
-        w.u64(72, 0)
-        w.u64(80, 0)
+        w.u64(72, userExceptions)
+        w.u64(80, delayedDelivered)
+        w.u64(88, untranslatedFaults)
+        w.u64(96, 0)
+        w.u64(104, 0)
     }
 
     public init(decoding r: LayoutReader) {
@@ -518,5 +527,8 @@ public struct CPUStatsRequest: Equatable, Sendable {
         delayed = r.u64(48)
         instructions = r.u64(56)
         nativeFallbacks = r.u64(64)
+        userExceptions = r.u64(72)
+        delayedDelivered = r.u64(80)
+        untranslatedFaults = r.u64(88)
     }
 }

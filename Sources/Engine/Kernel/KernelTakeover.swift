@@ -286,6 +286,9 @@ extension KernelHost {
         request.kernelInterrupts = word(ContextField.kernelInterrupts)
         request.exceptions = word(ContextField.kernelExceptions)
         request.delayed = word(ContextField.delayedInterrupts)
+        request.delayedDelivered = word(ContextField.delayedDelivered)
+        request.userExceptions = word(ContextField.userExceptions)
+        request.untranslatedFaults = word(ContextField.untranslatedFaults)
         request.nativeFallbacks = word(ContextField.nativeFallbacks)
         if ts.pointee.insCountOffset >= 0 { request.instructions = word(ts.pointee.insCountOffset) }
         return 0
@@ -413,7 +416,7 @@ extension KernelHost {
                 } else {
                     // The handler's own swapgs is dropped in translation.
                     a.swapgs()
-                    a.inc(gs(ContextField.userInterrupts))
+                    a.inc(gs(v < 32 ? ContextField.userExceptions : ContextField.userInterrupts))
                     a.jmp(to: cached)
                 }
                 a.align(8)
@@ -522,6 +525,7 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
         setWord(context, ContextField.switchStack, sp)
         setWord(context, ContextField.interruptTarget, target(pending))
         setWord(context, ContextField.trapAction, 2)
+        bump(context, ContextField.delayedDelivered)
         return
     }
     bump(context, vector < 32 ? ContextField.kernelExceptions : ContextField.kernelInterrupts)

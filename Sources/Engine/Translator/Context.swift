@@ -71,6 +71,8 @@ public enum ContextField {
     public static let delayedInterrupts: Int32 = 0x268
     public static let nativeFallbacks: Int32 = 0x270
     public static let untranslatedFaults: Int32 = 0x278
+    public static let userExceptions: Int32 = 0x280
+    public static let delayedDelivered: Int32 = 0x288
     /// Per-context storage for tools (inline counters and the like).
     public static let toolStorage: Int32 = 0x300
     public static let toolStorageBytes: Int32 = 0x100
