@@ -30,7 +30,7 @@ GUEST_BINARIES = .build/debug/kdbt .build/debug/kdbt-guest-client .build/debug/k
 GUEST_EXTRA = --extra-bin .build/debug/kdbt-guest-client --extra-bin .build/debug/kdbt-guest-workload \
 	--extra-bin $(shell command -v stress-ng)
 
-.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench-user
+.PHONY: all deps build kmod test unit-test guest-test check demo vm-run clean bench-user bench-kernel
 .PHONY: decoder-tools decoder-diff decoder-slice fuzz bench bench-decoder
 
 all: build kmod
@@ -123,4 +123,10 @@ bench-user: deps
 	$(SWIFT_BUILD) -c release --product kdbt-preload
 	scripts/bench-user
 
-bench: bench-decoder bench-user
+# Kernel: syscall microbenchmarks and a tmpfs workload in one guest boot, natively,
+# attached (null) and attached (inscount), as ratios; attach/detach latency.
+bench-kernel: build kmod
+	$(SWIFT_BUILD) --product kdbt-guest-bench
+	scripts/bench-kernel
+
+bench: bench-decoder bench-user bench-kernel

@@ -53,6 +53,8 @@ let package = Package(
             dependencies: ["Protocol", "KdbtClient", "CKdbtSys"],
             path: "Tests/GuestClient"
         ),
+        // make bench, kernel part: syscall microbenchmarks run in the guest (C).
+        .executableTarget(name: "kdbt-guest-bench", path: "Benchmarks/KernelBench"),
         // The guest's kernel-heavy workload (C), run natively and attached.
         .executableTarget(name: "kdbt-guest-workload", path: "Tests/GuestWorkload"),
         // inscount against the ptrace oracle in a single-threaded process of its own.

@@ -13,6 +13,7 @@
 void *kdbt_engine_create(void);
 void kdbt_engine_destroy(void *engine);
 long kdbt_engine_ioctl(void *engine, u32 number, u64 argument);
+void kdbt_engine_module_changed(u64 start, u64 bytes);
 
 /* Host services (C), called by the Engine. Sizes are `long` (Swift Int). */
 void *kdbt_host_arena_alloc(long bytes);
@@ -67,6 +68,10 @@ void kdbt_host_load_native(void);
 void kdbt_host_takeover_free(void);
 void kdbt_host_translator_lock(void);
 void kdbt_host_translator_unlock(void);
+unsigned long kdbt_host_translator_lock_irqsave(void);
+void kdbt_host_translator_unlock_irqrestore(unsigned long flags);
 void kdbt_host_clear_dr6(void);
 u64 kdbt_host_ktime_ns(void);
+u64 kdbt_host_kernel_cs(void);
+u64 kdbt_host_kernel_ss(void);
 #endif

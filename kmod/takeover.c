@@ -103,6 +103,22 @@ u32 kdbt_host_cpu_ids(void)
 	return nr_cpu_ids;
 }
 
+/* Module text appears or goes away: translations of its addresses are stale. */
+static int module_changed(struct notifier_block *nb, unsigned long state, void *data)
+{
+	struct module *mod = data;
+
+	/* Code appears where freed code may have been translated. */
+	if (state == MODULE_STATE_COMING) {
+		kdbt_engine_module_changed((u64)mod->core_layout.base, mod->core_layout.size);
+		kdbt_engine_module_changed((u64)mod->init_layout.base, mod->init_layout.size);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block module_notifier = { .notifier_call = module_changed };
+static bool module_notifier_registered;
+
 static void load_takeover(void *unused)
 {
 	struct desc_ptr ours = { .size = 256 * sizeof(gate_desc) - 1, .address = (unsigned long)idt_copy };
@@ -121,6 +137,7 @@ static void load_native(void *unused)
 void kdbt_host_load_takeover(u64 stub)
 {
 	syscall_stub = stub;
+	module_notifier_registered = register_module_notifier(&module_notifier) == 0;
 	on_each_cpu(load_takeover, NULL, 1);
 }
 
@@ -131,6 +148,9 @@ void kdbt_host_load_takeover(u64 stub)
  */
 void kdbt_host_load_native(void)
 {
+	if (module_notifier_registered)
+		unregister_module_notifier(&module_notifier);
+	module_notifier_registered = false;
 	on_each_cpu(load_native, NULL, 1);
 }
 
@@ -160,6 +180,21 @@ void kdbt_host_translator_unlock(void)
 	raw_spin_unlock(&translator_lock);
 }
 
+/* From code that may run with interrupts on (notifiers, detach): an interrupt
+ * on this CPU would enter the dispatcher and spin on the lock we hold. */
+unsigned long kdbt_host_translator_lock_irqsave(void)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&translator_lock, flags);
+	return flags;
+}
+
+void kdbt_host_translator_unlock_irqrestore(unsigned long flags)
+{
+	raw_spin_unlock_irqrestore(&translator_lock, flags);
+}
+
 /* A single step we consumed: clear DR6 as the kernel's #DB handler would. */
 void kdbt_host_clear_dr6(void)
 {
@@ -169,4 +204,15 @@ void kdbt_host_clear_dr6(void)
 u64 kdbt_host_ktime_ns(void)
 {
 	return ktime_get_ns();
+}
+
+
+u64 kdbt_host_kernel_cs(void)
+{
+	return __KERNEL_CS;
+}
+
+u64 kdbt_host_kernel_ss(void)
+{
+	return __KERNEL_DS;
 }

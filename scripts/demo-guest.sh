@@ -7,6 +7,12 @@ show insmod "$KDBT_KMOD"
 show ls -l /dev/kdbt
 show kdbt version
 show kdbt status
-show kdbt status --format json
+show kdbt selftest
+show kdbt attach --tool inscount
+show kdbt-guest-workload 20
+show stress-ng --fork 2 --pipe 2 --timeout 3s --metrics-brief
+show kdbt status
+show kdbt detach
+show kdbt status
 show rmmod kdbt
 dmesg | grep 'kdbt:'

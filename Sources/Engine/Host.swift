@@ -63,6 +63,7 @@ extension EngineHost {
     }
     public func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply) {}
 
+
     /// Hosts without built-in kernel workloads.
     public func translationSelfTest(_ request: inout SelfTestRequest) -> Int32 { -Errno.EOPNOTSUPP }
 }

@@ -81,13 +81,13 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
                 code cache:         \(s.cacheBytes) bytes for \(s.nativeBytes) native bytes
 
                 """
-            out += "cpu  syscalls  interrupts(user,kernel)  exceptions(user,kernel)  delayed(delivered)  instructions  native-exits\n"
+            out += "cpu  syscalls  interrupts(user,kernel)  exceptions(user,kernel)  delayed(delivered)  instructions  native-exits  invalidations\n"
             for c in cpus {
                 out += pad("\(c.cpu)", 3) + pad("\(c.syscalls)", 10)
                     + pad("\(c.userInterrupts),\(c.kernelInterrupts)", 25)
                     + pad("\(c.userExceptions),\(c.exceptions)", 25)
                     + pad("\(c.delayed)(\(c.delayedDelivered))", 20)
-                    + pad("\(c.instructions)", 14) + pad("\(c.nativeFallbacks)", 14) + "\n"
+                    + pad("\(c.instructions)", 14) + pad("\(c.nativeFallbacks)", 14) + pad("\(c.invalidations)", 15) + "\n"
             }
         }
         return out
@@ -117,6 +117,7 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
                 o.add("delayed_interrupts", .uint(c.delayed))
                 o.add("delayed_delivered", .uint(c.delayedDelivered))
                 o.add("untranslated_faults", .uint(c.untranslatedFaults))
+                o.add("invalidations", .uint(c.invalidations))
                 o.add("instructions", .uint(c.instructions))
                 o.add("native_exits", .uint(c.nativeFallbacks))
                 return .object(o)

@@ -476,7 +476,9 @@ public struct DetachRequest: Equatable, Sendable {
 ///    72  u64 user_exceptions    out: exceptions from user mode (page faults...)
 ///    80  u64 delayed_delivered  out: delayed interrupts delivered since
 ///    88  u64 untranslated_faults out: exceptions inside instrumentation (bugs)
-///    96  u64 reserved[2]        must be 0
+///    96  u64 invalidations      out: cache invalidations this CPU triggered
+///                               (kernel text patched, modules loaded/unloaded)
+///   104  u64 reserved           must be 0
 public struct CPUStatsRequest: Equatable, Sendable {
     public static let sizeV1 = 112
 
@@ -492,11 +494,12 @@ public struct CPUStatsRequest: Equatable, Sendable {
     public var userExceptions: UInt64 = 0
     public var delayedDelivered: UInt64 = 0
     public var untranslatedFaults: UInt64 = 0
+    public var invalidations: UInt64 = 0
 
     public init(cpu: UInt32) { self.cpu = cpu }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
-        if r.u32(4) != 0 || !r.isZero(96, 16) { return Errno.EINVAL }
+        if r.u32(4) != 0 || !r.isZero(104, 8) { return Errno.EINVAL }
         return 0
     }
 
@@ -513,7 +516,7 @@ public struct CPUStatsRequest: Equatable, Sendable {
         w.u64(72, userExceptions)
         w.u64(80, delayedDelivered)
         w.u64(88, untranslatedFaults)
-        w.u64(96, 0)
+        w.u64(96, invalidations)
         w.u64(104, 0)
     }
 
@@ -530,5 +533,6 @@ public struct CPUStatsRequest: Equatable, Sendable {
         userExceptions = r.u64(72)
         delayedDelivered = r.u64(80)
         untranslatedFaults = r.u64(88)
+        invalidations = r.u64(96)
     }
 }

@@ -167,3 +167,24 @@ struct RenderTests {
         #expect(o.value.serialized() == #"{"a\"b":"line\n\u0001"}"#)
     }
 }
+
+@Suite("status rendering while attached")
+struct AttachedStatusRenderTests {
+    @Test("per-CPU counters appear in text and JSON")
+    func perCPU() {
+        var status = StatusReply(state: .attached, cpus: 1, ioctlCalls: 1, arenaBytes: 2, arenaUsed: 1,
+                                 liveAllocations: 1, liveBytes: 2, loadedNanoseconds: 3)
+        status.blocks = 10
+        var c = CPUStatsRequest(cpu: 0)
+        c.syscalls = 11; c.userInterrupts = 12; c.kernelInterrupts = 13; c.userExceptions = 14; c.exceptions = 15
+        c.delayed = 16; c.delayedDelivered = 16; c.instructions = 17; c.invalidations = 18
+        let json = renderStatus(status, cpus: [c], format: .json)
+        #expect(json.contains("\"user_exceptions\":14"))
+        #expect(json.contains("\"delayed_delivered\":16"))
+        #expect(json.contains("\"invalidations\":18"))
+        let text = renderStatus(status, cpus: [c], format: .text)
+        #expect(text.contains("12,13"))
+        #expect(text.contains("14,15"))
+        #expect(text.contains("16(16)"))
+    }
+}

@@ -99,7 +99,7 @@ func makeValid(_ command: KdbtCommand, _ p: UnsafeMutableRawPointer) {
         .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: ReadTextRequest.sizeV1)))
 }
 
-for command in [KdbtCommand.version, .status, .readText, .selfTest] {
+for command in [KdbtCommand.version, .status, .readText, .selfTest, .detach, .cpuStats] {
     let first = command.firstLayoutSize
     r = ioctlOn(command, size: 0, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(0), as: UInt32.self) })
     check("\(command): size 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
@@ -188,6 +188,24 @@ r = selfTest(SelfTestWorkload.sort.rawValue, 0)
 check("selftest: argument 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
 r = selfTest(SelfTestWorkload.sort.rawValue, SelfTestWorkload.sort.maximumArgument + 1)
 check("selftest: argument above the maximum -> EINVAL", r == -Errno.EINVAL, describe(r))
+
+// Attach: rejected inputs change nothing (the kernel stays detached).
+func attachRequest(_ prepare: (UnsafeMutableRawPointer) -> Void) -> Int32 {
+    ioctlOn(.attach, size: AttachRequest.sizeV1, prepare: prepare)
+}
+r = attachRequest { p in p.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self) }
+check("attach: non-zero flags -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = attachRequest { p in p.storeBytes(of: UInt64(1) << 40, toByteOffset: 8, as: UInt64.self) }
+check("attach: unknown tool bit -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = attachRequest { p in p.storeBytes(of: UInt8(1), toByteOffset: 40, as: UInt8.self) }
+check("attach: non-zero reserved field -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = ioctlOn(.cpuStats, size: CPUStatsRequest.sizeV1, prepare: { p in
+    p.storeBytes(of: UInt32(4096), toByteOffset: 8, as: UInt32.self)
+})
+check("cpu stats: CPU out of range -> EINVAL", r == -Errno.EINVAL, describe(r))
+var detachedState: UInt32 = 9
+r = ioctlOn(.status, size: StatusReply.sizeV1, inspect: { p in detachedState = p.load(fromByteOffset: 8, as: UInt32.self) })
+check("still detached after the rejected attaches", r == 0 && detachedState == 0, "\(detachedState)")
 
 // Privilege: the device node is 0600 and every ioctl checks CAP_SYS_ADMIN, so an
 // inherited descriptor does not help an unprivileged process.

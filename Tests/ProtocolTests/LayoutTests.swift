@@ -88,3 +88,52 @@ func withBuffer(_ size: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
     buffer.initializeMemory(as: UInt8.self, repeating: 0)
     body(buffer)
 }
+
+@Suite("takeover request layouts")
+struct TakeoverLayoutTests {
+    @Test("attach, detach, CPU statistics and self-test round-trip through their bytes")
+    func roundTrips() {
+        var stats = CPUStatsRequest(cpu: 1)
+        stats.attached = 1
+        stats.syscalls = 2; stats.userInterrupts = 3; stats.kernelInterrupts = 4; stats.exceptions = 5
+        stats.delayed = 6; stats.instructions = 7; stats.nativeFallbacks = 8; stats.userExceptions = 9
+        stats.delayedDelivered = 10; stats.untranslatedFaults = 11; stats.invalidations = 12
+        withBuffer(CPUStatsRequest.sizeV1) { buffer in
+            stats.encode(LayoutWriter(buffer))
+            let bytes = UnsafeRawBufferPointer(buffer)
+            #expect(bytes.loadUnaligned(fromByteOffset: 72, as: UInt64.self) == 9)
+            #expect(bytes.loadUnaligned(fromByteOffset: 96, as: UInt64.self) == 12)
+            #expect(CPUStatsRequest(decoding: LayoutReader(bytes)) == stats)
+        }
+        var attach = AttachRequest(tools: ToolBits.inscount)
+        attach.refusal = 2; attach.cpus = 2; attach.attachNanoseconds = 5; attach.blocks = 6
+        withBuffer(AttachRequest.sizeV1) { buffer in
+            attach.encode(LayoutWriter(buffer))
+            #expect(AttachRequest(decoding: LayoutReader(UnsafeRawBufferPointer(buffer))) == attach)
+        }
+        var detach = DetachRequest()
+        detach.wasAttached = 1; detach.detachNanoseconds = 3; detach.instructions = 4
+        withBuffer(DetachRequest.sizeV1) { buffer in
+            detach.encode(LayoutWriter(buffer))
+            #expect(DetachRequest(decoding: LayoutReader(UnsafeRawBufferPointer(buffer))) == detach)
+        }
+    }
+
+    @Test("inputs are checked: flags, reserved fields, tool bits")
+    func validation() {
+        withBuffer(AttachRequest.sizeV1) { buffer in
+            AttachRequest(tools: 1 << 40).encode(LayoutWriter(buffer))
+            #expect(AttachRequest.validate(LayoutReader(UnsafeRawBufferPointer(buffer))) == Errno.EINVAL)
+            AttachRequest(tools: ToolBits.known).encode(LayoutWriter(buffer))
+            #expect(AttachRequest.validate(LayoutReader(UnsafeRawBufferPointer(buffer))) == 0)
+            LayoutWriter(buffer).u32(4, 1)
+            #expect(AttachRequest.validate(LayoutReader(UnsafeRawBufferPointer(buffer))) == Errno.EINVAL)
+        }
+        withBuffer(CPUStatsRequest.sizeV1) { buffer in
+            CPUStatsRequest(cpu: 0).encode(LayoutWriter(buffer))
+            #expect(CPUStatsRequest.validate(LayoutReader(UnsafeRawBufferPointer(buffer))) == 0)
+            LayoutWriter(buffer).u64(104, 1)
+            #expect(CPUStatsRequest.validate(LayoutReader(UnsafeRawBufferPointer(buffer))) == Errno.EINVAL)
+        }
+    }
+}

@@ -45,6 +45,10 @@ func kdbt_host_module_text_start() -> UInt64
 func kdbt_host_module_text_end() -> UInt64
 @_extern(c, "kdbt_host_idt_copy")
 func kdbt_host_idt_copy() -> UnsafeMutableRawPointer?
+@_extern(c, "kdbt_host_kernel_cs")
+func kdbt_host_kernel_cs() -> UInt64
+@_extern(c, "kdbt_host_kernel_ss")
+func kdbt_host_kernel_ss() -> UInt64
 @_extern(c, "kdbt_host_read_lstar")
 func kdbt_host_read_lstar() -> UInt64
 @_extern(c, "kdbt_host_dispatcher_stacks_create")
@@ -67,6 +71,10 @@ func kdbt_host_takeover_free()
 func kdbt_host_translator_lock()
 @_extern(c, "kdbt_host_translator_unlock")
 func kdbt_host_translator_unlock()
+@_extern(c, "kdbt_host_translator_lock_irqsave")
+func kdbt_host_translator_lock_irqsave() -> UInt
+@_extern(c, "kdbt_host_translator_unlock_irqrestore")
+func kdbt_host_translator_unlock_irqrestore(_ flags: UInt)
 @_extern(c, "kdbt_host_clear_dr6")
 func kdbt_host_clear_dr6()
 @_extern(c, "kdbt_host_ktime_ns")
@@ -92,6 +100,13 @@ struct TakeoverState {
     var cacheHandler: UnsafeMutablePointer<UInt64>
     /// Our stub for each taken-over vector.
     var stubAddress: UnsafeMutablePointer<UInt64>
+    /// Depth of text_poke_bp_batch calls (text_mutex serializes them): the
+    /// text_poke calls inside one flush once, at the end of the batch.
+    var patchBatchDepth: UInt64 = 0
+    /// A byte in the stubs' code unit, set at detach: from then on the entries
+    /// from user mode (and the syscall entry) go to the native handlers. The
+    /// stubs test it RIP-relative, before any GS is usable.
+    var detachFlag: UInt64 = 0
 }
 
 /// RFLAGS bits the trap handler changes.
@@ -111,10 +126,12 @@ extension KernelHost {
 
     static var takeoverLimits: TranslatorLimits {
         var limits = TranslatorLimits()
-        limits.maxUnits = 48
+        // Invalidation drops translations without reclaiming them (a CPU may still
+        // run an old fragment), so there is room for the working set many times.
+        limits.maxUnits = 64
         limits.unitBytes = 1 << 20
-        limits.maxFragments = 1 << 17
-        limits.maxStubs = 1 << 18
+        limits.maxFragments = 1 << 18
+        limits.maxStubs = 1 << 19
         limits.maxBoundaries = 1 << 22
         limits.lookupEntries = 1 << 17
         limits.inlineLookup = kdbt_host_has_bmi2() != 0
@@ -193,6 +210,20 @@ extension KernelHost {
             poolBytes: UInt64(kdbt_host_code_pool_bytes()), attachedAt: 0, insCountOffset: insCountOffset,
             nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress))
 
+        // Cache consistency: the kernel's text patching runs translated, so its
+        // choke points are wrapped; when one returns, translations are dropped.
+        let tsData = UnsafeMutableRawPointer(ts)
+        let batch = symbol("text_poke_bp_batch")
+        if batch != 0 { _ = t.wrap(address: batch, pre: patchBatchBegin, post: patchBatchEnd, data: tsData) }
+        func invalidateAfter(_ name: StaticString) {
+            let address = symbol(name)
+            if address != 0 { _ = t.wrap(address: address, pre: nil, post: patchDone, data: tsData) }
+        }
+        invalidateAfter("text_poke")
+        invalidateAfter("text_poke_copy")
+        invalidateAfter("text_poke_set")
+        invalidateAfter("text_poke_kgdb")
+
         // Every CPU's context: this translator, its dispatcher stack, our state.
         var cpu: UInt32 = 0
         while cpu < kdbt_host_cpu_ids() {
@@ -219,7 +250,7 @@ extension KernelHost {
             }
             v += 1
         }
-        guard let syscallStub = emitEntryStubs(t, ts, syscallEntry: syscallCache) else { return abandon(ts, block) }
+        guard let syscallStub = emitEntryStubs(t, ts, syscallEntry: syscallCache, nativeSyscall: lstar) else { return abandon(ts, block) }
         v = 0
         while v < 256 {
             if nativeHandler[v] != 0 { Gate.setTarget(idt + 16 * v, stubAddress[v]) }
@@ -248,11 +279,20 @@ extension KernelHost {
         let t = Translator(state: ts.pointee.translator)
         request.instructions = totalInstructions(ts)
         // From now on every exit and delivery is native; then nothing leads back in.
-        kdbt_host_translator_lock()
+        let flags = kdbt_host_translator_lock_irqsave()
         ts.pointee.detaching = 1
+        UnsafeMutablePointer<UInt8>(bitPattern: UInt(ts.pointee.detachFlag))!.pointee = 1
         t.unlinkAll()
-        kdbt_host_translator_unlock()
+        kdbt_host_translator_unlock_irqrestore(flags)
         kdbt_host_load_native()
+        // No CPU is in the cache now; nothing may find this state any more.
+        var cpu: UInt32 = 0
+        while cpu < kdbt_host_cpu_ids() {
+            if kdbt_host_cpu_possible(cpu) != 0 {
+                kdbt_host_cpu_context(cpu).storeBytes(of: UInt64(0), toByteOffset: Int(ContextField.hostState), as: UInt64.self)
+            }
+            cpu += 1
+        }
         freeArena(ts.pointee.arena)
         kdbt_host_takeover_free()
         slot.pointee = nil
@@ -289,6 +329,7 @@ extension KernelHost {
         request.delayedDelivered = word(ContextField.delayedDelivered)
         request.userExceptions = word(ContextField.userExceptions)
         request.untranslatedFaults = word(ContextField.untranslatedFaults)
+        request.invalidations = word(ContextField.invalidations)
         request.nativeFallbacks = word(ContextField.nativeFallbacks)
         if ts.pointee.insCountOffset >= 0 { request.instructions = word(ts.pointee.insCountOffset) }
         return 0
@@ -337,13 +378,21 @@ enum Gate {
 extension KernelHost {
     /// The syscall stub (its address is returned), the trap entry, and one stub per
     /// taken-over vector (addresses in `stubAddress`).
-    func emitEntryStubs(_ t: Translator, _ ts: UnsafeMutablePointer<TakeoverState>, syscallEntry: UInt64) -> UInt64? {
+    func emitEntryStubs(_ t: Translator, _ ts: UnsafeMutablePointer<TakeoverState>, syscallEntry: UInt64,
+                        nativeSyscall: UInt64) -> UInt64? {
         guard let u = t.unit(near: syscallEntry, bytes: 256 * 112 + 1024) else { return nil }
         var a = t.assembler(unit: u)
         func gs(_ field: Int32) -> AsmMemory { t.gs(field) }
 
+        let flag = a.address
+        a.u64(0)  // the detach flag (RWX pool memory)
+        ts.pointee.detachFlag = flag
+        a.align(16)
+
         // syscall: the user's rsp and GS; SFMASK cleared IF. Count, then go in.
         let syscallStub = a.address
+        a.cmp(AsmMemory.rip(flag), imm8: 0)
+        a.jcc(.ne, to: nativeSyscall)
         a.swapgs()
         a.inc(gs(ContextField.syscallEntries))
         a.jmp(to: syscallEntry)
@@ -389,7 +438,12 @@ extension KernelHost {
                 a.testByte(.at(.rsp, csOffset), imm8: 3)
                 let toUser = a.count
                 a.jcc(.ne, to: a.address)
-                if v < 32 {
+                if v == 1 {
+                    // A #DB in kernel mode is ours while this CPU steps towards a
+                    // delayed interrupt (in the cache, or just out of it).
+                    a.cmp(gs(ContextField.stepping), imm8: 0)
+                    a.jcc(.e, to: native)
+                } else if v < 32 {
                     // An exception in kernel mode outside the cache (a native tail,
                     // perhaps with the user's GS) is the native handler's.
                     a.push(.rax)
@@ -402,10 +456,6 @@ extension KernelHost {
                     a.pop(.rcx)
                     a.pop(.rax)
                     a.jcc(.ae, to: native)
-                    if v == 1 {  // a #DB in the cache is ours only while stepping
-                        a.cmp(gs(ContextField.stepping), imm8: 0)
-                        a.jcc(.e, to: native)
-                    }
                 }
                 a.push(imm32: Int32(v))
                 a.jmp(to: trapEntry)
@@ -414,6 +464,9 @@ extension KernelHost {
                 if v == 1 || cached == 0 {
                     a.jmp(to: native)  // user-mode #DB (ptrace), or no translation
                 } else {
+                    // Detaching: the native handler (it does its own swapgs).
+                    a.cmp(AsmMemory.rip(flag), imm8: 0)
+                    a.jcc(.ne, to: native)
                     // The handler's own swapgs is dropped in translation.
                     a.swapgs()
                     a.inc(gs(v < 32 ? ContextField.userExceptions : ContextField.userInterrupts))
@@ -427,6 +480,44 @@ extension KernelHost {
         t.commit(unit: u, a)
         return syscallStub
     }
+}
+
+/// Drops every translation (links and lookup entries; fragments stay until detach
+/// for CPUs still inside them): kernel text changed.
+func invalidateTranslations(_ ts: UnsafeMutablePointer<TakeoverState>, _ context: UnsafeMutableRawPointer) {
+    let flags = kdbt_host_translator_lock_irqsave()
+    Translator(state: ts.pointee.translator).unlinkAll()
+    kdbt_host_translator_unlock_irqrestore(flags)
+    bump(context, ContextField.invalidations)
+}
+
+let patchBatchBegin: WrapHook = { _, data in
+    data!.assumingMemoryBound(to: TakeoverState.self).pointee.patchBatchDepth &+= 1
+}
+
+let patchBatchEnd: WrapHook = { raw, data in
+    let ts = data!.assumingMemoryBound(to: TakeoverState.self)
+    ts.pointee.patchBatchDepth &-= 1
+    invalidateTranslations(ts, WrapCall.from(raw).pointee.context)
+}
+
+let patchDone: WrapHook = { raw, data in
+    let ts = data!.assumingMemoryBound(to: TakeoverState.self)
+    if ts.pointee.patchBatchDepth == 0 { invalidateTranslations(ts, WrapCall.from(raw).pointee.context) }
+}
+
+/// A module's text is about to run (the shim's module notifier, natively): if
+/// freed code at those addresses was ever translated, those translations are stale.
+@_cdecl("kdbt_engine_module_changed")
+public func kdbt_engine_module_changed(_ start: UInt64, _ bytes: UInt64) {
+    let context = kdbt_host_this_cpu_context()
+    let raw = word(context, ContextField.hostState)
+    guard raw != 0, bytes > 0 else { return }
+    let ts = UnsafeMutablePointer<TakeoverState>(bitPattern: UInt(raw))!
+    let flags = kdbt_host_translator_lock_irqsave()
+    let stale = Translator(state: ts.pointee.translator).hasFragments(from: start, to: start &+ bytes)
+    kdbt_host_translator_unlock_irqrestore(flags)
+    if stale { invalidateTranslations(ts, context) }
 }
 
 @inline(__always) private func word(_ context: UnsafeMutableRawPointer, _ field: Int32) -> UInt64 {
@@ -450,9 +541,22 @@ extension KernelHost {
 let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { context in
     let ts = takeover(context)
     let t = Translator(state: ts.pointee.translator)
-    let stepping = word(context, ContextField.stepping) != 0
     kdbt_host_translator_lock()
     let exit = t.exit(of: context)
+    if word(context, ContextField.stepping) != 0 {
+        // A delayed interrupt, and here the state is native: at the exit's target,
+        // or (iretq) at the iretq itself, whose address the stub left. Deliver it
+        // now rather than step on.
+        kdbt_host_translator_unlock()
+        let native = exit.isIret ? word(context, ContextField.indirectTarget) : exit.target
+        let sp = word(context, ContextField.appRegister(.rsp))
+        let flags = word(context, ContextField.appFlags)
+        let frame = pushInterruptFrame(below: sp, rip: native, cs: kdbt_host_kernel_cs(), flags: flags,
+                                       ss: kdbt_host_kernel_ss())
+        setWord(context, ContextField.appRegister(.rsp), frame)
+        setWord(context, ContextField.appFlags, flags & ~(flagTF | flagIF))
+        return deliverDelayed(context, ts)
+    }
     var next: UInt64
     if exit.isIret {
         let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(word(context, ContextField.appRegister(.rsp))))!
@@ -460,8 +564,6 @@ let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { conte
             let cachePC = t.translate(exit.target)
             if cachePC != 0 { frame[0] = cachePC } else { bump(context, ContextField.nativeFallbacks) }
         }
-        // Keep stepping towards the delayed interrupt after the iret too.
-        if stepping { frame[2] = (frame[2] | flagTF) & ~flagIF }
         next = t.state.pointee.iretRoutine
     } else if ts.pointee.detaching != 0 {
         next = exit.target
@@ -473,8 +575,31 @@ let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { conte
         }
     }
     kdbt_host_translator_unlock()
-    if stepping { setWord(context, ContextField.appFlags, word(context, ContextField.appFlags) | flagTF) }
     return next
+}
+
+/// Writes the frame the CPU pushes for an interrupt in kernel mode (16-byte
+/// aligned below `sp`; rip, cs, rflags with IF as it was when the interrupt
+/// arrived, rsp, ss) and returns its address.
+func pushInterruptFrame(below sp: UInt64, rip: UInt64, cs: UInt64, flags: UInt64, ss: UInt64) -> UInt64 {
+    let at = (sp & ~15) &- 40
+    let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(at))!
+    frame[0] = rip
+    frame[1] = cs
+    frame[2] = (flags & ~flagTF) | flagIF
+    frame[3] = sp
+    frame[4] = ss
+    return at
+}
+
+/// Ends stepping and returns where the delayed interrupt's handler starts.
+func deliverDelayed(_ context: UnsafeMutableRawPointer, _ ts: UnsafeMutablePointer<TakeoverState>) -> UInt64 {
+    let pending = Int(word(context, ContextField.pendingSignal))
+    setWord(context, ContextField.stepping, 0)
+    setWord(context, ContextField.pendingSignal, 0)
+    bump(context, ContextField.delayedDelivered)
+    let cached = ts.pointee.cacheHandler[pending]
+    return ts.pointee.detaching == 0 && cached != 0 ? cached : ts.pointee.nativeHandler[pending]
 }
 
 /// The trap handler, from the trap entry with interrupts off; `regs` holds the 16
@@ -504,28 +629,19 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
     }
 
     if vector == 1 {
-        // Stepping towards a delayed interrupt (the stub checked `stepping`).
+        // Stepping towards a delayed interrupt (the stub checked `stepping`). Out
+        // of the cache, every instruction is a native boundary.
+        if !inCache { bump(context, ContextField.steppedOutOfCache) }
         guard let native = boundary() else {
             setWord(context, ContextField.trapAction, 0)
             return
         }
         kdbt_host_clear_dr6()
-        setWord(context, ContextField.stepping, 0)
-        let pending = word(context, ContextField.pendingSignal)
-        setWord(context, ContextField.pendingSignal, 0)
-        // The frame the CPU would have pushed for it here: 16-byte aligned below
-        // the interrupted rsp, interrupts enabled as they were when it arrived.
-        let sp = (frame[3] & ~15) &- 40
-        let delivered = UnsafeMutablePointer<UInt64>(bitPattern: UInt(sp))!
-        delivered[0] = native
-        delivered[1] = frame[1]
-        delivered[2] = (frame[2] & ~flagTF) | flagIF
-        delivered[3] = frame[3]
-        delivered[4] = frame[4]
+        // The frame the CPU would have pushed for it here, on the interrupted stack.
+        let sp = pushInterruptFrame(below: frame[3], rip: native, cs: frame[1], flags: frame[2], ss: frame[4])
         setWord(context, ContextField.switchStack, sp)
-        setWord(context, ContextField.interruptTarget, target(pending))
+        setWord(context, ContextField.interruptTarget, deliverDelayed(context, ts))
         setWord(context, ContextField.trapAction, 2)
-        bump(context, ContextField.delayedDelivered)
         return
     }
     bump(context, vector < 32 ? ContextField.kernelExceptions : ContextField.kernelInterrupts)

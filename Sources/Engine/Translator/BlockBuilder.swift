@@ -283,6 +283,15 @@ extension Translator {
         state.pointee.stats.links += 1
     }
 
+    /// Whether any fragment translated native code in [start, end).
+    public func hasFragments(from start: UInt64, to end: UInt64) -> Bool {
+        for i in 0..<state.pointee.fragmentCount {
+            let f = state.pointee.fragments[i]
+            if f.nativeStart < end && f.nativeEnd > start { return true }
+        }
+        return false
+    }
+
     /// Every linked branch back to its stub and every lookup entry removed: from
     /// now on each fragment exit and indirect branch reaches the dispatcher (the
     /// kernel host's detach). Aligned 4- and 8-byte stores: code running

@@ -54,8 +54,11 @@ extension Translator {
             emitInlineLookup(&a)
         case .iret:
             // The host decides where the frame's return goes (kernel: back into
-            // the cache when it returns to kernel code).
+            // the cache when it returns to kernel code). indirectTarget gets the
+            // iretq's own address: the native state there is the current one.
             a.mov(gs(ContextField.spillRAX), .rax)
+            a.mov(.rax, imm64: insn.address)
+            a.mov(gs(ContextField.indirectTarget), .rax)
             a.mov(.rax, imm64: ContextField.iretExit)
             a.jmp(gs(ContextField.fcacheReturn))
         case .sysret, .sysexit:
