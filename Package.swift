@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "RoundTripTests", dependencies: ["Engine", "KdbtClient"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Protocol"]),
-        .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads", "CxxWorkloads"]),
+        .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads", "CxxWorkloads", "CKdbtSys"]),
         .testTarget(name: "UserModeTests"),
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
         .testTarget(name: "DecoderTests", dependencies: ["Engine", "CZydis", "KdbtClient"],

@@ -12,6 +12,7 @@ show kdbt attach --tool inscount
 show kdbt-guest-workload 20
 show stress-ng --fork 2 --pipe 2 --timeout 3s --metrics-brief
 show kdbt status
+show kdbt report --top 15
 show kdbt detach
 show kdbt status
 show rmmod kdbt

@@ -46,6 +46,8 @@ public protocol EngineHost {
     /// Gives the kernel back; nothing to do when `slot` is nil.
     func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
     func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32
+    /// inscount's per-block counts, copied to the request's user buffer.
+    func profile(_ request: inout ProfileRequest, takeover: UnsafeMutableRawPointer?, scratch: UnsafeMutableRawPointer) -> Int32
     /// Translation totals while attached, for `status`.
     func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply)
 }
@@ -62,6 +64,10 @@ extension EngineHost {
         -Errno.EOPNOTSUPP
     }
     public func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply) {}
+    public func profile(_ request: inout ProfileRequest, takeover: UnsafeMutableRawPointer?,
+                        scratch: UnsafeMutableRawPointer) -> Int32 {
+        -Errno.EOPNOTSUPP
+    }
 
 
     /// Hosts without built-in kernel workloads.

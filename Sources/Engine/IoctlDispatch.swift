@@ -78,6 +78,13 @@ extension Engine {
             let result = host.cpuStats(&request, takeover: state.pointee.takeover)
             if result != 0 { return result }
             request.encode(writer)
+        case .profile:
+            let bad = ProfileRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = ProfileRequest(decoding: reader)
+            let result = host.profile(&request, takeover: state.pointee.takeover, scratch: state.pointee.scratch)
+            if result != 0 { return result }
+            request.encode(writer)
         }
         return writeReply(to: argument, userSize: userSize, knownSize: known, from: buffer)
     }

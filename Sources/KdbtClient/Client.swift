@@ -68,6 +68,31 @@ public struct KdbtClient<Device: DeviceConnection> {
         }
     }
 
+    /// inscount's per-block counts: (block address, instructions) for every block
+    /// profiled, read a page of entries at a time, and how many blocks found the
+    /// profile full.
+    public func profile() throws(DeviceError) -> (entries: [(address: UInt64, instructions: UInt64)], overflow: UInt64) {
+        let capacity = 4096
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * ProfileRequest.entryBytes, alignment: 8)
+        defer { buffer.deallocate() }
+        var entries: [(address: UInt64, instructions: UInt64)] = []
+        var overflow: UInt64 = 0
+        while true {
+            let first = UInt32(entries.count)
+            let reply = try request(.profile, size: ProfileRequest.sizeV1, encode: { writer in
+                ProfileRequest(first: first, capacity: UInt32(capacity),
+                               buffer: UInt64(UInt(bitPattern: buffer.baseAddress))).encode(writer)
+            }) { ProfileRequest(decoding: $0) }
+            overflow = reply.overflow
+            for k in 0..<Int(reply.count) {
+                entries.append((buffer.load(fromByteOffset: k * 16, as: UInt64.self),
+                                buffer.load(fromByteOffset: k * 16 + 8, as: UInt64.self)))
+            }
+            if reply.count < UInt32(capacity) || entries.count >= Int(reply.total) { break }
+        }
+        return (entries, overflow)
+    }
+
     private func request<Reply>(
         _ command: KdbtCommand, size: Int, encode: (LayoutWriter) -> Void = { _ in },
         decode: (LayoutReader) -> Reply?

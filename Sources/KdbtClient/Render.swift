@@ -193,3 +193,65 @@ public func renderSelfTest(_ outcomes: [SelfTestOutcome], format: OutputFormat) 
         return lines
     }
 }
+
+/// One function's share of the instructions in `kdbt report`.
+public struct FunctionCount: Sendable, Equatable {
+    public let function: String
+    public let instructions: UInt64
+    public init(function: String, instructions: UInt64) {
+        self.function = function
+        self.instructions = instructions
+    }
+}
+
+/// Sums per-block counts by the function (symbol) each block starts in; the
+/// `top` largest, largest first. Blocks outside any symbol go under their address.
+public func topFunctions(_ entries: [(address: UInt64, instructions: UInt64)], symbols: Kallsyms?,
+                         top: Int) -> [FunctionCount] {
+    var byName: [String: UInt64] = [:]
+    for e in entries where e.instructions > 0 {
+        var name = "0x" + String(e.address, radix: 16)
+        if let s = symbols?.symbolize(e.address) {
+            name = s.symbol.name + (s.symbol.module.map { " [\($0)]" } ?? "")
+        }
+        byName[name, default: 0] += e.instructions
+    }
+    return byName.map { FunctionCount(function: $0.key, instructions: $0.value) }
+        .sorted { $0.instructions != $1.instructions ? $0.instructions > $1.instructions : $0.function < $1.function }
+        .prefix(top).map { $0 }
+}
+
+public func renderReport(cpus: [CPUStatsRequest], functions: [FunctionCount], profiled: UInt64,
+                         format: OutputFormat) -> String {
+    let total = cpus.reduce(UInt64(0)) { $0 + $1.instructions }
+    switch format {
+    case .text:
+        var out = "inscount: \(total) kernel instructions\n"
+        for c in cpus { out += "  cpu \(c.cpu): \(c.instructions)\n" }
+        out += "top functions by instructions executed (per-block counts, \(profiled) in all):\n"
+        out += "  instructions   share  function\n"
+        for f in functions {
+            let share = profiled > 0 ? Double(f.instructions) * 100 / Double(profiled) : 0
+            let tenths = Int((share * 10).rounded())
+            out += pad("\(f.instructions)", 14) + pad("\(tenths / 10).\(tenths % 10)%", 8) + "  \(f.function)\n"
+        }
+        return out
+    case .json:
+        var json = JSONObject()
+        json.add("instructions", .uint(total))
+        json.add("per_cpu", .array(cpus.map { c in
+            var o = JSONObject()
+            o.add("cpu", .int(Int64(c.cpu)))
+            o.add("instructions", .uint(c.instructions))
+            return .object(o)
+        }))
+        json.add("profiled_instructions", .uint(profiled))
+        json.add("top_functions", .array(functions.map { f in
+            var o = JSONObject()
+            o.add("function", .string(f.function))
+            o.add("instructions", .uint(f.instructions))
+            return .object(o)
+        }))
+        return json.value.serialized() + "\n"
+    }
+}

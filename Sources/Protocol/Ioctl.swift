@@ -41,6 +41,7 @@ public enum KdbtCommand: UInt32, Sendable {
     case attach = 5
     case detach = 6
     case cpuStats = 7
+    case profile = 8
 
     /// `_IOWR(0xDB, nr, <first layout>)`.
     @inlinable
@@ -61,6 +62,7 @@ public enum KdbtCommand: UInt32, Sendable {
         case .attach: return AttachRequest.sizeV1
         case .detach: return DetachRequest.sizeV1
         case .cpuStats: return CPUStatsRequest.sizeV1
+        case .profile: return ProfileRequest.sizeV1
         }
     }
 

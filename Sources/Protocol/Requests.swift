@@ -536,3 +536,61 @@ public struct CPUStatsRequest: Equatable, Sendable {
         invalidations = r.u64(96)
     }
 }
+
+/// `KDBT_IOC_PROFILE`: inscount's per-block counts while attached: entries
+/// `first ..< first + count` of (block native address, instructions executed),
+/// written to a user buffer. ENOENT when not attached with inscount.
+///
+///     0  u32 size               in/out as for every request
+///     4  u32 flags              in: must be 0
+///     8  u32 first              in: first entry
+///    12  u32 capacity           in: entries the buffer holds, 1 ... maxCapacity
+///    16  u64 buffer             in: user pointer, capacity * 16 bytes
+///    24  u32 count              out: entries written
+///    28  u32 total              out: blocks profiled so far
+///    32  u64 overflow           out: blocks translated after the profile filled
+///    40  u64 reserved           must be 0
+public struct ProfileRequest: Equatable, Sendable {
+    public static let sizeV1 = 48
+    public static let maxCapacity: UInt32 = 1 << 16
+    public static let entryBytes = 16
+
+    public var first: UInt32
+    public var capacity: UInt32
+    public var buffer: UInt64
+    public var count: UInt32 = 0
+    public var total: UInt32 = 0
+    public var overflow: UInt64 = 0
+
+    public init(first: UInt32, capacity: UInt32, buffer: UInt64) {
+        self.first = first
+        self.capacity = capacity
+        self.buffer = buffer
+    }
+
+    public static func validate(_ r: LayoutReader) -> Int32 {
+        if r.u32(4) != 0 || !r.isZero(40, 8) { return Errno.EINVAL }
+        let capacity = r.u32(12)
+        if capacity == 0 || capacity > maxCapacity { return Errno.EINVAL }
+        return 0
+    }
+
+    public func encode(_ w: LayoutWriter) {
+        w.u32(8, first)
+        w.u32(12, capacity)
+        w.u64(16, buffer)
+        w.u32(24, count)
+        w.u32(28, total)
+        w.u64(32, overflow)
+        w.u64(40, 0)
+    }
+
+    public init(decoding r: LayoutReader) {
+        first = r.u32(8)
+        capacity = r.u32(12)
+        buffer = r.u64(16)
+        count = r.u32(24)
+        total = r.u32(28)
+        overflow = r.u64(32)
+    }
+}

@@ -4,6 +4,7 @@
 // forked child and single-stepped with ptrace, must retire exactly as many
 // instructions as the translated run counts.
 
+import CKdbtSys
 import CWorkloads
 import Engine
 import Glibc
@@ -112,5 +113,37 @@ struct InsCountTests {
                                              UInt64(bitPattern: Int64(w.a)), UInt64(bitPattern: Int64(w.b)))
             #expect(Int(bitPattern: UInt(translated)) == w.function(w.a, w.b), "\(w.name)")
         }
+    }
+}
+
+@Suite("inscount per-block profile")
+struct InsCountProfileTests {
+    @Test("per-block counts add up to the total, and the hottest block is the loop")
+    func profileAddsUp() throws {
+        let runner = InProcessRunner()
+        let sum: Workload = { a, _ in kw_sum(a) }
+        let near = UInt64(UInt(bitPattern: unsafeBitCast(sum, to: UnsafeRawPointer.self)))
+        let capacity = 4096
+        // Counters are updated RIP-relative: within reach of the code, like the cache.
+        let counters = try #require(kdbt_sys_map_code_near(capacity * 8, near)).bindMemory(to: UInt64.self, capacity: capacity)
+        let starts = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
+        let profile = UnsafeMutablePointer<InsCountProfile>.allocate(capacity: 1)
+        profile.initialize(to: InsCountProfile(counters: counters, blockStart: starts, capacity: capacity))
+        let data = UnsafeMutablePointer<InsCountData>.allocate(capacity: 1)
+        data.initialize(to: InsCountData(profile: profile))
+        let offset = try #require(runner.register(InsCount.registration(data: data), storageBytes: InsCount.storageBytes))
+        runner.setContextWord(at: offset + InsCount.counterOffset, to: 0)
+        let result = try runner.call(unsafeBitCast(sum, to: UnsafeRawPointer.self), 50_000)
+        #expect(Int(bitPattern: UInt(result)) == kw_sum(50_000))
+        let total = runner.contextWord(at: offset + InsCount.counterOffset)
+        var profiled: UInt64 = 0
+        var hottest: UInt64 = 0
+        for i in 0..<profile.pointee.used {
+            profiled += counters[i]
+            hottest = max(hottest, counters[i])
+        }
+        #expect(profile.pointee.used > 0)
+        #expect(profiled == total)
+        #expect(hottest * 2 > total)  // a tight loop dominates kw_sum
     }
 }

@@ -55,6 +55,13 @@ for cpu in 0 1; do
 	expect_status 0 "cpu $cpu: delayed interrupts delivered ($g of $d)" -- test "$g" -ge $((d - 1))
 done
 
+expect_status 0 "kdbt report" -- kdbt report --top 10
+expect_output "^inscount: [1-9][0-9]* kernel instructions" "  ... the total"
+expect_output "^  cpu 1: [1-9]" "  ... per CPU"
+expect_output "^ +[1-9][0-9]* +[0-9]+\.[0-9]%  [a-z_][a-z0-9_.]*" "  ... top functions, symbolized"
+expect_status 0 "kdbt report --format json" -- kdbt report --format json
+expect_output '"top_functions":\[\{"function":"[a-z_]' "  ... JSON"
+
 # Text patching while attached: a tracepoint's static key flips (text_poke_bp),
 # the translated scheduler takes the new path and the events show up.
 mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
@@ -79,6 +86,8 @@ expect_status 0 "  ... same output" -- cmp /tmp/native.txt /tmp/after.txt
 
 expect_status 0 "kdbt detach" -- kdbt detach
 expect_output "^detached in .* ms, [1-9][0-9]* instructions counted" "  ... with inscount's total"
+expect_status 2 "kdbt report when detached exits 2" -- kdbt report
+expect_output "attach with .kdbt attach --tool inscount" "  ... and says what to do"
 expect_status 0 "kdbt status --format json after detach" -- kdbt status --format json
 expect_output '"state":"detached"' "  ... detached"
 

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
+# vm-timeout: 600
 # kdbt disasm on live kernel text. Prints each listing between markers; the host
 # side (disasm.check) compares it with the same code decoded from the on-disk
 # vmlinux, and names the bytes the kernel patched at boot.

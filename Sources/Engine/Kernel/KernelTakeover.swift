@@ -107,6 +107,8 @@ struct TakeoverState {
     /// from user mode (and the syscall entry) go to the native handlers. The
     /// stubs test it RIP-relative, before any GS is usable.
     var detachFlag: UInt64 = 0
+    /// inscount's data and per-block profile, when it runs.
+    var insCountData: UnsafeMutablePointer<InsCountData>? = nil
 }
 
 /// RFLAGS bits the trap handler changes.
@@ -167,6 +169,7 @@ extension KernelHost {
         guard kdbt_host_code_pool_create(limits.maxUnits * limits.unitBytes + (2 << 20)) == 0 else { return .outOfMemory }
         guard let idt = kdbt_host_idt_copy() else { kdbt_host_takeover_free(); return .unexpectedIDT }
         let arenaBytes = limits.arenaBytes + MemoryLayout<TakeoverState>.stride + 3 * 256 * 8 + 256
+            + limits.maxFragments * 8 + MemoryLayout<InsCountData>.stride + MemoryLayout<InsCountProfile>.stride + 64
         guard kdbt_host_dispatcher_stacks_create() == 0, let block = allocateArena(bytes: arenaBytes) else {
             kdbt_host_takeover_free()
             return .outOfMemory
@@ -188,10 +191,29 @@ extension KernelHost {
             return .outOfMemory
         }
         var insCountOffset: Int32 = -1
+        var insCountData: UnsafeMutablePointer<InsCountData>? = nil
         if request.tools & ToolBits.null != 0 { _ = t.register(NullTool.registration, storageBytes: 0) }
-        if request.tools & ToolBits.inscount != 0,
-           t.register(InsCount.registration(statistics: nil), storageBytes: InsCount.storageBytes) {
-            insCountOffset = t.storageOffset(ofTool: t.state.pointee.toolCount - 1) + InsCount.counterOffset
+        if request.tools & ToolBits.inscount != 0 {
+            // Per-block counts for `kdbt report`: counters in the code pool (within
+            // RIP reach of the cache), one slot per fragment.
+            guard let data = arena.allocate(InsCountData.self), let profile = arena.allocate(InsCountProfile.self),
+                  let starts = arena.allocate(bytes: limits.maxFragments * 8, alignment: 8),
+                  let counters = kdbt_host_code_alloc(limits.maxFragments * 8, 0)
+            else {
+                freeArena(block)
+                kdbt_host_takeover_free()
+                return .outOfMemory
+            }
+            counters.initializeMemory(as: UInt8.self, repeating: 0, count: limits.maxFragments * 8)
+            profile.initialize(to: InsCountProfile(
+                counters: counters.bindMemory(to: UInt64.self, capacity: limits.maxFragments),
+                blockStart: starts.bindMemory(to: UInt64.self, capacity: limits.maxFragments),
+                capacity: limits.maxFragments))
+            data.initialize(to: InsCountData(profile: profile))
+            if t.register(InsCount.registration(data: data), storageBytes: InsCount.storageBytes) {
+                insCountOffset = t.storageOffset(ofTool: t.state.pointee.toolCount - 1) + InsCount.counterOffset
+                insCountData = data
+            }
         }
         // Native: the return-to-user tails (their faults are recognised by their
         // native addresses, and they switch to the user's GS), and kdbt itself.
@@ -208,7 +230,8 @@ extension KernelHost {
         ts.initialize(to: TakeoverState(
             translator: t.state, arena: block, detaching: 0, poolStart: kdbt_host_code_pool_base(),
             poolBytes: UInt64(kdbt_host_code_pool_bytes()), attachedAt: 0, insCountOffset: insCountOffset,
-            nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress))
+            nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress,
+            insCountData: insCountData))
 
         // Cache consistency: the kernel's text patching runs translated, so its
         // choke points are wrapped; when one returns, translations are dropped.
@@ -332,6 +355,34 @@ extension KernelHost {
         request.invalidations = word(ContextField.invalidations)
         request.nativeFallbacks = word(ContextField.nativeFallbacks)
         if ts.pointee.insCountOffset >= 0 { request.instructions = word(ts.pointee.insCountOffset) }
+        return 0
+    }
+
+    func profile(_ request: inout ProfileRequest, takeover: UnsafeMutableRawPointer?,
+                 scratch: UnsafeMutableRawPointer) -> Int32 {
+        guard let raw = takeover,
+              let profile = raw.assumingMemoryBound(to: TakeoverState.self).pointee.insCountData?.pointee.profile
+        else { return -Errno.ENOENT }
+        // A snapshot of `used` (blocks translated meanwhile are in the next read).
+        let used = profile.pointee.used
+        request.total = UInt32(truncatingIfNeeded: used)
+        request.overflow = profile.pointee.overflow
+        let first = Int(request.first)
+        let wanted = first < used ? min(Int(request.capacity), used - first) : 0
+        let perPage = scratchBytes / ProfileRequest.entryBytes
+        var done = 0
+        while done < wanted {
+            let chunk = min(perPage, wanted - done)
+            let out = scratch.assumingMemoryBound(to: UInt64.self)
+            for k in 0..<chunk {
+                out[2 * k] = profile.pointee.blockStart[first + done + k]
+                out[2 * k + 1] = profile.pointee.counters[first + done + k]
+            }
+            let to = request.buffer &+ UInt64(done * ProfileRequest.entryBytes)
+            guard copyToUser(to, scratch, chunk * ProfileRequest.entryBytes) else { return -Errno.EFAULT }
+            done += chunk
+        }
+        request.count = UInt32(wanted)
         return 0
     }
 

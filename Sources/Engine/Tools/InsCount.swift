@@ -13,6 +13,34 @@ public struct InsCountStatistics {
     public init() {}
 }
 
+/// Optional per-block counts (the kernel's `kdbt report` top functions): slot i
+/// counts the executions of the block at `blockStart[i]` times its instruction
+/// count. `counters` must be within rel32 reach of the code cache (the counter is
+/// updated RIP-relative, with no register). Not atomic across CPUs: concurrent
+/// updates of one block's slot can lose counts, so it ranks hot code; the
+/// per-context totals stay exact.
+public struct InsCountProfile {
+    public var counters: UnsafeMutablePointer<UInt64>
+    public var blockStart: UnsafeMutablePointer<UInt64>
+    public var capacity: Int
+    public var used: Int = 0
+    /// Blocks that found the profile full.
+    public var overflow: UInt64 = 0
+
+    public init(counters: UnsafeMutablePointer<UInt64>, blockStart: UnsafeMutablePointer<UInt64>, capacity: Int) {
+        self.counters = counters
+        self.blockStart = blockStart
+        self.capacity = capacity
+    }
+}
+
+/// What the inscount tool's data pointer refers to.
+public struct InsCountData {
+    public var statistics = InsCountStatistics()
+    public var profile: UnsafeMutablePointer<InsCountProfile>?
+    public init(profile: UnsafeMutablePointer<InsCountProfile>? = nil) { self.profile = profile }
+}
+
 public enum InsCount {
     public static let name: StaticString = "inscount"
     /// The counter's offset in the tool's storage.
@@ -27,16 +55,45 @@ public enum InsCount {
             data: UnsafeMutableRawPointer(statistics), onBlock: onBlock)
     }
 
+    /// With per-block counts as well; `data` must outlive the translator.
+    public static func registration(data: UnsafeMutablePointer<InsCountData>) -> ToolRegistration {
+        ToolRegistration(
+            name: name, priority: ToolPriority.normal, phases: InstrumentationPhase.insertion.bit,
+            data: UnsafeMutableRawPointer(data), onBlock: onBlockProfiled)
+    }
+
     static let onBlock: BlockEventHandler = { data, raw, _ in
-        let block = InstrumentedBlock.from(raw)
+        count(InstrumentedBlock.from(raw), data?.assumingMemoryBound(to: InsCountStatistics.self), profile: nil)
+    }
+
+    static let onBlockProfiled: BlockEventHandler = { data, raw, _ in
+        let d = data!.assumingMemoryBound(to: InsCountData.self)
+        count(InstrumentedBlock.from(raw), &d.pointee.statistics, profile: d.pointee.profile)
+    }
+
+    static func count(_ block: UnsafeMutablePointer<InstrumentedBlock>,
+                      _ statistics: UnsafeMutablePointer<InsCountStatistics>?,
+                      profile: UnsafeMutablePointer<InsCountProfile>?) {
         let n = Int32(block.pointee.count)
-        let statistics = data?.assumingMemoryBound(to: InsCountStatistics.self)
         let counter = block.pointee.storage(counterOffset)
+        var slot: AsmMemory? = nil
+        if let p = profile {
+            if p.pointee.used < p.pointee.capacity {
+                let i = p.pointee.used
+                p.pointee.used += 1
+                p.pointee.blockStart[i] = block.pointee.startPC
+                slot = AsmMemory.rip(UInt64(UInt(bitPattern: p.pointee.counters + i)))
+            } else {
+                p.pointee.overflow += 1
+            }
+        }
         if let position = block.pointee.firstFlagsDeadPosition() {
             block.pointee.insert(.add(counter, n), before: position)
+            if let m = slot { block.pointee.insert(.add(m, n), before: position) }
             statistics?.pointee.blocksFlagsDead += 1
         } else {
             block.pointee.insert(.addPreservingFlags(counter, n), before: 0)
+            if let m = slot { block.pointee.insert(.addPreservingFlags(m, n), before: 0) }
             statistics?.pointee.blocksFlagsLive += 1
         }
     }
