@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # vm-timeout: 600
 # 20 attach/detach cycles in one boot while stress-ng loads both CPUs; each cycle
-# runs the workload attached. Afterwards the workload still matches its native run
-# and the module unloads with nothing left allocated.
+# runs the workload attached. Afterwards the workload still matches its native run,
+# and unloading the module while attached detaches and leaves nothing allocated.
 . /test/files/lib.sh
 
 expect_status 0 "insmod kdbt.ko" -- insmod "$KDBT_KMOD"
@@ -31,8 +31,13 @@ expect_status 0 "workload after the cycles" -- kdbt-guest-workload 10
 cp /tmp/out /tmp/after.txt
 expect_status 0 "  ... = native" -- cmp /tmp/native.txt /tmp/after.txt
 
-expect_status 0 "rmmod kdbt" -- rmmod kdbt
+# Unloading the module while attached detaches first.
+expect_status 0 "attach once more" -- kdbt attach --tool inscount
+expect_status 0 "rmmod kdbt while attached" -- rmmod kdbt
 dmesg | grep 'kdbt: unloaded' >/tmp/out || true
 cat /tmp/out
 expect_output "live allocations 0 \(0 bytes\)" "unload leaves zero live allocations"
+expect_status 0 "the kernel runs on natively (workload)" -- kdbt-guest-workload 10
+cp /tmp/out /tmp/after.txt
+expect_status 0 "  ... = native" -- cmp /tmp/native.txt /tmp/after.txt
 finish
