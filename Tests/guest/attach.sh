@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
+# vm-timeout: 600
 # Comprehensive kernel translation: kdbt attach runs every CPU's kernel from the
 # code cache (syscalls, interrupts, exceptions, kernel threads), results equal a
 # native run of the same workload in the same boot, interrupts delayed to native
