@@ -682,7 +682,6 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
     if vector == 1 {
         // Stepping towards a delayed interrupt (the stub checked `stepping`). Out
         // of the cache, every instruction is a native boundary.
-        if !inCache { bump(context, ContextField.steppedOutOfCache) }
         guard let native = boundary() else {
             setWord(context, ContextField.trapAction, 0)
             return

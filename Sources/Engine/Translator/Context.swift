@@ -74,7 +74,6 @@ public enum ContextField {
     public static let userExceptions: Int32 = 0x280
     public static let delayedDelivered: Int32 = 0x288
     public static let invalidations: Int32 = 0x290
-    public static let steppedOutOfCache: Int32 = 0x298
     /// Per-context storage for tools (inline counters and the like).
     public static let toolStorage: Int32 = 0x300
     public static let toolStorageBytes: Int32 = 0x100
