@@ -42,6 +42,7 @@ public enum KdbtCommand: UInt32, Sendable {
     case detach = 6
     case cpuStats = 7
     case profile = 8
+    case findings = 9
 
     /// `_IOWR(0xDB, nr, <first layout>)`.
     @inlinable
@@ -63,6 +64,7 @@ public enum KdbtCommand: UInt32, Sendable {
         case .detach: return DetachRequest.sizeV1
         case .cpuStats: return CPUStatsRequest.sizeV1
         case .profile: return ProfileRequest.sizeV1
+        case .findings: return FindingsRequest.sizeV1
         }
     }
 

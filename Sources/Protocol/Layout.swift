@@ -8,6 +8,10 @@ public struct LayoutReader {
     public let bytes: UnsafeRawBufferPointer
     @inlinable public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
+    @inlinable public func u8(_ offset: Int) -> UInt8 { bytes[offset] }
+    @inlinable public func u16(_ offset: Int) -> UInt16 {
+        bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)
+    }
     @inlinable public func u32(_ offset: Int) -> UInt32 {
         bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
     }
@@ -29,6 +33,10 @@ public struct LayoutWriter {
     public let bytes: UnsafeMutableRawBufferPointer
     @inlinable public init(_ bytes: UnsafeMutableRawBufferPointer) { self.bytes = bytes }
 
+    @inlinable public func u8(_ offset: Int, _ value: UInt8) { bytes[offset] = value }
+    @inlinable public func u16(_ offset: Int, _ value: UInt16) {
+        bytes.storeBytes(of: value, toByteOffset: offset, as: UInt16.self)
+    }
     @inlinable public func u32(_ offset: Int, _ value: UInt32) {
         bytes.storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
     }
