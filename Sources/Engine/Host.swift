@@ -48,6 +48,8 @@ public protocol EngineHost {
     func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32
     /// inscount's per-block counts, copied to the request's user buffer.
     func profile(_ request: inout ProfileRequest, takeover: UnsafeMutableRawPointer?, scratch: UnsafeMutableRawPointer) -> Int32
+    /// Checking tools' findings, copied to the request's user buffer.
+    func findings(_ request: inout FindingsRequest, takeover: UnsafeMutableRawPointer?) -> Int32
     /// Translation totals while attached, for `status`.
     func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply)
 }
@@ -69,6 +71,9 @@ extension EngineHost {
         -Errno.EOPNOTSUPP
     }
 
+    public func findings(_ request: inout FindingsRequest, takeover: UnsafeMutableRawPointer?) -> Int32 {
+        -Errno.EOPNOTSUPP
+    }
 
     /// Hosts without built-in kernel workloads.
     public func translationSelfTest(_ request: inout SelfTestRequest) -> Int32 { -Errno.EOPNOTSUPP }

@@ -85,6 +85,13 @@ extension Engine {
             let result = host.profile(&request, takeover: state.pointee.takeover, scratch: state.pointee.scratch)
             if result != 0 { return result }
             request.encode(writer)
+        case .findings:
+            let bad = FindingsRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = FindingsRequest(decoding: reader)
+            let result = host.findings(&request, takeover: state.pointee.takeover)
+            if result != 0 { return result }
+            request.encode(writer)
         }
         return writeReply(to: argument, userSize: userSize, knownSize: known, from: buffer)
     }
