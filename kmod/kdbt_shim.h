@@ -74,4 +74,21 @@ void kdbt_host_clear_dr6(void);
 u64 kdbt_host_ktime_ns(void);
 u64 kdbt_host_kernel_cs(void);
 u64 kdbt_host_kernel_ss(void);
+
+/* heapcheck (heapcheck.c). */
+int kdbt_heapcheck_init(unsigned long (*lookup)(const char *name));
+int kdbt_hc_classes(u64 *sizes, u64 *caches, int capacity);
+int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity);
+u32 kdbt_hc_current_task(u32 *pid, u8 *comm);
+void kdbt_hc_release(u64 cache, u64 pointer);
+int kdbt_hc_describe_cache(u64 cache, u8 *name, u64 *object_size);
+void kdbt_hc_lock(void);
+void kdbt_hc_unlock(void);
+u64 kdbt_hc_direct_map_base(void);
+u64 kdbt_hc_direct_map_pages(void);
+u64 kdbt_hc_page_bytes(u64 size);
+void kdbt_hc_set_active(int active);
+void kdbt_hc_keep_findings(const void *records, long count, long record_bytes, u64 dropped);
+long kdbt_hc_kept_findings(const void **records, u64 *dropped);
+void kdbt_heapcheck_exit(void);
 #endif

@@ -25,8 +25,9 @@ extension Engine {
 
     private func serve(_ command: KdbtCommand, _ argument: UInt64,
                        _ buffer: UnsafeMutableRawBufferPointer) -> Int32 {
-        let known = command.firstLayoutSize  // every command is at its first layout today
-        let userSize = readExtensibleRequest(from: argument, knownSize: known, into: buffer)
+        let known = command.currentLayoutSize
+        let userSize = readExtensibleRequest(from: argument, minimumSize: command.firstLayoutSize, knownSize: known,
+                                             into: buffer)
         if userSize < 0 { return Int32(userSize) }
         let reader = LayoutReader(UnsafeRawBufferPointer(rebasing: buffer[0..<known]))
         let writer = LayoutWriter(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<known]))
@@ -122,12 +123,18 @@ extension Engine {
     /// On success the buffer holds `knownSize` bytes and the result is the caller's
     /// size; on failure, a negative errno.
     func readExtensibleRequest(
-        from address: UInt64, knownSize: Int, into buffer: UnsafeMutableRawBufferPointer
+        from address: UInt64, minimumSize: Int, knownSize: Int, into buffer: UnsafeMutableRawBufferPointer
     ) -> Int {
         var size32: UInt32 = 0
         guard host.copyFromUser(&size32, address, 4) else { return -Int(Errno.EFAULT) }
         let userSize = Int(size32)
-        if userSize < knownSize { return -Int(Errno.EINVAL) }
+        if userSize < minimumSize { return -Int(Errno.EINVAL) }
+        if userSize < knownSize {
+            // An older, shorter layout: the fields it lacks read as zero.
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+            guard host.copyFromUser(buffer.baseAddress!, address, userSize) else { return -Int(Errno.EFAULT) }
+            return userSize
+        }
         if userSize > kdbtMaxRequestSize { return -Int(Errno.E2BIG) }
         if userSize > knownSize {
             let zero = host.checkZeroedUser(address &+ UInt64(knownSize), userSize - knownSize)

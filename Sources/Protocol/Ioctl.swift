@@ -68,6 +68,16 @@ public enum KdbtCommand: UInt32, Sendable {
         }
     }
 
+    /// Size of the newest layout this version knows (what it reads and writes
+    /// back); callers may send any size from the first layout up.
+    @inlinable
+    public var currentLayoutSize: Int {
+        switch self {
+        case .attach: return AttachRequest.sizeV2
+        default: return firstLayoutSize
+        }
+    }
+
     /// The command an ioctl number names, or nil (the module answers ENOTTY).
     @inlinable
     public init?(number: UInt32) {

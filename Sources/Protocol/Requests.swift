@@ -348,20 +348,33 @@ public enum SelfTestWorkload: UInt32, Sendable {
 ///    24  u64 attach_ns          out: how long attaching took
 ///    32  u64 blocks             out: blocks translated ahead (entry points)
 ///    40  u64 reserved           must be 0
+///   (v2)
+///    48  u64 quarantine_bytes   in: heapcheck's quarantine (0: the default)
+///    56  u32 redzone_bytes      in: heapcheck's minimum redzone (0: the default; at most 4096)
+///    60  u32 reserved           must be 0
 public struct AttachRequest: Equatable, Sendable {
     public static let sizeV1 = 48
+    public static let sizeV2 = 64
+    public static let maxRedzone: UInt32 = 4096
 
     public var tools: UInt64
     public var refusal: UInt32 = 0
     public var cpus: UInt32 = 0
     public var attachNanoseconds: UInt64 = 0
     public var blocks: UInt64 = 0
+    public var quarantineBytes: UInt64 = 0
+    public var redzoneBytes: UInt32 = 0
 
-    public init(tools: UInt64) { self.tools = tools }
+    public init(tools: UInt64, quarantineBytes: UInt64 = 0, redzoneBytes: UInt32 = 0) {
+        self.tools = tools
+        self.quarantineBytes = quarantineBytes
+        self.redzoneBytes = redzoneBytes
+    }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
-        if r.u32(4) != 0 || !r.isZero(40, 8) { return Errno.EINVAL }
+        if r.u32(4) != 0 || !r.isZero(40, 8) || !r.isZero(60, 4) { return Errno.EINVAL }
         if r.u64(8) & ~ToolBits.known != 0 { return Errno.EINVAL }
+        if r.u32(56) > maxRedzone { return Errno.EINVAL }
         return 0
     }
 
@@ -372,6 +385,9 @@ public struct AttachRequest: Equatable, Sendable {
         w.u64(24, attachNanoseconds)
         w.u64(32, blocks)
         w.u64(40, 0)
+        w.u64(48, quarantineBytes)
+        w.u32(56, redzoneBytes)
+        w.u32(60, 0)
     }
 
     public init(decoding r: LayoutReader) {
@@ -380,6 +396,8 @@ public struct AttachRequest: Equatable, Sendable {
         cpus = r.u32(20)
         attachNanoseconds = r.u64(24)
         blocks = r.u64(32)
+        quarantineBytes = r.u64(48)
+        redzoneBytes = r.u32(56)
     }
 }
 
@@ -387,7 +405,8 @@ public struct AttachRequest: Equatable, Sendable {
 public enum ToolBits {
     public static let inscount: UInt64 = 1 << 0
     public static let null: UInt64 = 1 << 1
-    public static let known: UInt64 = inscount | null
+    public static let heapcheck: UInt64 = 1 << 2
+    public static let known: UInt64 = inscount | null | heapcheck
 }
 
 /// Why attach refused (the module changed nothing).

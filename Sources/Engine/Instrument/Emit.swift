@@ -41,7 +41,12 @@ extension Translator {
     /// `index` (in insertion order).
     func emitMeta(_ block: InstrumentedBlock, before index: Int, appPC: UInt64, _ a: inout Assembler) {
         for m in 0..<block.metaCount where block.meta[m].before == index {
-            emit(block.meta[m].instruction, appPC: appPC, &a)
+            if case .inlineCheck(let check) = block.meta[m].instruction {
+                let flagsLive = !block.arithmeticFlagsDead(before: index)
+                emitInlineCheck(check, live: block.liveRegisters(before: index), flagsLive: flagsLive, &a)
+            } else {
+                emit(block.meta[m].instruction, appPC: appPC, &a)
+            }
         }
     }
 
@@ -52,6 +57,10 @@ extension Translator {
         for m in 0..<block.metaCount where block.meta[m].before >= from && block.meta[m].before <= through {
             if case .add(let memory, let value) = block.meta[m].instruction {
                 emit(.addPreservingFlags(memory, value), appPC: appPC, &a)
+            } else if case .inlineCheck = block.meta[m].instruction {
+                // Its operand belongs to an instruction already emitted; checks
+                // between a swapgs pair (entry code, no heap) are dropped.
+                continue
             } else {
                 emit(block.meta[m].instruction, appPC: appPC, &a)
             }
@@ -74,6 +83,8 @@ extension Translator {
             a.mov(m, r)
         case .movRegisterMemory(let r, let m):
             a.mov(r, m)
+        case .inlineCheck(let check):
+            emitInlineCheck(check, live: 0xFFFF, flagsLive: true, &a)
         case .cleanCall(let function, let argument):
             // Resume point by RIP-relative lea, patched once the sequence is out.
             a.mov(gs(ContextField.spillRAX), .rax)
@@ -94,6 +105,65 @@ extension Translator {
             // lea rax, [rip+disp32] is 48 8d 05 disp32: the field ends the lea.
             let leaEnd = a.origin + UInt64(lea + 7)
             a.patch32(at: lea + 3, UInt32(truncatingIfNeeded: a.address &- leaEnd))
+        }
+    }
+
+    /// An inline check: spill what is live, effective address to r11, the tool's
+    /// fast path, then either restore and go on, or restore and make the slow
+    /// clean call.
+    func emitInlineCheck(_ check: InlineCheck, live: UInt16, flagsLive: Bool, _ a: inout Assembler) {
+        let spill = ContextField.inlineCheckSpill
+        // Scratch k (0: r11, 1: r10, 2: r9) spills to spill + 8k; rax (flags) to +24.
+        @inline(__always) func scratch(_ k: Int) -> GPR { k == 0 ? .r11 : (k == 1 ? .r10 : .r9) }
+        let scratchCount = 1 + Int(check.temporaries)
+        var saved: UInt8 = 0
+        // The address first, computed from the application's own register values.
+        if live & (1 << GPR.r11.rawValue) != 0 {
+            a.mov(gs(spill), .r11)
+            saved |= 1
+        }
+        a.lea(.r11, check.memory)
+        for k in 1..<scratchCount where live & (1 << scratch(k).rawValue) != 0 {
+            a.mov(gs(spill + Int32(8 * k)), scratch(k))
+            saved |= 1 << UInt8(k)
+        }
+        if flagsLive {
+            a.mov(gs(spill + 24), .rax)
+            a.lahf()
+            a.seto(.rax)
+        }
+        var site = InlineCheckSite(assembler: a, argument: check.argument)
+        let emitter = unsafeBitCast(UnsafeRawPointer(bitPattern: UInt(check.emitter))!, to: InlineCheckEmitter.self)
+        withUnsafeMutablePointer(to: &site) {
+            emitter(UnsafeMutableRawPointer(bitPattern: UInt(check.emitterData)), UnsafeMutableRawPointer($0))
+        }
+        a = site.assembler
+        if site.tooManyBranches { a.ud2() }  // an emitter bug must not pass silently
+
+        func restore(_ a: inout Assembler) {
+            if flagsLive {
+                a.addAL(0x7F)
+                a.sahf()
+                a.mov(.rax, gs(spill + 24))
+            }
+            for k in 1..<scratchCount where saved & (1 << UInt8(k)) != 0 { a.mov(scratch(k), gs(spill + Int32(8 * k))) }
+            if saved & 1 != 0 { a.mov(.r11, gs(spill)) }
+        }
+        let fine = a.address
+        restore(&a)
+        let skipSlow = a.count
+        a.jmp(to: a.address)  // patched to `done`
+        let slow = a.address
+        a.mov(gs(ContextField.inlineCheckAddress), .r11)
+        restore(&a)
+        emit(.cleanCall(function: check.slowFunction, argument: .constant(check.slowArgument)), appPC: 0, &a)
+        let done = a.address
+        // jmp rel32 is E9 disp32, jcc rel32 is 0F 8x disp32: the displacement ends each.
+        a.patch32(at: skipSlow + 1, UInt32(truncatingIfNeeded: done &- (a.origin + UInt64(skipSlow + 5))))
+        for i in 0..<site.branchCount {
+            let b = site.branch(i)
+            let end = a.origin + UInt64(b.offset + 6)
+            a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: (b.slow ? slow : fine) &- end))
         }
     }
 }

@@ -85,6 +85,92 @@ public enum MetaInstruction: Sendable, Equatable {
     /// A call into C-ABI code with the full application state saved in the
     /// context (readable and writable there): `function(context, argument)`.
     case cleanCall(function: UInt64, argument: CleanCallArgument)
+    /// A check with an inline fast path and an out-of-line clean call (see
+    /// `InlineCheck`).
+    case inlineCheck(InlineCheck)
+}
+
+/// An inline check of one memory operand: the translator puts the operand's
+/// effective address in `InlineCheckSite.address`, lends the tool scratch
+/// registers (spilling only those live at that point, and the arithmetic flags
+/// only when they are live), and calls the tool's emitter to write the fast path.
+/// The fast path ends by falling through ("fine") or branching to the slow path,
+/// which is a clean call `slowFunction(context, slowArgument)` made with the
+/// application state restored; the effective address is then in the context at
+/// `ContextField.inlineCheckAddress`.
+public struct InlineCheck: Sendable, Equatable {
+    /// The operand, as the application instruction addresses it.
+    public var memory: AsmMemory
+    /// An `InlineCheckEmitter`, as an address.
+    public var emitter: UInt64
+    /// Passed to the emitter (the tool's data pointer, as bits).
+    public var emitterData: UInt64
+    /// Passed to the emitter in the site (what the check is about: size, ...).
+    public var argument: UInt64
+    public var slowFunction: UInt64
+    public var slowArgument: UInt64
+    /// Scratch registers the fast path needs besides `address` (0 to 2).
+    public var temporaries: UInt8
+
+    public init(memory: AsmMemory, emitter: InlineCheckEmitter, emitterData: UnsafeMutableRawPointer?,
+                argument: UInt64, slowFunction: UInt64, slowArgument: UInt64, temporaries: UInt8) {
+        self.memory = memory
+        self.emitter = UInt64(UInt(bitPattern: unsafeBitCast(emitter, to: UnsafeRawPointer.self)))
+        self.emitterData = UInt64(UInt(bitPattern: emitterData))
+        self.argument = argument
+        self.slowFunction = slowFunction
+        self.slowArgument = slowArgument
+        self.temporaries = min(temporaries, 2)
+    }
+}
+
+/// Writes an inline check's fast path: (emitter data, the `InlineCheckSite`).
+public typealias InlineCheckEmitter = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer) -> Void
+
+/// What an emitter works with. Registers other than `address` and the
+/// temporaries, and memory other than the tool's own, must be left alone; the
+/// flags may be clobbered.
+public struct InlineCheckSite {
+    public var assembler: Assembler
+    /// Holds the effective address; keep it (the slow path reads it).
+    public let address: GPR = .r11
+    public let temporary0: GPR = .r10
+    public let temporary1: GPR = .r9
+    public let argument: UInt64
+    /// Offsets of the emitted branches, and which of them go to the slow path.
+    var branches: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
+    var toSlow: UInt8 = 0
+    var branchCount = 0
+    var tooManyBranches = false
+
+    init(assembler: Assembler, argument: UInt64) {
+        self.assembler = assembler
+        self.argument = argument
+    }
+
+    @inline(__always) public static func from(_ raw: UnsafeMutableRawPointer) -> UnsafeMutablePointer<InlineCheckSite> {
+        raw.assumingMemoryBound(to: InlineCheckSite.self)
+    }
+
+    /// Branches to the slow path when `condition` holds.
+    public mutating func slowPath(if condition: Condition) { branch(condition, slow: true) }
+    /// Ends the check ("fine") when `condition` holds.
+    public mutating func done(if condition: Condition) { branch(condition, slow: false) }
+
+    mutating func branch(_ condition: Condition, slow: Bool) {
+        guard branchCount < 8 else { tooManyBranches = true; return }
+        let at = assembler.count
+        assembler.jcc(condition, to: assembler.address)  // patched by the translator
+        withUnsafeMutableBytes(of: &branches) { $0.storeBytes(of: at, toByteOffset: branchCount * 8, as: Int.self) }
+        if slow { toSlow |= 1 << UInt8(branchCount) }
+        branchCount += 1
+    }
+
+    func branch(_ i: Int) -> (offset: Int, slow: Bool) {
+        var b = branches
+        let offset = withUnsafeBytes(of: &b) { $0.load(fromByteOffset: i * 8, as: Int.self) }
+        return (offset, toSlow & (1 << UInt8(i)) != 0)
+    }
 }
 
 /// Meta instructions are inserted before application instruction `before`.
@@ -184,6 +270,30 @@ public struct InstrumentedBlock {
             i -= 1
         }
         return best
+    }
+
+    /// General-purpose registers (bit = GPR raw value) whose values may still be
+    /// read at or after instruction `index`: every register is live at the block's
+    /// end; a full-width (32/64-bit) explicit write kills, narrower writes do not.
+    public func liveRegisters(before index: Int) -> UInt16 {
+        var live: UInt16 = 0xFFFF
+        var operands = Operands()
+        var i = count - 1
+        while i >= index {
+            let insn = instructions[i]
+            Decoder.decodeOperands(insn, into: &operands)
+            var killed: UInt16 = 0
+            for k in 0..<operands.count {
+                let o = operands[k]
+                if o.type == .register && o.isWritten && (o.reg.cls == .gpr64 || o.reg.cls == .gpr32) {
+                    killed |= 1 << UInt16(o.reg.index & 15)
+                }
+            }
+            let access = Decoder.registerAccesses(insn, operands: operands)
+            live = (live & ~killed) | access.gprRead
+            i -= 1
+        }
+        return live
     }
 
     /// Flags an instruction certainly overwrites. Shifts and rotates leave the

@@ -33,6 +33,7 @@ public struct WrapCall {
     public var userData: UInt64
     var skipValue: UInt64 = 0
     var skipRequested = false
+    var redirectTarget: UInt64 = 0
 
     init(context: UnsafeMutableRawPointer, function: UInt64, returnAddress: UInt64, entryStackPointer: UInt64,
          userData: UInt64) {
@@ -69,6 +70,11 @@ public struct WrapCall {
         skipRequested = true
         skipValue = value
     }
+
+    /// Pre hook only: run the function at `address` in place of the wrapped one,
+    /// with the arguments as they are now (change them first with setArgument);
+    /// the post hook still runs when it returns to this call's return address.
+    public mutating func redirect(to address: UInt64) { redirectTarget = address }
 
     public func register(_ r: GPR) -> UInt64 {
         context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self)
@@ -241,6 +247,19 @@ extension Translator {
                 context.storeBytes(of: cachePC, toByteOffset: Int(ContextField.cleanCallReturn), as: UInt64.self)
                 return
             }
+        }
+        if call.redirectTarget != 0 {
+            let cachePC = t.withLock { t.translate(call.redirectTarget) }
+            guard cachePC != 0 else {
+                // The arguments were changed for the replacement: the wrapped
+                // function must not see them. The call fails, returning 0.
+                let back = t.withLock { t.translate(returnAddress) }
+                call.setRegister(.rax, 0)
+                call.setRegister(.rsp, sp &+ 8)
+                context.storeBytes(of: back, toByteOffset: Int(ContextField.cleanCallReturn), as: UInt64.self)
+                return
+            }
+            context.storeBytes(of: cachePC, toByteOffset: Int(ContextField.cleanCallReturn), as: UInt64.self)
         }
         guard wrap.post != nil else { return }
         t.withLock {

@@ -109,6 +109,8 @@ struct TakeoverState {
     var detachFlag: UInt64 = 0
     /// inscount's data and per-block profile, when it runs.
     var insCountData: UnsafeMutablePointer<InsCountData>? = nil
+    /// heapcheck, when it runs.
+    var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
 }
 
 /// RFLAGS bits the trap handler changes.
@@ -166,7 +168,10 @@ extension KernelHost {
         else { return .unexpectedSyscallEntry }
 
         let limits = KernelHost.takeoverLimits
-        guard kdbt_host_code_pool_create(limits.maxUnits * limits.unitBytes + (2 << 20)) == 0 else { return .outOfMemory }
+        // Past the cache: inscount's per-block counters and heapcheck's page table.
+        let heapCheckTable = request.tools & ToolBits.heapcheck != 0 ? Int(kdbt_hc_direct_map_pages()) * 8 : 0
+        guard kdbt_host_code_pool_create(limits.maxUnits * limits.unitBytes + (2 << 20) + heapCheckTable) == 0
+        else { return .outOfMemory }
         guard let idt = kdbt_host_idt_copy() else { kdbt_host_takeover_free(); return .unexpectedIDT }
         let arenaBytes = limits.arenaBytes + MemoryLayout<TakeoverState>.stride + 3 * 256 * 8 + 256
             + limits.maxFragments * 8 + MemoryLayout<InsCountData>.stride + MemoryLayout<InsCountProfile>.stride + 64
@@ -215,6 +220,18 @@ extension KernelHost {
                 insCountData = data
             }
         }
+        var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
+        if request.tools & ToolBits.heapcheck != 0 {
+            let redzone = request.redzoneBytes != 0 ? UInt64(request.redzoneBytes) : KernelHeapCheck.defaultRedzone
+            let quarantine = request.quarantineBytes != 0 ? request.quarantineBytes : KernelHeapCheck.defaultQuarantine
+            heapCheck = KernelHeapCheck.create(t, redzone: redzone, quarantine: quarantine,
+                                               allocate: { allocateArena(bytes: $0) }, free: { freeArena($0) })
+            guard heapCheck != nil else {
+                freeArena(block)
+                kdbt_host_takeover_free()
+                return .outOfMemory
+            }
+        }
         // Native: the return-to-user tails (their faults are recognised by their
         // native addresses, and they switch to the user's GS), and kdbt itself.
         _ = t.addNativeExit(sysretTail, end: sysretTail &+ 1)
@@ -231,7 +248,8 @@ extension KernelHost {
             translator: t.state, arena: block, detaching: 0, poolStart: kdbt_host_code_pool_base(),
             poolBytes: UInt64(kdbt_host_code_pool_bytes()), attachedAt: 0, insCountOffset: insCountOffset,
             nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress,
-            insCountData: insCountData))
+            insCountData: insCountData, heapCheck: heapCheck))
+        if let kh = heapCheck { KernelHeapCheck.wrapAllocator(t, kh, symbol: { symbol($0) }) }
 
         // Cache consistency: the kernel's text patching runs translated, so its
         // choke points are wrapped; when one returns, translations are dropped.
@@ -280,6 +298,7 @@ extension KernelHost {
             v += 1
         }
         ts.pointee.attachedAt = kdbt_host_ktime_ns()
+        if heapCheck != nil { kdbt_hc_set_active(1) }
         request.blocks = t.state.pointee.stats.blocks
         request.cpus = onlineCPUs
         slot.pointee = UnsafeMutableRawPointer(ts)
@@ -288,6 +307,7 @@ extension KernelHost {
     }
 
     private func abandon(_ ts: UnsafeMutablePointer<TakeoverState>, _ block: UnsafeMutableRawPointer) -> AttachRefusal {
+        if let kh = ts.pointee.heapCheck { freeArena(kh.pointee.arena) }
         freeArena(block)
         kdbt_host_takeover_free()
         return .untranslatableEntry
@@ -315,6 +335,13 @@ extension KernelHost {
                 kdbt_host_cpu_context(cpu).storeBytes(of: UInt64(0), toByteOffset: Int(ContextField.hostState), as: UInt64.self)
             }
             cpu += 1
+        }
+        if let kh = ts.pointee.heapCheck {
+            // Every CPU is native now: the quarantine goes back to the allocator.
+            kdbt_hc_set_active(0)
+            HeapCheck.releaseAll(kh.pointee.state)
+            KernelHeapCheck.keepFindings(kh.pointee.state)
+            freeArena(kh.pointee.arena)
         }
         freeArena(ts.pointee.arena)
         kdbt_host_takeover_free()
@@ -384,6 +411,11 @@ extension KernelHost {
         }
         request.count = UInt32(wanted)
         return 0
+    }
+
+    func findings(_ request: inout FindingsRequest, takeover: UnsafeMutableRawPointer?) -> Int32 {
+        let kh = takeover?.assumingMemoryBound(to: TakeoverState.self).pointee.heapCheck
+        return KernelHeapCheck.findings(&request, kh, copyToUser: { copyToUser($0, $1, $2) })
     }
 
     func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply) {

@@ -74,6 +74,10 @@ public enum ContextField {
     public static let userExceptions: Int32 = 0x280
     public static let delayedDelivered: Int32 = 0x288
     public static let invalidations: Int32 = 0x290
+    /// Inline checks: the effective address for the slow path, and spill slots
+    /// for the scratch registers and flags (Instrument/Emit.swift).
+    public static let inlineCheckAddress: Int32 = 0x298
+    public static let inlineCheckSpill: Int32 = 0x2A0  // 4 slots: r11 r10 r9 rax
     /// Per-context storage for tools (inline counters and the like).
     public static let toolStorage: Int32 = 0x300
     public static let toolStorageBytes: Int32 = 0x100

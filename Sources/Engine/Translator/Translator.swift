@@ -395,6 +395,15 @@ public struct Translator {
     }
 
     /// The `%gs:`-relative offset of a registered tool's storage, or -1.
+    /// The data a tool registered with, found by its name (slow paths reached by
+    /// a clean call have only the context): nil when no such tool runs.
+    public func toolData(named name: StaticString) -> UnsafeMutableRawPointer? {
+        for i in 0..<state.pointee.toolCount where state.pointee.tools[i].name.utf8Start == name.utf8Start {
+            return state.pointee.tools[i].data
+        }
+        return nil
+    }
+
     public func storageOffset(ofTool index: Int) -> Int32 {
         index < state.pointee.toolCount ? state.pointee.tools[index].storageOffset : -1
     }

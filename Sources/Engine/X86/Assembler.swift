@@ -358,6 +358,15 @@ public struct Assembler {
         regReg(0xC1, w: true, reg: 4, rm: r.rawValue)
         byte(count)
     }
+    /// shr r64, imm8.
+    public mutating func shr(_ r: GPR, _ count: UInt8) {
+        regReg(0xC1, w: true, reg: 5, rm: r.rawValue)
+        byte(count)
+    }
+    /// add dst, src (64-bit).
+    public mutating func add(_ dst: GPR, _ src: GPR) { regReg(0x01, w: true, reg: src.rawValue, rm: dst.rawValue) }
+    /// test r64, r64.
+    public mutating func test(_ a: GPR, _ b: GPR) { regReg(0x85, w: true, reg: b.rawValue, rm: a.rawValue) }
     /// add al, imm8 (restores OF after `seto al`, see the indirect-branch lookup).
     public mutating func addAL(_ v: UInt8) { byte(0x04); byte(v) }
     /// seto r8 (low byte; REX forced for spl..dil).

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// heapcheck in the kernel: the allocator entry points it wraps, and the shim
+// services it runs on (kmod/heapcheck.c).
+//
+// kmalloc requests are served from heapcheck's own caches (kmalloc's geometry,
+// one class up, so every object has a redzone): the sized entry points are
+// pointed at them (kmalloc_trace's cache argument) or redirected to
+// kmem_cache_alloc{,_node}. Objects allocated this way stay valid after detach:
+// the pointer is the slot's start, so a later native kfree is an ordinary free.
+// Page-backed kmallocs get `redzone` more bytes; named caches' objects are tracked
+// as they are. Frees of tracked objects go to the quarantine instead of the
+// allocator; double and invalid frees are reported and never reach it.
+
+#if hasFeature(Embedded)
+
+#if canImport(Protocol)
+import Protocol
+#endif
+
+@_extern(c, "kdbt_hc_capture_stack")
+func kdbt_hc_capture_stack(_ pc: UInt64, _ sp: UInt64, _ bp: UInt64, _ frames: UnsafeMutablePointer<UInt64>, _ capacity: Int32) -> Int32
+@_extern(c, "kdbt_hc_current_task")
+func kdbt_hc_current_task(_ pid: UnsafeMutablePointer<UInt32>, _ comm: UnsafeMutablePointer<UInt8>) -> UInt32
+@_extern(c, "kdbt_hc_release")
+func kdbt_hc_release(_ cache: UInt64, _ pointer: UInt64)
+@_extern(c, "kdbt_hc_describe_cache")
+func kdbt_hc_describe_cache(_ cache: UInt64, _ name: UnsafeMutablePointer<UInt8>, _ objectSize: UnsafeMutablePointer<UInt64>) -> Int32
+@_extern(c, "kdbt_hc_lock")
+func kdbt_hc_lock()
+@_extern(c, "kdbt_hc_unlock")
+func kdbt_hc_unlock()
+@_extern(c, "kdbt_hc_classes")
+func kdbt_hc_classes(_ sizes: UnsafeMutablePointer<UInt64>, _ caches: UnsafeMutablePointer<UInt64>, _ capacity: Int32) -> Int32
+@_extern(c, "kdbt_hc_direct_map_base")
+func kdbt_hc_direct_map_base() -> UInt64
+@_extern(c, "kdbt_hc_direct_map_pages")
+func kdbt_hc_direct_map_pages() -> UInt64
+@_extern(c, "kdbt_hc_set_active")
+func kdbt_hc_set_active(_ active: Int32)
+@_extern(c, "kdbt_hc_keep_findings")
+func kdbt_hc_keep_findings(_ records: UnsafeRawPointer, _ count: Int, _ recordBytes: Int, _ dropped: UInt64)
+@_extern(c, "kdbt_hc_kept_findings")
+func kdbt_hc_kept_findings(_ records: UnsafeMutablePointer<UnsafeRawPointer?>, _ dropped: UnsafeMutablePointer<UInt64>) -> Int
+@_extern(c, "kdbt_hc_page_bytes")
+func kdbt_hc_page_bytes(_ size: UInt64) -> UInt64
+
+/// What the wrap hooks need: the tool state and the functions they redirect to.
+struct KernelHeapCheck {
+    var state: UnsafeMutablePointer<HeapCheckState>
+    var kmemCacheAlloc: UInt64 = 0
+    var kmemCacheAllocNode: UInt64 = 0
+    /// The arena holding all of it (freed at detach).
+    var arena: UnsafeMutableRawPointer
+
+    static let defaultRedzone: UInt64 = 16
+    static let defaultQuarantine: UInt64 = 4 << 20
+    /// GFP zone bits (___GFP_DMA, ___GFP_DMA32): those requests keep their zone.
+    static let zoneFlags: UInt64 = 0x01 | 0x04
+    /// userData: a pending tracked allocation (size in the low 40 bits).
+    static let fromClassTag: UInt64 = 1 << 62
+    static let fromPagesTag: UInt64 = 1 << 61
+    static let sizeMask: UInt64 = (1 << 40) - 1
+
+    /// Creates the tool state and registers the tool (before anything is
+    /// translated). nil when memory is short.
+    static func create(_ t: Translator, redzone: UInt64, quarantine: UInt64,
+                       allocate: (Int) -> UnsafeMutableRawPointer?,
+                       free: (UnsafeMutableRawPointer) -> Void) -> UnsafeMutablePointer<KernelHeapCheck>? {
+        let limits = HeapCheckLimits()
+        let pages = kdbt_hc_direct_map_pages()
+        let bytes = HeapCheck.arenaBytes(limits, pages: pages) + MemoryLayout<KernelHeapCheck>.stride + 64
+        guard pages > 0, let block = allocate(bytes),
+              let table = kdbt_host_code_alloc(Int(pages) * 8, 0)  // disp32 reach, as the inline check needs
+        else { return nil }
+        var arena = Arena(base: block, capacity: bytes)
+        var done = false
+        defer { if !done { free(block) } }
+        let host = HeapCheckHostFunctions(
+            captureStack: { pc, sp, bp, frames, capacity in kdbt_hc_capture_stack(pc, sp, bp, frames, capacity) },
+            currentTask: { pid, comm in kdbt_hc_current_task(pid, comm) },
+            release: { cache, pointer in kdbt_hc_release(cache, pointer) },
+            describeCache: { cache, name, size in kdbt_hc_describe_cache(cache, name, size) },
+            lock: { kdbt_hc_lock() }, unlock: { kdbt_hc_unlock() }, now: { kdbt_host_ktime_ns() })
+        guard let kh = arena.allocate(KernelHeapCheck.self),
+              let state = HeapCheck.create(
+                in: &arena, host: host, limits: limits, directMapBase: kdbt_hc_direct_map_base(), pages: pages,
+                pageTable: table.bindMemory(to: UInt64.self, capacity: Int(pages)),
+                redzone: (redzone + 7) & ~7, quarantineLimit: quarantine)
+        else { return nil }
+        state.pointee.classCount = Int(kdbt_hc_classes(state.pointee.classSize, state.pointee.classCache,
+                                                       Int32(HeapCheck.maxClasses)))
+        guard state.pointee.classCount > 0 else { return nil }
+        kh.initialize(to: KernelHeapCheck(state: state, arena: block))
+        guard t.register(HeapCheck.registration(state), storageBytes: 0) else { return nil }
+        done = true
+        return kh
+    }
+
+    /// Wraps the allocator's entry points; those the kernel lacks are skipped.
+    static func wrapAllocator(_ t: Translator, _ kh: UnsafeMutablePointer<KernelHeapCheck>,
+                              symbol: (StaticString) -> UInt64) {
+        kh.pointee.kmemCacheAlloc = symbol("kmem_cache_alloc")
+        kh.pointee.kmemCacheAllocNode = symbol("kmem_cache_alloc_node")
+        let data = UnsafeMutableRawPointer(kh)
+        func wrap(_ name: StaticString, _ pre: WrapHook?, _ post: WrapHook?) {
+            let address = symbol(name)
+            if address != 0 { _ = t.wrap(address: address, pre: pre, post: post, data: data) }
+        }
+        guard kh.pointee.kmemCacheAlloc != 0, kh.pointee.kmemCacheAllocNode != 0 else { return }
+        wrap("__kmalloc", kmallocPre, allocationPost)
+        wrap("__kmalloc_node", kmallocNodePre, allocationPost)
+        wrap("__kmalloc_node_track_caller", kmallocNodePre, allocationPost)
+        wrap("kmalloc_trace", kmallocTracePre, allocationPost)
+        wrap("kmalloc_node_trace", kmallocNodeTracePre, allocationPost)
+        wrap("kmalloc_large", kmallocLargePre, allocationPost)
+        wrap("kmalloc_large_node", kmallocLargePre, allocationPost)
+        wrap("kmem_cache_alloc", cacheAllocPre, cacheAllocPost)
+        wrap("kmem_cache_alloc_lru", cacheAllocPre, cacheAllocPost)
+        wrap("kmem_cache_alloc_node", cacheAllocPre, cacheAllocPost)
+        wrap("kfree", kfreePre, nil)
+        wrap("kmem_cache_free", cacheFreePre, nil)
+        wrap("kmem_cache_free_bulk", freeBulkPre, nil)
+        wrap("ksize", ksizePre, nil)
+    }
+
+    /// Copies the findings somewhere that outlives the attach (`kdbt report`
+    /// after detach).
+    static func keepFindings(_ s: UnsafeMutablePointer<HeapCheckState>) {
+        kdbt_hc_keep_findings(UnsafeRawPointer(s.pointee.findings), s.pointee.findingCount, FindingLayout.recordBytes,
+                              s.pointee.statistics.droppedFindings)
+    }
+
+    /// Serves KDBT_IOC_FINDINGS: from the running heapcheck, else what the last
+    /// one left.
+    static func findings(_ request: inout FindingsRequest, _ kh: UnsafeMutablePointer<KernelHeapCheck>?,
+                         copyToUser: (UInt64, UnsafeRawPointer, Int) -> Bool) -> Int32 {
+        let record = FindingLayout.recordBytes
+        var records: UnsafeRawPointer? = nil
+        var count = 0
+        var dropped: UInt64 = 0
+        if let kh = kh {
+            let s = kh.pointee.state
+            kdbt_hc_lock()
+            count = s.pointee.findingCount
+            dropped = s.pointee.statistics.droppedFindings
+            kdbt_hc_unlock()
+            records = UnsafeRawPointer(s.pointee.findings)
+        } else {
+            count = kdbt_hc_kept_findings(&records, &dropped)
+            if records == nil && count == 0 && dropped == 0 { return -Errno.ENOENT }
+        }
+        request.total = UInt32(count)
+        request.dropped = dropped
+        request.recordBytes = UInt32(record)
+        let first = Int(request.first)
+        let wanted = first < count ? min(Int(request.capacity), count - first) : 0
+        // Records are written once, then only their count changes: copying
+        // without the lock shows at worst a count one behind.
+        for k in 0..<wanted {
+            let from = records! + (first + k) * record
+            guard copyToUser(request.buffer &+ UInt64(k * record), from, record) else { return -Errno.EFAULT }
+        }
+        request.count = UInt32(wanted)
+        return 0
+    }
+
+    // MARK: hooks
+
+    @inline(__always) static func context(_ call: UnsafeMutableRawPointer, _ data: UnsafeMutableRawPointer?)
+        -> (UnsafeMutablePointer<WrapCall>, UnsafeMutablePointer<KernelHeapCheck>) {
+        (WrapCall.from(call), data!.assumingMemoryBound(to: KernelHeapCheck.self))
+    }
+
+    /// Picks a class for `size` and points argument `cacheArgument` at its cache;
+    /// else tags page-sized requests for tracking. True when a class was taken.
+    static func takeClass(_ call: UnsafeMutablePointer<WrapCall>, _ kh: UnsafeMutablePointer<KernelHeapCheck>,
+                          size: UInt64, flags: UInt64, cacheArgument: Int) -> Bool {
+        let s = kh.pointee.state
+        guard flags & zoneFlags == 0, size > 0, size <= sizeMask, HeapCheck.hasRoom(s) else { return false }
+        guard let c = HeapCheck.sizeClass(s, for: size, naturallyAligned: size & (size - 1) == 0) else { return false }
+        call.pointee.setArgument(cacheArgument, s.pointee.classCache[c])
+        call.pointee.userData = fromClassTag | UInt64(c) << 48 | size
+        return true
+    }
+
+    /// __kmalloc(size, flags) -> kmem_cache_alloc(class cache, flags).
+    static let kmallocPre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        let size = call.pointee.argument(0)
+        if takeClass(call, kh, size: size, flags: call.pointee.argument(1), cacheArgument: 0) {
+            call.pointee.redirect(to: kh.pointee.kmemCacheAlloc)
+        } else {
+            largePre(call, kh, size: size)
+        }
+    }
+
+    /// __kmalloc_node{,_track_caller}(size, flags, node[, caller]) ->
+    /// kmem_cache_alloc_node(class cache, flags, node).
+    static let kmallocNodePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        let size = call.pointee.argument(0)
+        if takeClass(call, kh, size: size, flags: call.pointee.argument(1), cacheArgument: 0) {
+            call.pointee.redirect(to: kh.pointee.kmemCacheAllocNode)
+        } else {
+            largePre(call, kh, size: size)
+        }
+    }
+
+    /// kmalloc_trace(cache, flags, size): only the cache changes.
+    static let kmallocTracePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        _ = takeClass(call, kh, size: call.pointee.argument(2), flags: call.pointee.argument(1), cacheArgument: 0)
+    }
+
+    /// kmalloc_node_trace(cache, flags, node, size).
+    static let kmallocNodeTracePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        _ = takeClass(call, kh, size: call.pointee.argument(3), flags: call.pointee.argument(1), cacheArgument: 0)
+    }
+
+    /// kmalloc_large{,_node}(size, flags[, node]): `redzone` more bytes.
+    static let kmallocLargePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        largePre(call, kh, size: call.pointee.argument(0))
+    }
+
+    /// Page-sized requests (argument 0 is the size) grow by the redzone.
+    static func largePre(_ call: UnsafeMutablePointer<WrapCall>, _ kh: UnsafeMutablePointer<KernelHeapCheck>, size: UInt64) {
+        let s = kh.pointee.state
+        let last = s.pointee.classCount > 0 ? s.pointee.classSize[s.pointee.classCount - 1] : 0
+        guard size >= last, size <= sizeMask, HeapCheck.hasRoom(s) else { return }
+        call.pointee.setArgument(0, size &+ s.pointee.redzone)
+        call.pointee.userData = fromPagesTag | size
+    }
+
+    static let allocationPost: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        let tag = call.pointee.userData
+        let p = call.pointee.returnValue
+        guard tag != 0, p != 0 else { return }
+        let s = kh.pointee.state
+        let size = tag & sizeMask
+        if tag & fromClassTag != 0 {
+            HeapCheck.track(s, call, start: p, size: size, origin: HeapObject.fromClass,
+                            sizeClass: Int((tag >> 48) & 0xFF), cache: 0, slot: 0)
+        } else {
+            HeapCheck.track(s, call, start: p, size: size, origin: HeapObject.fromPages, sizeClass: 0, cache: 0,
+                            slot: kdbt_hc_page_bytes(size &+ s.pointee.redzone))
+        }
+    }
+
+    static func isOwnCache(_ s: UnsafeMutablePointer<HeapCheckState>, _ cache: UInt64) -> Bool {
+        for c in 0..<s.pointee.classCount where s.pointee.classCache[c] == cache { return true }
+        return false
+    }
+
+    /// kmem_cache_alloc{,_lru,_node}(cache, ...): named caches' objects.
+    static let cacheAllocPre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        let s = kh.pointee.state
+        let cache = call.pointee.argument(0)
+        // Our own classes: a redirected kmalloc, tracked by its own wrap.
+        guard cache != 0, !isOwnCache(s, cache), HeapCheck.hasRoom(s) else { return }
+        call.pointee.userData = cache
+    }
+
+    static let cacheAllocPost: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        let cache = call.pointee.userData
+        let p = call.pointee.returnValue
+        guard cache != 0, p != 0 else { return }
+        var name: InlineArray<32, UInt8> = InlineArray(repeating: 0)
+        var size: UInt64 = 0
+        guard kdbt_hc_describe_cache(cache, &name[0], &size) != 0, size > 0 else {
+            kh.pointee.state.pointee.statistics.untracked &+= 1
+            return
+        }
+        HeapCheck.track(kh.pointee.state, call, start: p, size: size, origin: HeapObject.fromNamedCache,
+                        sizeClass: 0, cache: cache, slot: size)
+    }
+
+    static let kfreePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        if HeapCheck.free(kh.pointee.state, call, pointer: call.pointee.argument(0)) {
+            call.pointee.skip(returning: 0)
+        }
+    }
+
+    static let cacheFreePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        if HeapCheck.free(kh.pointee.state, call, pointer: call.pointee.argument(1)) {
+            call.pointee.skip(returning: 0)
+        }
+    }
+
+    /// kmem_cache_free_bulk(cache, count, objects): tracked objects are taken out
+    /// of the array (which the callers do not read again), the rest freed.
+    static let freeBulkPre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        let count = Int(truncatingIfNeeded: call.pointee.argument(1))
+        guard count > 0, count < 1 << 20,
+              let objects = UnsafeMutablePointer<UInt64>(bitPattern: UInt(call.pointee.argument(2)))
+        else { return }
+        var kept = 0
+        for i in 0..<count {
+            let p = objects[i]
+            if !HeapCheck.free(kh.pointee.state, call, pointer: p) {
+                objects[kept] = p
+                kept += 1
+            }
+        }
+        if kept == 0 {
+            call.pointee.skip(returning: 0)
+        } else {
+            call.pointee.setArgument(1, UInt64(kept))
+        }
+    }
+
+    /// ksize(p) of a tracked object: the size it was allocated with (using more
+    /// would be using its redzone).
+    static let ksizePre: WrapHook = { raw, data in
+        let (call, kh) = context(raw, data)
+        if let size = HeapCheck.allocatedSize(kh.pointee.state, call.pointee.argument(0)) {
+            call.pointee.skip(returning: size)
+        }
+    }
+}
+
+#endif

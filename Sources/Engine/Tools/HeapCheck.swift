@@ -1,0 +1,864 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// heapcheck: use-after-free, out-of-bounds, double and invalid frees, found by
+// checking every memory access of translated code against shadow memory, the way
+// KASAN does, without rebuilding the kernel.
+//
+// - Shadow: KASAN's encoding (Protocol's ShadowByte), one byte per 8-byte granule,
+//   only for pages that hold tracked objects: a page table indexed by page frame
+//   (direct-map addresses only) points at a 512-byte shadow chunk, or is 0
+//   ("unknown": never reported). The table sits within disp32 reach, so the inline
+//   check is a dozen instructions with no call.
+// - Objects: the host's allocator wraps (Kernel/KernelHeapCheck.swift) call
+//   `track` and `free`; kmalloc objects come from heapcheck's own caches, one size
+//   class up, so each has at least `redzone` poisoned bytes after it and the slot
+//   before it ends in such a redzone. Freed objects wait in a bounded quarantine,
+//   poisoned, before the allocator really gets them back.
+// - Findings: the slow path (a clean call) classifies a bad access, records the
+//   stacks and writes a FindingLayout record; identical findings count up.
+//
+// Slab code reads the free pointer inside free slots and zeroes objects before
+// they are handed out: a slot not holding a tracked object is therefore left
+// "unknown" (0), never poisoned; only live objects' redzones and quarantined
+// objects are.
+
+#if canImport(Protocol)
+import Protocol
+#endif
+
+/// What heapcheck needs from its host.
+public struct HeapCheckHostFunctions {
+    /// Native return addresses of the stack at (pc, sp, bp), innermost first, into
+    /// the buffer (at most `capacity`); returns the count.
+    public var captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32) -> Int32
+    /// The current task: pid into the first pointer, comm (16 bytes) into the
+    /// second; returns the CPU.
+    public var currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32
+    /// Gives an object back to the allocator: kmem_cache_free(cache, p), or
+    /// kfree(p) when cache is 0. Called without heapcheck's lock held.
+    public var release: @convention(c) (UInt64, UInt64) -> Void
+    /// Name (32 bytes) and object size of a cache; 0 when its objects must not be
+    /// tracked (SLAB_TYPESAFE_BY_RCU: readers may touch freed objects).
+    public var describeCache: @convention(c) (UInt64, UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>) -> Int32
+    public var lock: @convention(c) () -> Void
+    public var unlock: @convention(c) () -> Void
+    public var now: @convention(c) () -> UInt64
+
+    public init(captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32) -> Int32,
+                currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32,
+                release: @convention(c) (UInt64, UInt64) -> Void,
+                describeCache: @convention(c) (UInt64, UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>) -> Int32,
+                lock: @convention(c) () -> Void, unlock: @convention(c) () -> Void,
+                now: @convention(c) () -> UInt64) {
+        self.captureStack = captureStack
+        self.currentTask = currentTask
+        self.release = release
+        self.describeCache = describeCache
+        self.lock = lock
+        self.unlock = unlock
+        self.now = now
+    }
+}
+
+/// One tracked object (live or quarantined). `start` 0: an empty table slot.
+struct HeapObject {
+    var start: UInt64 = 0
+    /// Bytes the allocation asked for.
+    var size: UInt64 = 0
+    /// Bytes of its slot (class size, cache object size, or page bytes).
+    var slot: UInt64 = 0
+    /// The cache to free it to (named caches), 0 for kfree.
+    var cache: UInt64 = 0
+    var state: UInt8 = 0
+    var origin: UInt8 = 0
+    /// Our size class (kmalloc objects), else 0xFF.
+    var sizeClass: UInt8 = 0xFF
+    var allocPid: UInt32 = 0
+    var freePid: UInt32 = 0
+    var allocCPU: UInt32 = 0
+    var freeCPU: UInt32 = 0
+    var allocStack: UInt32 = 0
+    var freeStack: UInt32 = 0
+
+    static let live: UInt8 = 1
+    static let quarantined: UInt8 = 2
+    static let fromClass: UInt8 = 0
+    static let fromNamedCache: UInt8 = 1
+    static let fromPages: UInt8 = 2
+}
+
+/// Kinds of shadow page.
+enum ShadowPageKind {
+    static let none: UInt8 = 0
+    /// A slab page of one of heapcheck's size-class caches.
+    static let ownClass: UInt8 = 1
+    /// Any other page holding a tracked object.
+    static let shared: UInt8 = 2
+}
+
+/// Sizes of heapcheck's tables.
+public struct HeapCheckLimits {
+    public var objects = 1 << 17
+    public var quarantineEntries = 1 << 16
+    public var shadowChunks = 1 << 15
+    public var stacks = 1 << 13
+    public var findings = 256
+    public var stackDepth = 12
+    public init() {}
+}
+
+/// heapcheck's statistics (status, tests).
+public struct HeapCheckStatistics {
+    public var tracked: UInt64 = 0
+    /// Allocations left untracked: tables full, or a cache it must not track.
+    public var untracked: UInt64 = 0
+    public var quarantined: UInt64 = 0
+    public var released: UInt64 = 0
+    public var slowPaths: UInt64 = 0
+    public var checksInserted: UInt64 = 0
+    public var findings: UInt64 = 0
+    public var droppedFindings: UInt64 = 0
+    public var stacksDropped: UInt64 = 0
+    public init() {}
+}
+
+/// The tool's state: its data pointer. Built by `HeapCheck.create`.
+public struct HeapCheckState {
+    public var host: HeapCheckHostFunctions
+    public var limits: HeapCheckLimits
+    public var statistics = HeapCheckStatistics()
+    /// Direct map: addresses `directMapBase ..< directMapBase + pages * 4096`.
+    public var directMapBase: UInt64
+    public var directMapPages: UInt64
+    public var redzone: UInt64
+    public var quarantineLimit: UInt64
+    /// Shadow chunk address per page (disp32-addressable), and kind per page.
+    var pageShadow: UnsafeMutablePointer<UInt64>
+    var pageKind: UnsafeMutablePointer<UInt8>
+    var chunks: UnsafeMutablePointer<UInt8>
+    var chunksUsed = 0
+    var objects: UnsafeMutablePointer<HeapObject>
+    var objectCount = 0
+    var quarantine: UnsafeMutablePointer<UInt64>
+    var quarantineHead = 0
+    var quarantineCount = 0
+    var quarantineBytes: UInt64 = 0
+    /// Stack depot: `stacks` entries of (hash, depth, frames[stackDepth]).
+    var stackWords: UnsafeMutablePointer<UInt64>
+    var stacksUsed = 0
+    /// Size classes: `classCount` entries of (size, cache).
+    public var classSize: UnsafeMutablePointer<UInt64>
+    public var classCache: UnsafeMutablePointer<UInt64>
+    public var classCount = 0
+    /// Findings: FindingLayout records, `findingCount` used.
+    var findings: UnsafeMutableRawPointer
+    var findingCount = 0
+}
+
+public enum HeapCheck {
+    public static let name: StaticString = "heapcheck"
+    public static let maxClasses = 16
+    static let chunkBytes = 512
+
+    /// Bytes `create` needs for the given limits and direct-map size, besides the
+    /// page table (which the host provides within disp32 reach).
+    public static func arenaBytes(_ limits: HeapCheckLimits, pages: UInt64) -> Int {
+        let stackWords = 2 + limits.stackDepth
+        return MemoryLayout<HeapCheckState>.stride + Int(pages) + limits.shadowChunks * chunkBytes
+            + limits.objects * MemoryLayout<HeapObject>.stride + limits.quarantineEntries * 8
+            + limits.stacks * stackWords * 8 + 2 * maxClasses * 8
+            + limits.findings * FindingLayout.recordBytes + 64 * 8
+    }
+
+    /// Lays the state out in `arena`; `pageTable` holds `pages` words within
+    /// disp32 reach of any code (the inline check addresses it absolutely).
+    public static func create(in arena: inout Arena, host: HeapCheckHostFunctions, limits: HeapCheckLimits,
+                              directMapBase: UInt64, pages: UInt64, pageTable: UnsafeMutablePointer<UInt64>,
+                              redzone: UInt64, quarantineLimit: UInt64) -> UnsafeMutablePointer<HeapCheckState>? {
+        let stackWords = 2 + limits.stackDepth
+        guard let state = arena.allocate(HeapCheckState.self),
+              let kinds = arena.allocate(bytes: Int(pages), alignment: 8),
+              let chunks = arena.allocate(bytes: limits.shadowChunks * chunkBytes, alignment: 64),
+              let objects = arena.allocate(bytes: limits.objects * MemoryLayout<HeapObject>.stride, alignment: 8),
+              let quarantine = arena.allocate(bytes: limits.quarantineEntries * 8, alignment: 8),
+              let stacks = arena.allocate(bytes: limits.stacks * stackWords * 8, alignment: 8),
+              let sizes = arena.allocate(bytes: maxClasses * 8, alignment: 8),
+              let caches = arena.allocate(bytes: maxClasses * 8, alignment: 8),
+              let findings = arena.allocate(bytes: limits.findings * FindingLayout.recordBytes, alignment: 8)
+        else { return nil }
+        pageTable.initialize(repeating: 0, count: Int(pages))
+        kinds.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pages))
+        objects.initializeMemory(as: UInt8.self, repeating: 0, count: limits.objects * MemoryLayout<HeapObject>.stride)
+        stacks.initializeMemory(as: UInt8.self, repeating: 0, count: limits.stacks * stackWords * 8)
+        sizes.initializeMemory(as: UInt8.self, repeating: 0, count: maxClasses * 8)
+        caches.initializeMemory(as: UInt8.self, repeating: 0, count: maxClasses * 8)
+        state.initialize(to: HeapCheckState(
+            host: host, limits: limits, directMapBase: directMapBase, directMapPages: pages, redzone: redzone,
+            quarantineLimit: quarantineLimit, pageShadow: pageTable,
+            pageKind: kinds.bindMemory(to: UInt8.self, capacity: Int(pages)),
+            chunks: chunks.bindMemory(to: UInt8.self, capacity: limits.shadowChunks * chunkBytes),
+            objects: objects.bindMemory(to: HeapObject.self, capacity: limits.objects),
+            quarantine: quarantine.bindMemory(to: UInt64.self, capacity: limits.quarantineEntries),
+            stackWords: stacks.bindMemory(to: UInt64.self, capacity: limits.stacks * stackWords),
+            classSize: sizes.bindMemory(to: UInt64.self, capacity: maxClasses),
+            classCache: caches.bindMemory(to: UInt64.self, capacity: maxClasses),
+            findings: findings))
+        return state
+    }
+
+    public static func registration(_ state: UnsafeMutablePointer<HeapCheckState>) -> ToolRegistration {
+        ToolRegistration(name: name, priority: ToolPriority.normal, phases: InstrumentationPhase.insertion.bit,
+                         data: UnsafeMutableRawPointer(state), onBlock: onBlock)
+    }
+
+    // MARK: instrumentation
+
+    static let onBlock: BlockEventHandler = { data, raw, _ in
+        let state = data!.assumingMemoryBound(to: HeapCheckState.self)
+        let block = InstrumentedBlock.from(raw)
+        var operands = Operands()
+        for i in 0..<block.pointee.count {
+            let insn = block.pointee[i]
+            Decoder.decodeOperands(insn, into: &operands)
+            if insn.isRepeated && isString(insn.mnemonic) {
+                // A whole rep string operation: its ranges, in Swift, first.
+                block.pointee.insert(.cleanCall(function: address(of: repStringCheck), argument: .applicationPC), before: i)
+                state.pointee.statistics.checksInserted += 1
+                continue
+            }
+            guard let m = checkedOperand(insn, operands) else { continue }
+            let check = InlineCheck(
+                memory: m.memory, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
+                argument: UInt64(m.size), slowFunction: address(of: slowPath), slowArgument: insn.address,
+                temporaries: 2)
+            block.pointee.insert(.inlineCheck(check), before: i)
+            state.pointee.statistics.checksInserted += 1
+        }
+    }
+
+    static func address(of function: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void) -> UInt64 {
+        UInt64(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
+    }
+
+    static func isString(_ m: Mnemonic) -> Bool {
+        switch m {
+        case .movsb, .movsw, .movsd, .movsq, .stosb, .stosw, .stosd, .stosq, .lodsb, .lodsw, .lodsd, .lodsq,
+             .cmpsb, .cmpsw, .cmpsd, .cmpsq, .scasb, .scasw, .scasd, .scasq:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The operand an instruction's check covers, with its size, or nil for
+    /// accesses that cannot be heap: the stack (rsp-based), globals (RIP-relative,
+    /// absolute), per-CPU data (%gs), and non-accesses (lea, nop, prefetch).
+    static func checkedOperand(_ insn: Instruction, _ operands: Operands) -> (memory: AsmMemory, size: Int)? {
+        switch insn.mnemonic {
+        case .lea, .nop, .prefetch, .prefetchw, .prefetchnta, .prefetcht0, .prefetcht1, .prefetcht2, .invlpg,
+             .clflush, .clflushopt, .clwb, .cldemote, .prefetchwt1:
+            return nil
+        default:
+            break
+        }
+        for k in 0..<operands.count {
+            let o = operands[k]
+            guard o.type == .memory, o.isRead || o.isWritten else { continue }
+            let mem = o.mem
+            if mem.segment == 4 || mem.segment == 5 { return nil }
+            guard mem.base.cls == .gpr64, let base = GPR(rawValue: mem.base.index), base != .rsp else { return nil }
+            var index: GPR? = nil
+            if mem.index.cls == .gpr64 {
+                index = GPR(rawValue: mem.index.index)
+            } else if mem.index.cls != .none {
+                return nil  // vector index (gather/scatter)
+            }
+            guard mem.disp >= Int64(Int32.min) && mem.disp <= Int64(Int32.max) else { return nil }
+            let size = Int(mem.size)
+            guard size > 0 else { return nil }
+            return (AsmMemory(base: .register(base), index: index, scale: mem.scale == 0 ? 1 : mem.scale,
+                              displacement: Int32(mem.disp)), min(size, 64))
+        }
+        return nil
+    }
+
+    /// The fast path: page in the direct map, page has shadow, first and last
+    /// byte's granules clean. r11 = address; r10, r9 scratch.
+    static let emitFastPath: InlineCheckEmitter = { data, raw in
+        let state = data!.assumingMemoryBound(to: HeapCheckState.self)
+        let site = InlineCheckSite.from(raw)
+        let size = Int32(site.pointee.argument)
+        let address = site.pointee.address, page = site.pointee.temporary0, granule = site.pointee.temporary1
+        let table = Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: state.pointee.pageShadow))))
+        site.pointee.assembler.mov(page, imm64: 0 &- state.pointee.directMapBase)
+        site.pointee.assembler.add(page, address)
+        site.pointee.assembler.shr(page, 12)
+        site.pointee.assembler.cmp(page, imm32: Int32(truncatingIfNeeded: state.pointee.directMapPages))
+        site.pointee.done(if: .ae)
+        site.pointee.assembler.mov(page, AsmMemory(base: .absolute, index: page, scale: 8, displacement: table))
+        site.pointee.assembler.test(page, page)
+        site.pointee.done(if: .e)
+        for last in 0..<(size > 1 ? 2 : 1) {
+            if last == 0 {
+                site.pointee.assembler.mov(granule, address)
+            } else {
+                site.pointee.assembler.lea(granule, .at(address, size - 1))
+            }
+            site.pointee.assembler.and(granule, imm32: 0xFFF)
+            site.pointee.assembler.shr(granule, 3)
+            site.pointee.assembler.testByte(AsmMemory(base: .register(page), index: granule, scale: 1), imm8: 0xFF)
+            site.pointee.slowPath(if: .ne)
+        }
+    }
+
+    // MARK: shadow
+
+    @inline(__always) static func pageIndex(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64) -> Int? {
+        let page = (address &- s.pointee.directMapBase) >> 12
+        return page < s.pointee.directMapPages ? Int(page) : nil
+    }
+
+    /// The shadow byte of `address`: nil when nothing is known there.
+    static func shadowByte(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64) -> UInt8? {
+        guard let page = pageIndex(s, address), s.pointee.pageShadow[page] != 0 else { return nil }
+        let chunk = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))!
+        return chunk[Int((address & 0xFFF) >> 3)]
+    }
+
+    /// Makes sure the page of `address` has shadow (new chunks read "unknown":
+    /// accessible). False when out of chunks or outside the direct map.
+    static func ensureShadow(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64, kind: UInt8) -> Bool {
+        guard let page = pageIndex(s, address) else { return false }
+        if s.pointee.pageShadow[page] != 0 {
+            if kind == ShadowPageKind.ownClass { s.pointee.pageKind[page] = kind }
+            return true
+        }
+        guard s.pointee.chunksUsed < s.pointee.limits.shadowChunks else { return false }
+        let chunk = s.pointee.chunks + s.pointee.chunksUsed * chunkBytes
+        s.pointee.chunksUsed += 1
+        chunk.initialize(repeating: 0, count: chunkBytes)
+        s.pointee.pageKind[page] = kind
+        s.pointee.pageShadow[page] = UInt64(UInt(bitPattern: chunk))
+        return true
+    }
+
+    /// Shadow for every page of [start, start+bytes).
+    static func ensureShadow(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64, _ bytes: UInt64, kind: UInt8) -> Bool {
+        var page = start & ~0xFFF
+        while page < start &+ bytes {
+            if !ensureShadow(s, page, kind: kind) { return false }
+            page &+= 4096
+        }
+        return true
+    }
+
+    /// Sets the shadow of [start, start+bytes) (granule-aligned start) to `value`
+    /// where shadow exists.
+    static func fill(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64, _ bytes: UInt64, _ value: UInt8) {
+        var a = start
+        while a < start &+ bytes {
+            if let page = pageIndex(s, a), s.pointee.pageShadow[page] != 0 {
+                UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))![Int((a & 0xFFF) >> 3)] = value
+            }
+            a &+= 8
+        }
+    }
+
+    /// Object [start, start+size) accessible, the rest of its slot `redzone`.
+    static func shadowLive(_ s: UnsafeMutablePointer<HeapCheckState>, _ o: HeapObject, redzone: UInt8) {
+        let full = o.size & ~7
+        fill(s, o.start, full, 0)
+        if o.size & 7 != 0 { fill(s, o.start &+ full, 8, UInt8(o.size & 7)) }
+        let used = (o.size + 7) & ~7
+        if o.slot > used && redzone != 0 { fill(s, o.start &+ used, o.slot - used, redzone) }
+    }
+
+    // MARK: object table (linear probing, backward-shift deletion)
+
+    @inline(__always) static func home(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64) -> Int {
+        Int(truncatingIfNeeded: ((start >> 3) &* 0x9E37_79B9_7F4A_7C15) >> 20) & (s.pointee.limits.objects - 1)
+    }
+
+    static func find(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64) -> Int? {
+        let mask = s.pointee.limits.objects - 1
+        var i = home(s, start)
+        while s.pointee.objects[i].start != 0 {
+            if s.pointee.objects[i].start == start { return i }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
+    static func insert(_ s: UnsafeMutablePointer<HeapCheckState>, _ o: HeapObject) -> Bool {
+        let mask = s.pointee.limits.objects - 1
+        if let existing = find(s, o.start) {
+            s.pointee.objects[existing] = o  // a stale entry (its free went unseen)
+            return true
+        }
+        guard s.pointee.objectCount * 4 < s.pointee.limits.objects * 3 else { return false }
+        var i = home(s, o.start)
+        while s.pointee.objects[i].start != 0 { i = (i + 1) & mask }
+        s.pointee.objects[i] = o
+        s.pointee.objectCount += 1
+        return true
+    }
+
+    static func remove(_ s: UnsafeMutablePointer<HeapCheckState>, at slot: Int) {
+        let mask = s.pointee.limits.objects - 1
+        var hole = slot
+        var i = (slot + 1) & mask
+        while s.pointee.objects[i].start != 0 {
+            let h = home(s, s.pointee.objects[i].start)
+            // Move entry i into the hole unless its home lies cyclically in (hole, i].
+            let stays = hole <= i ? (h > hole && h <= i) : (h > hole || h <= i)
+            if !stays {
+                s.pointee.objects[hole] = s.pointee.objects[i]
+                hole = i
+            }
+            i = (i + 1) & mask
+        }
+        s.pointee.objects[hole] = HeapObject()
+        s.pointee.objectCount -= 1
+    }
+
+    /// Room for one more object (checked before an allocation is redirected).
+    public static func hasRoom(_ s: UnsafeMutablePointer<HeapCheckState>) -> Bool {
+        s.pointee.objectCount * 4 < s.pointee.limits.objects * 3 - 64
+            && s.pointee.chunksUsed + 8 < s.pointee.limits.shadowChunks
+    }
+
+    /// The tracked object whose slot contains `address`, searching back at most
+    /// `reach` bytes (report paths only).
+    static func containing(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64, reach: UInt64) -> Int? {
+        var candidate = address & ~7
+        let lowest = address &- reach
+        while candidate >= lowest && candidate != 0 {
+            if let i = find(s, candidate), address < candidate &+ s.pointee.objects[i].slot { return i }
+            candidate &-= 8
+        }
+        return nil
+    }
+
+    // MARK: stacks
+
+    /// Records a stack, deduplicated; its handle (index + 1), 0 when the depot is full.
+    static func saveStack(_ s: UnsafeMutablePointer<HeapCheckState>, _ frames: UnsafePointer<UInt64>, _ depth: Int) -> UInt32 {
+        guard depth > 0 else { return 0 }
+        let words = 2 + s.pointee.limits.stackDepth
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for k in 0..<depth { hash = (hash ^ frames[k]) &* 0x100_0000_01B3 }
+        hash |= 1
+        let mask = s.pointee.limits.stacks - 1
+        var i = Int(truncatingIfNeeded: hash >> 7) & mask
+        for _ in 0..<s.pointee.limits.stacks {
+            let entry = s.pointee.stackWords + i * words
+            if entry[0] == 0 {
+                guard s.pointee.stacksUsed * 4 < s.pointee.limits.stacks * 3 else { break }
+                entry[0] = hash
+                entry[1] = UInt64(depth)
+                for k in 0..<depth { entry[2 + k] = frames[k] }
+                s.pointee.stacksUsed += 1
+                return UInt32(i + 1)
+            }
+            if entry[0] == hash && entry[1] == UInt64(depth) {
+                var same = true
+                for k in 0..<depth where entry[2 + k] != frames[k] { same = false }
+                if same { return UInt32(i + 1) }
+            }
+            i = (i + 1) & mask
+        }
+        s.pointee.statistics.stacksDropped += 1
+        return 0
+    }
+
+    /// The stack of the current call or access (`sp`/`bp` are the application's).
+    static func captureStack(_ s: UnsafeMutablePointer<HeapCheckState>, pc: UInt64, sp: UInt64, bp: UInt64) -> UInt32 {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: FindingLayout.maxFrames) { buffer in
+            let depth = Int(s.pointee.host.captureStack(pc, sp, bp, buffer.baseAddress!,
+                                                        Int32(s.pointee.limits.stackDepth)))
+            return saveStack(s, buffer.baseAddress!, min(max(depth, 0), s.pointee.limits.stackDepth))
+        }
+    }
+
+    // MARK: allocation and free (called by the host's wraps)
+
+    /// The size class for a request of `size` bytes plus the redzone, or nil.
+    /// `naturallyAligned` (power-of-two requests, which kmalloc aligns to their
+    /// size): only power-of-two classes, which are aligned to theirs.
+    public static func sizeClass(_ s: UnsafeMutablePointer<HeapCheckState>, for size: UInt64,
+                                 naturallyAligned: Bool) -> Int? {
+        let needed = size &+ s.pointee.redzone
+        guard size > 0 && needed > size else { return nil }
+        for c in 0..<s.pointee.classCount where s.pointee.classSize[c] >= needed {
+            let classSize = s.pointee.classSize[c]
+            if naturallyAligned && classSize & (classSize - 1) != 0 { continue }
+            return c
+        }
+        return nil
+    }
+
+    /// Tracks an object just allocated. `origin` is HeapObject.fromClass (with
+    /// `sizeClass`), fromNamedCache (with `cache`) or fromPages (with `slot`).
+    public static func track(_ s: UnsafeMutablePointer<HeapCheckState>, _ call: UnsafeMutablePointer<WrapCall>,
+                             start: UInt64, size: UInt64, origin: UInt8, sizeClass: Int, cache: UInt64, slot: UInt64) {
+        guard start > 4096 else { return }
+        var o = HeapObject()
+        o.start = start
+        o.size = size
+        o.origin = origin
+        o.state = HeapObject.live
+        o.cache = cache
+        o.slot = slot
+        if origin == HeapObject.fromClass {
+            o.sizeClass = UInt8(sizeClass)
+            o.slot = s.pointee.classSize[sizeClass]
+        }
+        var comm: InlineArray<16, UInt8> = InlineArray(repeating: 0)
+        var pid: UInt32 = 0
+        o.allocCPU = s.pointee.host.currentTask(&pid, &comm[0])
+        o.allocPid = pid
+        let stack = captureStack(s, pc: call.pointee.function, sp: call.pointee.entryStackPointer,
+                                 bp: call.pointee.register(.rbp))
+        s.pointee.host.lock()
+        defer { s.pointee.host.unlock() }
+        o.allocStack = stack
+        let kind = origin == HeapObject.fromClass ? ShadowPageKind.ownClass : ShadowPageKind.shared
+        guard ensureShadow(s, o.start, o.slot, kind: kind), insert(s, o) else {
+            s.pointee.statistics.untracked += 1
+            return
+        }
+        shadowLive(s, o, redzone: origin == HeapObject.fromNamedCache ? 0
+                   : (origin == HeapObject.fromPages ? ShadowByte.pageRedzone : ShadowByte.slabRedzone))
+        s.pointee.statistics.tracked += 1
+    }
+
+    /// A free (kfree, kmem_cache_free) of `pointer`, called from the wrap's pre
+    /// hook. True when heapcheck keeps the object (quarantined, or the free was
+    /// bad and reported): the allocator must not see it. False: not ours, let the
+    /// allocator have it.
+    public static func free(_ s: UnsafeMutablePointer<HeapCheckState>, _ call: UnsafeMutablePointer<WrapCall>,
+                            pointer: UInt64) -> Bool {
+        guard pointer > 4096 else { return false }  // NULL and ZERO_SIZE_PTR
+        let sp = call.pointee.entryStackPointer
+        let bp = call.pointee.register(.rbp)
+        s.pointee.host.lock()
+        if let i = find(s, pointer) {
+            if s.pointee.objects[i].state == HeapObject.quarantined {
+                let o = s.pointee.objects[i]
+                s.pointee.host.unlock()
+                report(s, kind: .doubleFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
+                       sp: sp, bp: bp, object: o)
+                return true
+            }
+            s.pointee.host.unlock()
+            var comm: InlineArray<16, UInt8> = InlineArray(repeating: 0)
+            var pid: UInt32 = 0
+            let cpu = s.pointee.host.currentTask(&pid, &comm[0])
+            let stack = captureStack(s, pc: call.pointee.function, sp: sp, bp: bp)
+            s.pointee.host.lock()
+            // Looked up again: the table may have moved entries meanwhile.
+            guard let j = find(s, pointer), s.pointee.objects[j].state == HeapObject.live else {
+                s.pointee.host.unlock()
+                return true
+            }
+            s.pointee.objects[j].state = HeapObject.quarantined
+            s.pointee.objects[j].freePid = pid
+            s.pointee.objects[j].freeCPU = cpu
+            s.pointee.objects[j].freeStack = stack
+            let o = s.pointee.objects[j]
+            fill(s, o.start, (o.size + 7) & ~7, ShadowByte.slabFree)
+            enqueue(s, pointer, o.size)
+            s.pointee.statistics.quarantined += 1
+            s.pointee.host.unlock()
+            drainQuarantine(s)
+            return true
+        }
+        // Untracked. On a page of our own caches every object is tracked, so this
+        // is a pointer into an object or a slot already given back.
+        let page = pageIndex(s, pointer)
+        let own = page.map { s.pointee.pageKind[$0] == ShadowPageKind.ownClass } ?? false
+        var inside: HeapObject? = nil
+        if own, let i = containing(s, pointer, reach: 16384) { inside = s.pointee.objects[i] }
+        s.pointee.host.unlock()
+        guard own else { return false }
+        report(s, kind: .invalidFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
+               sp: sp, bp: bp, object: inside ?? HeapObject())
+        return true
+    }
+
+    static func enqueue(_ s: UnsafeMutablePointer<HeapCheckState>, _ pointer: UInt64, _ size: UInt64) {
+        let capacity = s.pointee.limits.quarantineEntries
+        let tail = (s.pointee.quarantineHead + s.pointee.quarantineCount) & (capacity - 1)
+        s.pointee.quarantine[tail] = pointer
+        s.pointee.quarantineCount += 1
+        s.pointee.quarantineBytes &+= size
+    }
+
+    /// Gives the oldest quarantined objects back until the quarantine is within
+    /// its limits. The allocator is called without the lock.
+    static func drainQuarantine(_ s: UnsafeMutablePointer<HeapCheckState>) {
+        while true {
+            s.pointee.host.lock()
+            let over = s.pointee.quarantineBytes > s.pointee.quarantineLimit
+                || s.pointee.quarantineCount >= s.pointee.limits.quarantineEntries - 1
+            guard over, s.pointee.quarantineCount > 0 else {
+                s.pointee.host.unlock()
+                return
+            }
+            let pointer = s.pointee.quarantine[s.pointee.quarantineHead]
+            s.pointee.quarantineHead = (s.pointee.quarantineHead + 1) & (s.pointee.limits.quarantineEntries - 1)
+            s.pointee.quarantineCount -= 1
+            var cache: UInt64 = 0
+            var found = false
+            if let i = find(s, pointer) {
+                let o = s.pointee.objects[i]
+                s.pointee.quarantineBytes &-= min(o.size, s.pointee.quarantineBytes)
+                cache = o.cache
+                // The slot goes back to "unknown": the allocator touches free slots.
+                fill(s, o.start, (o.slot + 7) & ~7, 0)
+                remove(s, at: i)
+                found = true
+                s.pointee.statistics.released += 1
+            }
+            s.pointee.host.unlock()
+            if found { s.pointee.host.release(cache, pointer) }
+        }
+    }
+
+    /// Everything in quarantine back to the allocator (detach).
+    public static func releaseAll(_ s: UnsafeMutablePointer<HeapCheckState>) {
+        s.pointee.quarantineLimit = 0
+        drainQuarantine(s)
+    }
+
+    /// The size a tracked live object was allocated with (ksize), or nil.
+    public static func allocatedSize(_ s: UnsafeMutablePointer<HeapCheckState>, _ pointer: UInt64) -> UInt64? {
+        s.pointee.host.lock()
+        defer { s.pointee.host.unlock() }
+        guard let i = find(s, pointer) else { return nil }
+        return s.pointee.objects[i].size
+    }
+
+    // MARK: slow paths
+
+    /// An inline check saw a non-zero shadow byte; `argument` is the instruction.
+    static let slowPath: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void = { context, pc in
+        let context = context!
+        guard let raw = Translator(context: context).toolData(named: name) else { return }
+        let s = raw.assumingMemoryBound(to: HeapCheckState.self)
+        s.pointee.statistics.slowPaths &+= 1
+        guard let access = decodeAccess(Translator(context: context), pc) else { return }
+        let address = context.load(fromByteOffset: Int(ContextField.inlineCheckAddress), as: UInt64.self)
+        check(s, context, pc: pc, address: address, size: UInt64(access.size), write: access.write)
+    }
+
+    /// Before a rep string instruction: its source and destination ranges.
+    static let repStringCheck: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void = { context, pc in
+        let context = context!
+        let t = Translator(context: context)
+        guard let raw = t.toolData(named: name) else { return }
+        let s = raw.assumingMemoryBound(to: HeapCheckState.self)
+        var insn = Instruction()
+        guard decode(t, pc, &insn) else { return }
+        func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
+        let element = UInt64(elementSize(insn.mnemonic))
+        let count = reg(.rcx)
+        guard count > 0, element > 0 else { return }
+        let bytes = count &* element
+        let down = context.load(fromByteOffset: Int(ContextField.appFlags), as: UInt64.self) & (1 << 10) != 0
+        func range(_ r: GPR) -> UInt64 { down ? reg(r) &- bytes &+ element : reg(r) }
+        switch insn.mnemonic {
+        case .movsb, .movsw, .movsd, .movsq:
+            check(s, context, pc: pc, address: range(.rsi), size: bytes, write: false)
+            check(s, context, pc: pc, address: range(.rdi), size: bytes, write: true)
+        case .stosb, .stosw, .stosd, .stosq:
+            check(s, context, pc: pc, address: range(.rdi), size: bytes, write: true)
+        case .lodsb, .lodsw, .lodsd, .lodsq:
+            check(s, context, pc: pc, address: range(.rsi), size: bytes, write: false)
+        default:
+            // cmps/scas stop early; the first element is all that is certain.
+            check(s, context, pc: pc, address: reg(.rdi), size: element, write: false)
+        }
+    }
+
+    static func elementSize(_ m: Mnemonic) -> Int {
+        switch m {
+        case .movsb, .stosb, .lodsb, .cmpsb, .scasb: return 1
+        case .movsw, .stosw, .lodsw, .cmpsw, .scasw: return 2
+        case .movsd, .stosd, .lodsd, .cmpsd, .scasd: return 4
+        default: return 8
+        }
+    }
+
+    static func decode(_ t: Translator, _ pc: UInt64, _ insn: inout Instruction) -> Bool {
+        var bytes: InlineArray<16, UInt8> = InlineArray(repeating: 0)
+        let n = withUnsafeMutableBytes(of: &bytes) { t.state.pointee.host.readCode($0.baseAddress!, pc, 15) }
+        guard n > 0 else { return false }
+        return withUnsafeBytes(of: &bytes) {
+            Decoder.decode(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n]), address: pc, into: &insn) == .ok
+        }
+    }
+
+    static func decodeAccess(_ t: Translator, _ pc: UInt64) -> (size: Int, write: Bool)? {
+        var insn = Instruction()
+        guard decode(t, pc, &insn) else { return nil }
+        var operands = Operands()
+        Decoder.decodeOperands(insn, into: &operands)
+        for k in 0..<operands.count where operands[k].type == .memory {
+            let o = operands[k]
+            return (max(Int(o.mem.size), 1), o.isWritten)
+        }
+        return nil
+    }
+
+    /// The precise check of [address, address+size): reports the first bad byte.
+    static func check(_ s: UnsafeMutablePointer<HeapCheckState>, _ context: UnsafeMutableRawPointer, pc: UInt64,
+                      address: UInt64, size: UInt64, write: Bool) {
+        let end = address &+ size
+        var bad: UInt64? = nil
+        var value: UInt8 = 0
+        var granule = address & ~7
+        while granule < end && bad == nil {
+            guard let page = pageIndex(s, granule), s.pointee.pageShadow[page] != 0 else {
+                granule = (granule | 0xFFF) &+ 1  // no shadow on this page
+                continue
+            }
+            let v = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))![Int((granule & 0xFFF) >> 3)]
+            if v >= 0x80 {
+                bad = max(granule, address)
+                value = v
+            } else if v != 0 && min(granule &+ 8, end) > granule &+ UInt64(v) {
+                // 1...7: that many leading bytes of the granule are accessible.
+                bad = max(granule &+ UInt64(v), address)
+                value = v
+                // An aligned word read starting inside the object is how the
+                // word-at-a-time string helpers (load_unaligned_zeropad,
+                // read_word_at_a_time) work; KASAN checks only their first byte.
+                if !write && size == 8 && address & 7 == 0 && bad != address { return }
+            }
+            granule &+= 8
+        }
+        guard let first = bad else { return }
+        func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
+        s.pointee.host.lock()
+        var object = HeapObject()
+        var kind = HeapBugKind.outOfBounds
+        if value == ShadowByte.slabFree {
+            kind = .useAfterFree
+            if let i = containing(s, first, reach: 1 << 16) { object = s.pointee.objects[i] }
+        } else {
+            // A redzone: to the left of the object starting just after it (within
+            // the redzone), else to the right of the object whose slot holds it.
+            var j: UInt64 = 8
+            while j <= s.pointee.redzone &+ 8 {
+                if let i = find(s, (first & ~7) &+ j) { object = s.pointee.objects[i]; break }
+                j &+= 8
+            }
+            if object.start == 0, let i = containing(s, first, reach: 1 << 16) { object = s.pointee.objects[i] }
+        }
+        s.pointee.host.unlock()
+        report(s, kind: kind, address: first == address ? address : first, size: size, write: write, pc: pc,
+               sp: reg(.rsp), bp: reg(.rbp), object: object)
+    }
+
+    // MARK: findings
+
+    /// Writes (or counts again) a finding.
+    static func report(_ s: UnsafeMutablePointer<HeapCheckState>, kind: HeapBugKind, address: UInt64, size: UInt64,
+                       write: Bool, pc: UInt64, sp: UInt64, bp: UInt64, object: HeapObject) {
+        typealias O = FindingLayout.Offset
+        let record = FindingLayout.recordBytes
+        s.pointee.host.lock()
+        // Identical: same class, place and direction.
+        for f in 0..<s.pointee.findingCount {
+            let r = LayoutReader(UnsafeRawBufferPointer(start: s.pointee.findings + f * record, count: record))
+            if r.u16(O.kind) == kind.rawValue && r.u64(O.pc) == pc
+                && (r.u32(O.flags) & FindingLayout.Flags.write != 0) == write {
+                LayoutWriter(UnsafeMutableRawBufferPointer(start: s.pointee.findings + f * record, count: record))
+                    .u32(O.count, r.u32(O.count) &+ 1)
+                s.pointee.statistics.findings &+= 1
+                s.pointee.host.unlock()
+                return
+            }
+        }
+        guard s.pointee.findingCount < s.pointee.limits.findings else {
+            s.pointee.statistics.droppedFindings &+= 1
+            s.pointee.host.unlock()
+            return
+        }
+        let slot = s.pointee.findingCount
+        s.pointee.findingCount += 1
+        s.pointee.statistics.findings &+= 1
+        s.pointee.host.unlock()
+
+        let bytes = UnsafeMutableRawBufferPointer(start: s.pointee.findings + slot * record, count: record)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        let w = LayoutWriter(bytes)
+        w.u32(O.recordBytes, UInt32(record))
+        w.u16(O.tool, FindingTool.heapcheck.rawValue)
+        w.u16(O.kind, kind.rawValue)
+        var flags: UInt32 = write ? FindingLayout.Flags.write : 0
+        if object.origin == HeapObject.fromNamedCache && object.start != 0 { flags |= FindingLayout.Flags.namedCache }
+        if object.origin == HeapObject.fromPages { flags |= FindingLayout.Flags.pageBacked }
+        w.u32(O.flags, flags)
+        w.u32(O.count, 1)
+        w.u64(O.address, address)
+        w.u64(O.pc, pc)
+        w.u32(O.accessSize, UInt32(truncatingIfNeeded: size))
+        var pid: UInt32 = 0
+        let cpu = s.pointee.host.currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
+        w.u32(O.cpu, cpu)
+        w.u32(O.pid, pid)
+        w.u64(O.objectStart, object.start)
+        w.u64(O.objectSize, object.size)
+        w.u64(O.cacheObjectSize, object.slot)
+        if object.start != 0 {
+            var objectSize: UInt64 = 0
+            let name = (bytes.baseAddress! + O.cacheName).assumingMemoryBound(to: UInt8.self)
+            if object.origin == HeapObject.fromClass {
+                _ = s.pointee.host.describeCache(s.pointee.classCache[Int(object.sizeClass)], name, &objectSize)
+            } else if object.origin == HeapObject.fromNamedCache {
+                _ = s.pointee.host.describeCache(object.cache, name, &objectSize)
+            }
+        }
+        // The access's stack, then the object's history.
+        let frames = (bytes.baseAddress! + O.accessStack + O.stackFrames).assumingMemoryBound(to: UInt64.self)
+        let depth = s.pointee.host.captureStack(pc, sp, bp, frames, Int32(FindingLayout.maxFrames))
+        w.u32(O.accessStack, UInt32(max(depth, 0)))
+        s.pointee.host.lock()
+        writeTrack(s, w, O.allocated, pid: object.allocPid, cpu: object.allocCPU, stack: object.allocStack)
+        writeTrack(s, w, O.freed, pid: object.freePid, cpu: object.freeCPU, stack: object.freeStack)
+        // Five rows of 16 granules, the bad address's row in the middle.
+        let row = (address & ~127) &- 256
+        w.u64(O.shadowAddress, row)
+        for k in 0..<(FindingLayout.shadowRows * FindingLayout.shadowRowBytes) {
+            w.u8(O.shadow + k, shadowByte(s, row &+ UInt64(8 * k)) ?? 0)
+        }
+        s.pointee.host.unlock()
+        w.u64(O.timestamp, s.pointee.host.now())
+    }
+
+    static func writeTrack(_ s: UnsafeMutablePointer<HeapCheckState>, _ w: LayoutWriter, _ at: Int,
+                           pid: UInt32, cpu: UInt32, stack: UInt32) {
+        guard stack != 0 else { return }
+        let entry = s.pointee.stackWords + Int(stack - 1) * (2 + s.pointee.limits.stackDepth)
+        w.u32(at, pid)
+        w.u32(at + 4, cpu)
+        let depth = Int(entry[1])
+        w.u32(at + FindingLayout.Offset.trackStack, UInt32(depth))
+        for k in 0..<depth { w.u64(at + FindingLayout.Offset.trackStack + FindingLayout.Offset.stackFrames + 8 * k, entry[2 + k]) }
+    }
+
+    /// Copies finding `index` (FindingLayout bytes) to `destination`; false past the end.
+    public static func copyFinding(_ s: UnsafeMutablePointer<HeapCheckState>, _ index: Int,
+                                   to destination: UnsafeMutableRawPointer) -> Bool {
+        s.pointee.host.lock()
+        defer { s.pointee.host.unlock() }
+        guard index < s.pointee.findingCount else { return false }
+        destination.copyMemory(from: s.pointee.findings + index * FindingLayout.recordBytes,
+                               byteCount: FindingLayout.recordBytes)
+        return true
+    }
+
+    public static func findingCount(_ s: UnsafeMutablePointer<HeapCheckState>) -> Int { s.pointee.findingCount }
+}
