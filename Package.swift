@@ -82,6 +82,8 @@ let package = Package(
         .testTarget(name: "TranslatorTests", dependencies: ["Engine", "UserHost", "CWorkloads", "CxxWorkloads", "CKdbtSys"]),
         .testTarget(name: "UserModeTests"),
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
+        // Findings rendering (KASAN text, JSON lines, SARIF) from encoded records.
+        .testTarget(name: "ReportTests", dependencies: ["KdbtClient", "Protocol"]),
         .testTarget(name: "DecoderTests", dependencies: ["Engine", "CZydis", "KdbtClient"],
                     exclude: ["printer-differences.md"]),
     ]

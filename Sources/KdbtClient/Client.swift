@@ -93,6 +93,35 @@ public struct KdbtClient<Device: DeviceConnection> {
         return (entries, overflow)
     }
 
+    /// Every record in the module's findings ring, read a page of records at a
+    /// time, and how many findings found the ring full.
+    public func findings() throws(DeviceError) -> FindingsSnapshot {
+        let capacity = 64
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * FindingRecord.sizeV1, alignment: 8)
+        defer { buffer.deallocate() }
+        var records: [FindingRecord] = []
+        var dropped: UInt64 = 0
+        while true {
+            let first = UInt32(records.count)
+            let reply = try request(.findings, size: FindingsRequest.sizeV1, encode: { writer in
+                FindingsRequest(first: first, capacity: UInt32(capacity),
+                                buffer: UInt64(UInt(bitPattern: buffer.baseAddress))).encode(writer)
+            }) { FindingsRequest(decoding: $0) }
+            // Records of another size would be misread, not just truncated.
+            guard reply.count <= UInt32(capacity),
+                  reply.count == 0 || Int(reply.recordBytes) == FindingRecord.sizeV1 else {
+                throw .malformedReply(command: "\(KdbtCommand.findings)")
+            }
+            dropped = reply.dropped
+            for k in 0..<Int(reply.count) {
+                let record = UnsafeRawBufferPointer(rebasing: buffer[(k * FindingRecord.sizeV1)..<((k + 1) * FindingRecord.sizeV1)])
+                records.append(FindingRecord(decoding: LayoutReader(record)))
+            }
+            if reply.count < UInt32(capacity) || records.count >= Int(reply.total) { break }
+        }
+        return FindingsSnapshot(records: records, dropped: dropped)
+    }
+
     private func request<Reply>(
         _ command: KdbtCommand, size: Int, encode: (LayoutWriter) -> Void = { _ in },
         decode: (LayoutReader) -> Reply?
@@ -109,5 +138,15 @@ public struct KdbtClient<Device: DeviceConnection> {
             throw .malformedReply(command: "\(command)")
         }
         return reply
+    }
+}
+
+/// What `findings()` read: the records, oldest first, and the findings dropped.
+public struct FindingsSnapshot: Equatable, Sendable {
+    public var records: [FindingRecord]
+    public var dropped: UInt64
+    public init(records: [FindingRecord], dropped: UInt64) {
+        self.records = records
+        self.dropped = dropped
     }
 }

@@ -82,11 +82,23 @@ public struct Kallsyms: Sendable {
         return (s, address - s.address)
     }
 
+    /// The function, offset and module of `address`: what a symbolizer starts from.
+    public func location(_ address: UInt64) -> SymbolLocation? {
+        guard let (s, off) = symbolize(address) else { return nil }
+        return SymbolLocation(function: s.name, offset: off, size: s.size, module: s.module)
+    }
+
     /// "name+0xoff/0xsize [module]", the kernel's own %pS format.
     public func describe(_ address: UInt64) -> String {
-        guard let (s, off) = symbolize(address) else { return "0x" + String(address, radix: 16) }
-        var text = "\(s.name)+0x\(String(off, radix: 16))/0x\(String(s.size, radix: 16))"
-        if let m = s.module { text += " [\(m)]" }
+        location(address)?.kernelDescription ?? "0x" + String(address, radix: 16)
+    }
+}
+
+extension SymbolLocation {
+    /// "name+0xoff/0xsize [module]", as the kernel's %pS prints it.
+    public var kernelDescription: String {
+        var text = "\(function)+0x\(String(offset, radix: 16))/0x\(String(size, radix: 16))"
+        if let module { text += " [\(module)]" }
         return text
     }
 }

@@ -15,6 +15,8 @@ struct CLIContext {
     var openDevice: (String) throws(DeviceError) -> any DeviceConnection
     /// The running kernel's symbols (`kdbt disasm SYMBOL`).
     var loadKallsyms: () throws(ELFError) -> Kallsyms = { () throws(ELFError) in try Kallsyms() }
+    /// Source lines for `kdbt report --symbolize` (vmlinux, modules directory).
+    var makeSymbolizer: (String?, String?) -> SymbolizerChoice = makeFrameSymbolizer
 
     static var live: CLIContext {
         CLIContext(

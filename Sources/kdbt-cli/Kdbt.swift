@@ -27,6 +27,7 @@ struct Kdbt: ParsableCommand {
 
 /// Exit codes the CLI promises to scripts.
 enum ExitStatus {
+    static let findings = ExitCode(1)
     static let environment = ExitCode(2)
     static let usage = ExitCode(64)
 }

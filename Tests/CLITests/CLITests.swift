@@ -48,14 +48,17 @@ final class Capture: @unchecked Sendable {
     var err = ""
 }
 
-/// Runs the CLI in-process with `open` deciding what the device path yields.
+/// Runs the CLI in-process with `open` deciding what the device path yields;
+/// `configure` replaces more of the outside world (symbols, symbolizer).
 func run(_ arguments: [String],
-         open: @escaping (String) throws(DeviceError) -> any DeviceConnection = { _ throws(DeviceError) in EngineDevice() }
+         open: @escaping (String) throws(DeviceError) -> any DeviceConnection = { _ throws(DeviceError) in EngineDevice() },
+         configure: (inout CLIContext) -> Void = { _ in }
 ) -> RunResult {
     let capture = Capture()
     let saved = CLIContext.current
     CLIContext.current = CLIContext(
         write: { capture.out += $0 }, writeError: { capture.err += $0 }, openDevice: open)
+    configure(&CLIContext.current)
     defer { CLIContext.current = saved }
     do {
         var command = try Kdbt.parseAsRoot(arguments)
