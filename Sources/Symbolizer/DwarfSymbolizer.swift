@@ -57,6 +57,8 @@ public final class DwarfSymbolizer: FrameSymbolizing, Sendable {
             guard let start = handle.address(of: location.function, offset: location.offset) else { return [] }
             // The call instruction ends at the return address: look inside it.
             let offset = isReturnAddress && location.offset > 0 ? location.offset - 1 : location.offset
+            // Past kallsyms' bound is another symbol's code: not this location's.
+            guard location.size == 0 || offset < location.size else { return [] }
             return frames(at: start &+ offset, in: handle, function: location.function)
         }
     }

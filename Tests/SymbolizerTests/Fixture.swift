@@ -41,11 +41,17 @@ struct Fixture: Sendable {
     var strippedDirectory: String { directory + "/stripped" }
     var xzDirectory: String { directory + "/xz" }
     var garbageDirectory: String { directory + "/garbage" }
+    /// The ET_EXEC stand-in for a debug vmlinux, and its source.
+    var executable: String { directory + "/vmlinux" }
+    var executableSource: String { directory + "/kdbt_symexec.c" }
     let sourceLines: [String]
+    let executableSourceLines: [String]
 
-    /// The 1-based line holding `marker` (a FX_* comment in the fixture source).
+    /// The 1-based line holding `marker`: a FX_* comment in the module's source,
+    /// an EX_* comment in the executable's.
     func line(_ marker: String) -> Int? {
-        sourceLines.firstIndex { $0.contains("/* \(marker) */") }.map { $0 + 1 }
+        let lines = marker.hasPrefix("EX_") ? executableSourceLines : sourceLines
+        return lines.firstIndex { $0.contains("/* \(marker) */") }.map { $0 + 1 }
     }
 }
 
@@ -63,12 +69,16 @@ let fixture: Result<Fixture, FixtureError> = {
         return .failure(FixtureError(description: "mkdtemp: \(String(cString: strerror(errno)))"))
     }
     let directory = String(cString: made)
+    fixtureDirectory = directory
+    atexit { if let directory = fixtureDirectory { _ = try? runShell("rm -rf \(quoted(directory))") } }
     let d = quoted(directory)
     let ko = quoted(directory + "/kdbt_symfixture.ko")
     // MAKEFLAGS from an outer `make check` would hand Kbuild the outer jobserver.
     let script = """
         set -e
-        cp \(quoted(fixtureSources))/kdbt_symfixture.c \(quoted(fixtureSources))/Kbuild \(d)/
+        cp \(quoted(fixtureSources))/kdbt_symfixture.c \(quoted(fixtureSources))/kdbt_symexec.c \
+            \(quoted(fixtureSources))/Kbuild \(d)/
+        gcc -g -O2 -no-pie -fno-pie -o \(d)/vmlinux \(d)/kdbt_symexec.c
         env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C \(quoted(buildDirectory)) M=\(d) modules
         mkdir \(d)/stripped \(d)/xz \(d)/garbage
         strip --strip-debug -o \(d)/stripped/kdbt_symfixture.ko \(ko)
@@ -80,12 +90,20 @@ let fixture: Result<Fixture, FixtureError> = {
     } catch {
         return .failure(error)
     }
-    guard let text = try? readWholeFile(directory + "/kdbt_symfixture.c") else {
-        return .failure(FixtureError(description: "\(directory): fixture source missing after the build"))
+    guard let module = try? readWholeFile(directory + "/kdbt_symfixture.c"),
+          let executable = try? readWholeFile(directory + "/kdbt_symexec.c")
+    else {
+        return .failure(FixtureError(description: "\(directory): fixture sources missing after the build"))
     }
-    let lines = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-    return .success(Fixture(directory: directory, sourceLines: lines.map(String.init)))
+    return .success(Fixture(directory: directory, sourceLines: lines(module), executableSourceLines: lines(executable)))
 }()
+
+/// Removed at exit (the test process's, not each test's: the fixture is shared).
+nonisolated(unsafe) private var fixtureDirectory: String?
+
+private func lines(_ bytes: [UInt8]) -> [String] {
+    String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+}
 
 func builtFixture() throws -> Fixture {
     try fixture.get()

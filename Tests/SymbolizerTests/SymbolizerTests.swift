@@ -156,12 +156,24 @@ struct SymbolizerTests {
         }
     }
 
-    @Test("the module given as the vmlinux path serves locations without a module")
+    @Test("an ET_EXEC as vmlinux serves locations without a module, inline chains included")
     func vmlinuxPath() throws {
         let fixture = try builtFixture()
-        let s = DwarfSymbolizer(vmlinux: fixture.module, moduleDirectories: [])
-        let frames = s.sourceFrames(for: at("fx_outer", 0, module: nil), isReturnAddress: false)
-        #expect(frames.map(\.function) == ["fx_outer"])
+        let s = DwarfSymbolizer(vmlinux: fixture.executable, moduleDirectories: [])
+        let elf = try ELFFile(path: fixture.executable)
+        #expect(elf.fileType == 2)  // ET_EXEC: symbol values are addresses
+        let symbol = try #require(elf.symbols.first { $0.name == "ex_outer" && $0.isFunction })
+        let all = (0..<symbol.size).map { offset in
+            withoutColumns(s.sourceFrames(for: at("ex_outer", offset, module: nil), isReturnAddress: false))
+        }
+        let expected = [
+            SourceFrame(function: "ex_inner", file: fixture.executableSource, line: fixture.line("EX_INNER_LINE"),
+                        inlined: true),
+            SourceFrame(function: "ex_outer", file: fixture.executableSource, line: fixture.line("EX_OUTER_CALL"),
+                        inlined: false),
+        ]
+        #expect(all.contains(expected), "\(all)")
+        #expect(all.allSatisfy { $0.last?.function == "ex_outer" }, "\(all)")
         // No module directory: a module location has nothing to read.
         #expect(s.sourceFrames(for: at("fx_outer", 0), isReturnAddress: false).isEmpty)
     }
@@ -181,6 +193,10 @@ struct SymbolizerTests {
         // Far past the function (and the address space): no crash, no frames.
         #expect(s.sourceFrames(for: at("fx_outer", 1 << 40), isReturnAddress: true).isEmpty)
         #expect(s.sourceFrames(for: at("fx_outer", .max), isReturnAddress: true).isEmpty)
+        // Past kallsyms' size bound is not this function, whatever DWARF says is there.
+        let bounded = SymbolLocation(function: "fx_outer", offset: 8, size: 8, module: "kdbt_symfixture")
+        #expect(s.sourceFrames(for: bounded, isReturnAddress: false).isEmpty)
+        #expect(!s.sourceFrames(for: bounded, isReturnAddress: true).isEmpty)
 
         let stripped = symbolizer(fixture.strippedDirectory)
         let outerSize = try size(of: "fx_outer", in: fixture)
