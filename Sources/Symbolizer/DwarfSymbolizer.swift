@@ -227,7 +227,8 @@ private final class Handle: @unchecked Sendable {
         }
         var module: OpaquePointer?
         guard let dwfl = clibdw_report_offline(name, path, &module), let module else {
-            return .unavailable("\(path): \(libdwError())")
+            let hint = path.hasSuffix(".zst") ? " (this libdw cannot decompress zstd: unpack it with zstd -d)" : ""
+            return .unavailable("\(path): \(libdwError())\(hint)")
         }
         // No DWARF (stripped, no separate debug file): nothing to symbolize with.
         var bias: Dwarf_Addr = 0

@@ -156,6 +156,24 @@ struct SymbolizerTests {
         }
     }
 
+    @Test("a zstd-compressed module reads like the plain one, or says why not",
+          .enabled(if: access("/usr/bin/zstd", X_OK) == 0, "zstd not installed"))
+    func zstdModule() throws {
+        let fixture = try builtFixture()
+        let directory = fixture.directory + "/zst"
+        let compressed = quoted(directory + "/kdbt_symfixture.ko.zst")
+        _ = try runShell("mkdir -p \(quoted(directory)) && zstd -q -f \(quoted(fixture.module)) -o \(compressed)")
+        let s = symbolizer(directory)
+        let frames = s.sourceFrames(for: at("fx_outer", 0), isReturnAddress: false)
+        if let reason = s.unavailableReason(module: "kdbt_symfixture") {
+            // Debian 12's libdw (0.188) is built without zstd.
+            #expect(reason.contains("zstd"), "\(reason)")
+            #expect(frames.isEmpty)
+        } else {
+            #expect(frames.first?.function == "fx_outer")
+        }
+    }
+
     @Test("an ET_EXEC as vmlinux serves locations without a module, inline chains included")
     func vmlinuxPath() throws {
         let fixture = try builtFixture()
