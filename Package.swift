@@ -38,12 +38,16 @@ let package = Package(
         .target(name: "CxxWorkloads", path: "Tests/CxxWorkloads"),
         // The CLI's library: device access, rendering; commands stay thin.
         .target(name: "KdbtClient", dependencies: ["Protocol", "CKdbtSys", "Engine"]),
+        // elfutils' libdw/libdwfl (libdw-dev) for the Symbolizer.
+        .target(name: "CLibdw", linkerSettings: [.linkedLibrary("dw"), .linkedLibrary("elf")]),
+        // kallsyms locations to source lines and inline chains from DWARF (`report --symbolize`).
+        .target(name: "Symbolizer", dependencies: ["KdbtClient", "CLibdw"]),
         // Zydis (libzydis-dev) as the reference disassembler of the printer tests.
         .target(name: "CZydis", linkerSettings: [.linkedLibrary("Zydis")]),
         .executableTarget(
             name: "kdbt-cli",
             dependencies: [
-                "KdbtClient",
+                "KdbtClient", "Symbolizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -84,6 +88,8 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["kdbt-cli", "KdbtClient", "Protocol"]),
         // Findings rendering (KASAN text, JSON lines, SARIF) from encoded records.
         .testTarget(name: "ReportTests", dependencies: ["KdbtClient", "Protocol"]),
+        .testTarget(name: "SymbolizerTests", dependencies: ["Symbolizer", "KdbtClient"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "DecoderTests", dependencies: ["Engine", "CZydis", "KdbtClient"],
                     exclude: ["printer-differences.md"]),
     ]

@@ -4,6 +4,7 @@
 // only needs a FrameSymbolizing; which one exists depends on the build.
 
 import KdbtClient
+import Symbolizer
 
 /// What `--symbolize` gets: a symbolizer, or why there is none (the report then
 /// shows kallsyms' function+offset and says so).
@@ -13,12 +14,9 @@ enum SymbolizerChoice {
 }
 
 /// The symbolizer for `report --symbolize`: debug information of `vmlinux` (nil:
-/// the symbolizer's default search) and of the modules under `modules`.
-///
-/// The libdw symbolizer plugs in here, once kdbt-cli depends on the Symbolizer
-/// library (`import Symbolizer`), by replacing the body with:
-///
-///     do { return .available(try DwarfSymbolizer(vmlinux: vmlinux, modules: modules)) } catch { return .unavailable(reason: "\(error)") }
+/// kallsyms function+offset for the kernel itself) and of the modules under
+/// `modules` (nil: /lib/modules/$(uname -r)).
 func makeFrameSymbolizer(vmlinux: String?, modules: String?) -> SymbolizerChoice {
-    .unavailable(reason: "this kdbt is built without a DWARF symbolizer")
+    let directories = modules.map { [$0] } ?? DwarfSymbolizer.defaultModuleDirectories
+    return .available(DwarfSymbolizer(vmlinux: vmlinux, moduleDirectories: directories))
 }
