@@ -49,6 +49,8 @@ build: deps
 kmod: deps
 	@mkdir -p build
 	$(MAKE) -C $(KDIR) M=$(CURDIR)/kmod KDBT_BUILD_ID=0x$(BUILD_ID) modules 2>&1 | tee build/kmod.log
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/Tests/HeapBugs KBUILD_EXTRA_SYMBOLS=$(CURDIR)/kmod/Module.symvers \
+		modules 2>&1 | tee -a build/kmod.log
 	@if grep -inE 'warning|objtool:' build/kmod.log; then \
 		echo "make kmod: the kernel build printed warnings (above); they are fatal" >&2; exit 1; fi
 
@@ -73,6 +75,7 @@ vm-run: build kmod
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR)/kmod clean
+	-$(MAKE) -C $(KDIR) M=$(CURDIR)/Tests/HeapBugs clean
 	rm -rf build .build
 
 # ---- decoder: differential test (Zydis, Capstone), round trip, fuzzing, benchmark

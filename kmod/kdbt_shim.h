@@ -74,6 +74,9 @@ void kdbt_host_clear_dr6(void);
 u64 kdbt_host_ktime_ns(void);
 u64 kdbt_host_kernel_cs(void);
 u64 kdbt_host_kernel_ss(void);
+void *kdbt_host_return_page(void);
+int kdbt_host_is_function_start(u64 address);
+void kdbt_return_page_free(void);
 
 /* heapcheck (heapcheck.c). */
 int kdbt_heapcheck_init(unsigned long (*lookup)(const char *name));

@@ -304,3 +304,26 @@ u64 kdbt_host_selftest_entry(void)
 {
 	return (u64)selftest_call;
 }
+
+/*
+ * One executable page that outlives every attach: the routine through which
+ * kdbt's own functions, called from translated code, return (the Engine writes
+ * it). It must not live in the code pool, which detach frees while the detach
+ * ioctl is still on its way back.
+ */
+static void *return_page;
+
+void *kdbt_host_return_page(void)
+{
+	if (!return_page)
+		return_page = vmalloc_range(PAGE_SIZE, PAGE_SIZE, MODULES_VADDR, MODULES_END, GFP_KERNEL,
+					    PAGE_KERNEL_EXEC, VM_FLUSH_RESET_PERMS, NUMA_NO_NODE,
+					    __builtin_return_address(0));
+	return return_page;
+}
+
+void kdbt_return_page_free(void)
+{
+	vfree(return_page);
+	return_page = NULL;
+}

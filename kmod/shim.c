@@ -226,6 +226,7 @@ static void __exit kdbt_exit(void)
 	kdbt_engine_destroy(engine);
 	engine = NULL;
 	kdbt_heapcheck_exit();
+	kdbt_return_page_free();
 	pr_info("kdbt: unloaded, live allocations %lld (%lld bytes)\n",
 		(long long)atomic64_read(&live_allocations),
 		(long long)atomic64_read(&live_bytes));

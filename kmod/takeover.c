@@ -10,6 +10,7 @@
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/spinlock.h>
+#include <linux/vmalloc.h>
 #include <asm/cpufeature.h>
 #include <asm/debugreg.h>
 #include <asm/desc.h>
@@ -36,6 +37,17 @@ int kdbt_takeover_init(unsigned long (*lookup)(const char *name))
 u64 kdbt_host_symbol(const char *name)
 {
 	return symbol_lookup(name);
+}
+
+/* Function starts by kallsyms: where a call, not a return, enters kdbt's text. */
+int kdbt_host_is_function_start(u64 address)
+{
+	static int (*size_offset)(unsigned long addr, unsigned long *size, unsigned long *offset);
+	unsigned long size, offset;
+
+	if (!size_offset)
+		size_offset = (void *)symbol_lookup("kallsyms_lookup_size_offset");
+	return size_offset && size_offset(address, &size, &offset) && offset == 0;
 }
 
 int kdbt_host_pti_enabled(void)
@@ -216,3 +228,4 @@ u64 kdbt_host_kernel_ss(void)
 {
 	return __KERNEL_DS;
 }
+

@@ -11,7 +11,7 @@ import Protocol
 #endif
 
 /// The largest reply layout this Engine knows; the stack buffer holds one.
-private let largestRequest = 128
+private let largestRequest = kdbtLargestKnownLayout
 
 extension Engine {
     /// Serves one ioctl: 0 or a negative errno.
@@ -26,6 +26,7 @@ extension Engine {
     private func serve(_ command: KdbtCommand, _ argument: UInt64,
                        _ buffer: UnsafeMutableRawBufferPointer) -> Int32 {
         let known = command.currentLayoutSize
+        guard known <= buffer.count else { return -Errno.EINVAL }  // a layout outgrew the buffer
         let userSize = readExtensibleRequest(from: argument, minimumSize: command.firstLayoutSize, knownSize: known,
                                              into: buffer)
         if userSize < 0 { return Int32(userSize) }

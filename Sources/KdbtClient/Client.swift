@@ -25,7 +25,7 @@ public struct KdbtClient<Device: DeviceConnection> {
     }
 
     public func status() throws(DeviceError) -> StatusReply {
-        try request(.status, size: StatusReply.sizeV1) { StatusReply(decoding: $0) }
+        try request(.status, size: StatusReply.sizeV2) { StatusReply(decoding: $0) }
     }
 
     /// `length` bytes of live kernel text at `address`, as the CPU runs them now
@@ -52,8 +52,10 @@ public struct KdbtClient<Device: DeviceConnection> {
         }) { SelfTestRequest(decoding: $0) }
     }
 
-    public func attach(tools: UInt64) throws(DeviceError) -> AttachRequest {
-        try request(.attach, size: AttachRequest.sizeV1, encode: { AttachRequest(tools: tools).encode($0) }) {
+    /// `quarantineBytes`, `redzoneBytes`: heapcheck's settings (0: the module's defaults).
+    public func attach(tools: UInt64, quarantineBytes: UInt64 = 0, redzoneBytes: UInt32 = 0) throws(DeviceError) -> AttachRequest {
+        let request = AttachRequest(tools: tools, quarantineBytes: quarantineBytes, redzoneBytes: redzoneBytes)
+        return try self.request(.attach, size: AttachRequest.sizeV2, encode: { request.encode($0) }) {
             AttachRequest(decoding: $0)
         }
     }

@@ -81,6 +81,18 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
                 code cache:         \(s.cacheBytes) bytes for \(s.nativeBytes) native bytes
 
                 """
+            let h = s.heapCheck
+            if h.checks > 0 {
+                out += """
+                    heapcheck:          \(h.objects) objects tracked now (\(h.tracked) since attach, \(h.untracked) left untracked)
+                                        quarantine \(h.quarantineBytes) bytes, \(h.quarantined) frees held, \(h.released) given back
+                                        \(h.checks) accesses checked inline, \(h.slowPaths) slow paths, \(h.findings) findings
+
+                    """
+            }
+            if h.wrapFramesDropped > 0 {
+                out += "wrapped calls lost: \(h.wrapFramesDropped) (their returns could not be followed)\n"
+            }
             out += "cpu  syscalls  interrupts(user,kernel)  exceptions(user,kernel)  delayed(delivered)  instructions  native-exits  invalidations\n"
             for c in cpus {
                 out += pad("\(c.cpu)", 3) + pad("\(c.syscalls)", 10)
@@ -106,6 +118,21 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
             json.add("blocks", .uint(s.blocks))
             json.add("cache_bytes", .uint(s.cacheBytes))
             json.add("native_bytes", .uint(s.nativeBytes))
+            json.add("wrap_frames_dropped", .uint(s.heapCheck.wrapFramesDropped))
+            if s.heapCheck.checks > 0 {
+                let h = s.heapCheck
+                var o = JSONObject()
+                o.add("tracked", .uint(h.tracked))
+                o.add("untracked", .uint(h.untracked))
+                o.add("objects", .uint(h.objects))
+                o.add("quarantined", .uint(h.quarantined))
+                o.add("released", .uint(h.released))
+                o.add("quarantine_bytes", .uint(h.quarantineBytes))
+                o.add("checks", .uint(h.checks))
+                o.add("slow_paths", .uint(h.slowPaths))
+                o.add("findings", .uint(h.findings))
+                json.add("heapcheck", .object(o))
+            }
             json.add("per_cpu", .array(cpus.map { c in
                 var o = JSONObject()
                 o.add("cpu", .int(Int64(c.cpu)))

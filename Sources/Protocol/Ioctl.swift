@@ -17,6 +17,10 @@ public let kdbtProtocolVersion: UInt32 = 1
 /// The ioctl "type" byte of every kdbt command.
 public let kdbtIoctlType: UInt32 = 0xDB
 
+/// The module serves requests from a stack buffer of this size: every layout it
+/// knows (`currentLayoutSize`) must fit.
+public let kdbtLargestKnownLayout: Int = 256
+
 /// Largest request the module reads: one page, like copy_struct_from_user users do.
 public let kdbtMaxRequestSize: Int = 4096
 
@@ -74,6 +78,7 @@ public enum KdbtCommand: UInt32, Sendable {
     public var currentLayoutSize: Int {
         switch self {
         case .attach: return AttachRequest.sizeV2
+        case .status: return StatusReply.sizeV2
         default: return firstLayoutSize
         }
     }

@@ -101,9 +101,21 @@ public struct FeatureBits: Equatable, Sendable {
 ///    72  u64 cache_bytes        out: code-cache bytes they take
 ///    80  u64 native_bytes       out: native bytes they came from
 ///    88  u64 attached_ns        out: time since attach (0 when detached)
-///        (64...95 must be 0 on input)
+///   (v2: heapcheck, all 0 when it does not run)
+///    96  u64 hc_tracked         out: objects tracked since attach
+///   104  u64 hc_untracked       out: allocations left untracked (tables full, zones, RCU caches)
+///   112  u64 hc_quarantined     out: frees held back in the quarantine
+///   120  u64 hc_released        out: objects the quarantine gave back
+///   128  u64 hc_objects         out: objects tracked now (live and quarantined)
+///   136  u64 hc_quarantine_bytes out
+///   144  u64 hc_checks          out: memory accesses instrumented
+///   152  u64 hc_slow_paths      out: inline checks that went to the slow path
+///   160  u64 hc_findings        out: findings, repeats included
+///   168  u64 wrap_frames_dropped out: wrapped calls whose return could not be followed
+///        (64...175 must be 0 on input)
 public struct StatusReply: Equatable, Sendable {
     public static let sizeV1 = 96
+    public static let sizeV2 = 176
 
     public enum State: UInt32, Sendable {
         case detached = 0
@@ -122,6 +134,7 @@ public struct StatusReply: Equatable, Sendable {
     public var cacheBytes: UInt64 = 0
     public var nativeBytes: UInt64 = 0
     public var attachedNanoseconds: UInt64 = 0
+    public var heapCheck = HeapCheckStatus()
 
     public init(state: State, cpus: UInt32, ioctlCalls: UInt64, arenaBytes: UInt64,
                 arenaUsed: UInt64, liveAllocations: UInt64, liveBytes: UInt64,
@@ -137,7 +150,7 @@ public struct StatusReply: Equatable, Sendable {
     }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
-        if r.u32(4) != 0 || !r.isZero(64, 32) { return Errno.EINVAL }
+        if r.u32(4) != 0 || !r.isZero(64, r.bytes.count - 64) { return Errno.EINVAL }
         return 0
     }
 
@@ -154,6 +167,7 @@ public struct StatusReply: Equatable, Sendable {
         w.u64(72, cacheBytes)
         w.u64(80, nativeBytes)
         w.u64(88, attachedNanoseconds)
+        if w.bytes.count >= StatusReply.sizeV2 { heapCheck.encode(w, at: 96) }
     }
 
     /// nil when the module reports a state this CLI does not know.
@@ -171,6 +185,34 @@ public struct StatusReply: Equatable, Sendable {
         cacheBytes = r.u64(72)
         nativeBytes = r.u64(80)
         attachedNanoseconds = r.u64(88)
+        if r.bytes.count >= StatusReply.sizeV2 { heapCheck = HeapCheckStatus(r, at: 96) }
+    }
+}
+
+/// heapcheck's counters in StatusReply v2.
+public struct HeapCheckStatus: Equatable, Sendable {
+    public var tracked: UInt64 = 0
+    public var untracked: UInt64 = 0
+    public var quarantined: UInt64 = 0
+    public var released: UInt64 = 0
+    public var objects: UInt64 = 0
+    public var quarantineBytes: UInt64 = 0
+    public var checks: UInt64 = 0
+    public var slowPaths: UInt64 = 0
+    public var findings: UInt64 = 0
+    public var wrapFramesDropped: UInt64 = 0
+    public init() {}
+
+    init(_ r: LayoutReader, at o: Int) {
+        tracked = r.u64(o); untracked = r.u64(o + 8); quarantined = r.u64(o + 16); released = r.u64(o + 24)
+        objects = r.u64(o + 32); quarantineBytes = r.u64(o + 40); checks = r.u64(o + 48); slowPaths = r.u64(o + 56)
+        findings = r.u64(o + 64); wrapFramesDropped = r.u64(o + 72)
+    }
+
+    func encode(_ w: LayoutWriter, at o: Int) {
+        w.u64(o, tracked); w.u64(o + 8, untracked); w.u64(o + 16, quarantined); w.u64(o + 24, released)
+        w.u64(o + 32, objects); w.u64(o + 40, quarantineBytes); w.u64(o + 48, checks); w.u64(o + 56, slowPaths)
+        w.u64(o + 64, findings); w.u64(o + 72, wrapFramesDropped)
     }
 }
 

@@ -6,12 +6,13 @@ import Protocol
 
 /// A tool `kdbt attach --tool` accepts.
 enum KernelTool: String, ExpressibleByArgument, CaseIterable {
-    case inscount, null
+    case inscount, null, heapcheck
 
     var bit: UInt64 {
         switch self {
         case .inscount: return ToolBits.inscount
         case .null: return ToolBits.null
+        case .heapcheck: return ToolBits.heapcheck
         }
     }
 }
@@ -31,12 +32,36 @@ struct AttachCommand: ParsableCommand {
     @OptionGroup(title: "Global Options") var global: GlobalOptions
     @OptionGroup var output: FormatOption
 
-    @Option(name: .long, help: ArgumentHelp("A tool to run (repeatable): inscount, null.", valueName: "name"))
+    @Option(name: .long, help: ArgumentHelp("A tool to run (repeatable): inscount, null, heapcheck.", valueName: "name"))
     var tool: [KernelTool] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "heapcheck: bytes of freed objects held back before the allocator reuses them (default 4 MiB).",
+        valueName: "bytes"))
+    var quarantine: UInt64?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "heapcheck: the least poisoned bytes after each kmalloc object, 8 to \(AttachRequest.maxRedzone) (default 16).",
+        valueName: "bytes"))
+    var redzone: UInt32?
+
+    func validate() throws {
+        if (quarantine != nil || redzone != nil) && !tool.contains(.heapcheck) {
+            throw ValidationError("--quarantine and --redzone are heapcheck's options: add --tool heapcheck")
+        }
+        if let r = redzone, r < 8 || r > AttachRequest.maxRedzone {
+            throw ValidationError("--redzone must be between 8 and \(AttachRequest.maxRedzone) bytes")
+        }
+        if let q = quarantine, q == 0 {
+            throw ValidationError("--quarantine must be more than 0 bytes")
+        }
+    }
 
     func run() throws {
         let tools = tool.reduce(UInt64(0)) { $0 | $1.bit }
-        let reply = try global.withClient { client, _ throws(DeviceError) in try client.attach(tools: tools) }
+        let reply = try global.withClient { client, _ throws(DeviceError) in
+            try client.attach(tools: tools, quarantineBytes: quarantine ?? 0, redzoneBytes: redzone ?? 0)
+        }
         let context = CLIContext.current
         guard reply.refusal == 0 else {
             let reason = AttachRefusal(rawValue: reply.refusal)?.message ?? "refused (reason \(reply.refusal))"

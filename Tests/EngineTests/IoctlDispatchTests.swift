@@ -80,7 +80,7 @@ struct IoctlDispatchTests {
     func oversizedZero() {
         let h = Harness()
         #expect(h.call(.status, size: StatusReply.sizeV1 + 100) == 0)
-        #expect(h.user.load(as: UInt32.self) == UInt32(StatusReply.sizeV1))
+        #expect(h.user.load(as: UInt32.self) == UInt32(StatusReply.sizeV2))
     }
 
     @Test("a longer struct with a non-zero tail is E2BIG")

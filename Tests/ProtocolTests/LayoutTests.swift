@@ -137,3 +137,15 @@ struct TakeoverLayoutTests {
         }
     }
 }
+
+@Suite struct KnownLayoutSizeTests {
+    /// The module's request buffer holds every layout it knows (a layout that
+    /// outgrew it would overrun a kernel stack buffer).
+    @Test func everyLayoutFitsTheModuleBuffer() {
+        for nr in UInt32(1)...32 {
+            guard let command = KdbtCommand(rawValue: nr) else { continue }
+            #expect(command.currentLayoutSize <= kdbtLargestKnownLayout, "\(command)")
+            #expect(command.currentLayoutSize >= command.firstLayoutSize, "\(command)")
+        }
+    }
+}

@@ -172,7 +172,10 @@ extension Translator {
 
     func frameBucket(_ sp: UInt64) -> Int {
         let buckets = state.pointee.limits.wrapFrameEntries / Translator.frameWays
-        return (Int(truncatingIfNeeded: sp >> 3) & (buckets - 1)) * Translator.frameWays
+        // Kernel stacks are alike below their 16 KiB alignment: the stack's own
+        // address bits are mixed in, so that tasks at the same depth spread out.
+        let key = (sp >> 3) ^ ((sp >> 14) &* 0x9E37_79B9)
+        return (Int(truncatingIfNeeded: key) & (buckets - 1)) * Translator.frameWays
     }
 
     func pushFrame(_ frame: WrapFrame) {

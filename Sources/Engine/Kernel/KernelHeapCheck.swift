@@ -122,6 +122,8 @@ struct KernelHeapCheck {
         wrap("kmem_cache_free", cacheFreePre, nil)
         wrap("kmem_cache_free_bulk", freeBulkPre, nil)
         wrap("ksize", ksizePre, nil)
+        // krealloc sizes the old object with __ksize (not exported, but called).
+        wrap("__ksize", ksizePre, nil)
     }
 
     /// Copies the findings somewhere that outlives the attach (`kdbt report`
@@ -163,6 +165,21 @@ struct KernelHeapCheck {
         }
         request.count = UInt32(wanted)
         return 0
+    }
+
+    static func status(_ s: UnsafeMutablePointer<HeapCheckState>, into r: inout HeapCheckStatus) {
+        kdbt_hc_lock()
+        let st = s.pointee.statistics
+        r.tracked = st.tracked
+        r.untracked = st.untracked
+        r.quarantined = st.quarantined
+        r.released = st.released
+        r.objects = UInt64(s.pointee.objectCount)
+        r.quarantineBytes = s.pointee.quarantineBytes
+        r.checks = st.checksInserted
+        r.slowPaths = st.slowPaths
+        r.findings = st.findings
+        kdbt_hc_unlock()
     }
 
     // MARK: hooks

@@ -37,6 +37,10 @@ import Protocol
 
 @_extern(c, "kdbt_host_symbol")
 func kdbt_host_symbol(_ name: UnsafePointer<UInt8>) -> UInt64
+@_extern(c, "kdbt_host_is_function_start")
+func kdbt_host_is_function_start(_ address: UInt64) -> Int32
+@_extern(c, "kdbt_host_return_page")
+func kdbt_host_return_page() -> UnsafeMutableRawPointer?
 @_extern(c, "kdbt_host_pti_enabled")
 func kdbt_host_pti_enabled() -> Int32
 @_extern(c, "kdbt_host_module_text_start")
@@ -138,6 +142,10 @@ extension KernelHost {
         limits.maxStubs = 1 << 19
         limits.maxBoundaries = 1 << 22
         limits.lookupEntries = 1 << 17
+        // Every allocation call site's return is a post site for heapcheck, and
+        // every task may have an allocation in flight.
+        limits.postSiteEntries = 1 << 16
+        limits.wrapFrameEntries = 1 << 16
         limits.inlineLookup = kdbt_host_has_bmi2() != 0
         limits.saveExtendedState = false
         limits.maskInterruptsInDispatcher = true
@@ -183,7 +191,8 @@ extension KernelHost {
         let functions = TranslatorHostFunctions(
             allocateCode: { bytes, near in kdbt_host_code_alloc(bytes, near) },
             readCode: { destination, address, count in kdbt_host_read_code(destination, address, count) },
-            lock: { kdbt_host_translator_lock() }, unlock: { kdbt_host_translator_unlock() })
+            lock: { kdbt_host_translator_lock() }, unlock: { kdbt_host_translator_unlock() },
+            isFunctionStart: { kdbt_host_is_function_start($0) })
         guard let ts = arena.allocate(TakeoverState.self),
               let native = arena.allocate(bytes: 256 * 8, alignment: 8),
               let cache = arena.allocate(bytes: 256 * 8, alignment: 8),
@@ -236,7 +245,14 @@ extension KernelHost {
         // native addresses, and they switch to the user's GS), and kdbt itself.
         _ = t.addNativeExit(sysretTail, end: sysretTail &+ 1)
         _ = t.addNativeExit(iretTail, end: iretTail &+ 1)
-        _ = t.addNativeExit(kdbt_host_module_text_start(), end: kdbt_host_module_text_end())
+        // kdbt's functions that translated code calls (its file operations, IPI
+        // callbacks, exported symbols) return into the cache, not natively.
+        guard let returnRoutine = emitReturnRoutine(t) else {
+            freeArena(block)
+            kdbt_host_takeover_free()
+            return .outOfMemory
+        }
+        _ = t.addNativeExit(kdbt_host_module_text_start(), end: kdbt_host_module_text_end(), returnThrough: returnRoutine)
 
         let nativeHandler = native.bindMemory(to: UInt64.self, capacity: 256)
         let cacheHandler = cache.bindMemory(to: UInt64.self, capacity: 256)
@@ -299,11 +315,43 @@ extension KernelHost {
         }
         ts.pointee.attachedAt = kdbt_host_ktime_ns()
         if heapCheck != nil { kdbt_hc_set_active(1) }
+        KernelHost.setReturnIntoCache(true)
         request.blocks = t.state.pointee.stats.blocks
         request.cpus = onlineCPUs
         slot.pointee = UnsafeMutableRawPointer(ts)
         kdbt_host_load_takeover(syscallStub)
         return .none
+    }
+
+    /// The return page's layout: a flag word (1 while attached), then the
+    /// routine kdbt's functions return through when translated code called them:
+    /// `[rsp]` is the caller's native return address; while attached it goes on
+    /// at that address's translation (as a translated `ret`), otherwise natively.
+    static let returnFlagOffset = 0
+    static let returnRoutineOffset = 16
+
+    private func emitReturnRoutine(_ t: Translator) -> UInt64? {
+        guard let page = kdbt_host_return_page() else { return nil }
+        let origin = UInt64(UInt(bitPattern: page))
+        var a = Assembler(base: page + KernelHost.returnRoutineOffset, capacity: 256,
+                          origin: origin + UInt64(KernelHost.returnRoutineOffset))
+        a.cmp(.rip(origin + UInt64(KernelHost.returnFlagOffset)), imm8: 0)
+        let toNative = a.count
+        a.jcc(.e, to: a.address)
+        a.mov(t.gs(ContextField.spillRCX), .rcx)
+        a.pop(.rcx)
+        a.jmp(t.gs(ContextField.indirectLookup))
+        let native = a.address
+        a.ret()
+        guard !a.failed else { return nil }
+        a.patch32(at: toNative + 2, UInt32(truncatingIfNeeded: native &- (a.origin + UInt64(toNative + 6))))
+        return origin + UInt64(KernelHost.returnRoutineOffset)
+    }
+
+    /// Whether kdbt's functions return into the cache (see emitReturnRoutine).
+    static func setReturnIntoCache(_ on: Bool) {
+        guard let page = kdbt_host_return_page() else { return }
+        page.storeBytes(of: UInt64(on ? 1 : 0), toByteOffset: returnFlagOffset, as: UInt64.self)
     }
 
     private func abandon(_ ts: UnsafeMutablePointer<TakeoverState>, _ block: UnsafeMutableRawPointer) -> AttachRefusal {
@@ -322,6 +370,7 @@ extension KernelHost {
         let t = Translator(state: ts.pointee.translator)
         request.instructions = totalInstructions(ts)
         // From now on every exit and delivery is native; then nothing leads back in.
+        KernelHost.setReturnIntoCache(false)
         let flags = kdbt_host_translator_lock_irqsave()
         ts.pointee.detaching = 1
         UnsafeMutablePointer<UInt8>(bitPattern: UInt(ts.pointee.detachFlag))!.pointee = 1
@@ -426,6 +475,8 @@ extension KernelHost {
         reply.cacheBytes = s.cacheBytes
         reply.nativeBytes = s.nativeBytes
         reply.attachedNanoseconds = kdbt_host_ktime_ns() &- ts.pointee.attachedAt
+        reply.heapCheck.wrapFramesDropped = s.wrapFramesDropped
+        if let kh = ts.pointee.heapCheck { KernelHeapCheck.status(kh.pointee.state, into: &reply.heapCheck) }
     }
 }
 
@@ -643,7 +694,9 @@ let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { conte
     var next: UInt64
     if exit.isIret {
         let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(word(context, ContextField.appRegister(.rsp))))!
-        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 {
+        // Native-exit code stays native (kdbt's own functions are entered only
+        // by calls: see emitReturnRoutine).
+        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 && !t.isNativeExit(exit.target) {
             let cachePC = t.translate(exit.target)
             if cachePC != 0 { frame[0] = cachePC } else { bump(context, ContextField.nativeFallbacks) }
         }

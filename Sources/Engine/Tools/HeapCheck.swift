@@ -226,6 +226,7 @@ public enum HeapCheck {
                 state.pointee.statistics.checksInserted += 1
                 continue
             }
+            guard state.pointee.redzone != 4096 else { continue }  // DEBUG
             guard let m = checkedOperand(insn, operands) else { continue }
             let check = InlineCheck(
                 memory: m.memory, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),

@@ -73,8 +73,10 @@ extension Translator {
         let count = block.count
         let last = instructions[count - 1]
         let nativeEnd = last.nextAddress
-        // Generous bound: copies, mangling and at most three exit stubs.
-        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + block.metaCount * 96 + 256
+        // Generous bound: copies, mangling, meta instructions (an inline check
+        // with its spills and slow-path clean call is the largest, about 300
+        // bytes) and at most three exit stubs.
+        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + block.metaCount * 384 + 256
         guard let u = unit(near: pc, bytes: worstCase) else { return fail(.cacheFull, at: pc) }
         guard state.pointee.fragmentCount < state.pointee.limits.maxFragments else {
             return fail(.tooManyFragments, at: pc)
@@ -157,20 +159,33 @@ extension Translator {
     /// faults the kernel recognises by their exact native addresses, and kdbt's own
     /// text): a fragment for an address in [start, end) is a jump to it, and blocks
     /// stop before such an address. The jump itself is a native boundary.
-    public func addNativeExit(_ start: UInt64, end: UInt64) -> Bool {
+    ///
+    /// `returnThrough` (non-zero): the range holds functions translated code
+    /// calls (a host's own module), and their returns must come back into the
+    /// cache. An exit to one of its functions (a function start, as the host's
+    /// `isFunctionStart` says) passes
+    /// the caller's return address on, under a return address of `returnThrough`,
+    /// a native routine that pops it and continues at its translation (or
+    /// natively, once the host has let go); exits elsewhere in the range (returns
+    /// into the host's code) are plain. `returnThrough` must be in the top or
+    /// bottom 2 GiB.
+    public func addNativeExit(_ start: UInt64, end: UInt64, returnThrough: UInt64 = 0) -> Bool {
         guard state.pointee.nativeExitCount < 8, state.pointee.fragmentCount == 0, start < end else { return false }
         state.pointee.nativeExitStart[state.pointee.nativeExitCount] = start
         state.pointee.nativeExitEnd[state.pointee.nativeExitCount] = end
+        state.pointee.nativeExitReturn[state.pointee.nativeExitCount] = returnThrough
         state.pointee.nativeExitCount += 1
         return true
     }
 
-    func isNativeExit(_ pc: UInt64) -> Bool {
+    public func isNativeExit(_ pc: UInt64) -> Bool { nativeExitRange(pc) != nil }
+
+    func nativeExitRange(_ pc: UInt64) -> Int? {
         for i in 0..<state.pointee.nativeExitCount
         where pc >= state.pointee.nativeExitStart[i] && pc < state.pointee.nativeExitEnd[i] {
-            return true
+            return i
         }
-        return false
+        return nil
     }
 
     func emitNativeExit(_ pc: UInt64) -> UInt64 {
@@ -183,6 +198,13 @@ extension Translator {
         emitIndirectEntry(&a)
         let body = a.address
         let boundaryStart = state.pointee.boundaryCount
+        let through = nativeExitRange(pc).map { state.pointee.nativeExitReturn[$0] } ?? 0
+        if through != 0 && state.pointee.host.isFunctionStart?(pc) ?? 0 != 0 {
+            // [rsp] = R  ->  [rsp] = through, [rsp+8] = R (no flags touched). Not
+            // a native boundary: an interrupt here waits for the jump.
+            a.push(.at(.rsp))
+            a.mov(.at(.rsp), imm32: Int32(truncatingIfNeeded: Int64(bitPattern: through)))
+        }
         recordBoundary(cacheOffset: a.count, nativeOffset: 0)
         a.jmp(to: pc)
         if a.outOfReach { return fail(.outOfReach, at: pc) }

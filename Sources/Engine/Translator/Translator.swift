@@ -22,17 +22,22 @@ public struct TranslatorHostFunctions {
     /// nil for single-threaded hosts.
     public var lock: (@convention(c) () -> Void)?
     public var unlock: (@convention(c) () -> Void)?
+    /// Whether an address is a function's first instruction (native exits that
+    /// return into the cache apply only there); nil: never.
+    public var isFunctionStart: (@convention(c) (UInt64) -> Int32)?
 
     public init(
         allocateCode: @convention(c) (Int, UInt64) -> UnsafeMutableRawPointer?,
         readCode: @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> Int,
         lock: (@convention(c) () -> Void)? = nil,
-        unlock: (@convention(c) () -> Void)? = nil
+        unlock: (@convention(c) () -> Void)? = nil,
+        isFunctionStart: (@convention(c) (UInt64) -> Int32)? = nil
     ) {
         self.allocateCode = allocateCode
         self.readCode = readCode
         self.lock = lock
         self.unlock = unlock
+        self.isFunctionStart = isFunctionStart
     }
 }
 
@@ -244,6 +249,9 @@ public struct TranslatorState {
     var nativeExitStart: InlineArray<8, UInt64> = InlineArray(repeating: 0)
     var nativeExitEnd: InlineArray<8, UInt64> = InlineArray(repeating: 0)
     var nativeExitCount: Int = 0
+    /// Per native-exit range: 0, or the native routine its calls return through
+    /// (see `addNativeExit(_:end:returnThrough:)`).
+    var nativeExitReturn: InlineArray<8, UInt64> = InlineArray(repeating: 0)
     /// An `iretq` instruction: resuming here with the application state restored
     /// returns through the frame at the application's rsp.
     public var iretRoutine: UInt64 = 0
