@@ -274,7 +274,8 @@ public struct InstrumentedBlock {
 
     /// General-purpose registers (bit = GPR raw value) whose values may still be
     /// read at or after instruction `index`: every register is live at the block's
-    /// end; a full-width (32/64-bit) explicit write kills, narrower writes do not.
+    /// end; a full-width (32/64-bit) explicit write kills, narrower and
+    /// conditional writes (cmovcc, bsf/bsr) do not.
     public func liveRegisters(before index: Int) -> UInt16 {
         var live: UInt16 = 0xFFFF
         var operands = Operands()
@@ -283,7 +284,11 @@ public struct InstrumentedBlock {
             let insn = instructions[i]
             Decoder.decodeOperands(insn, into: &operands)
             var killed: UInt16 = 0
-            for k in 0..<operands.count {
+            // cmovcc writes only when its condition holds; bsf/bsr leave the
+            // destination alone for a zero source (Linux's fls() relies on it).
+            let conditionalWrite = insn.map == .map0F
+                && (insn.opcode & 0xF0 == 0x40 || ((insn.opcode == 0xBC || insn.opcode == 0xBD) && insn.mandatoryPrefix != 2))
+            for k in 0..<operands.count where !conditionalWrite {
                 let o = operands[k]
                 if o.type == .register && o.isWritten && (o.reg.cls == .gpr64 || o.reg.cls == .gpr32) {
                     killed |= 1 << UInt16(o.reg.index & 15)
