@@ -202,7 +202,9 @@ MODULE_PARM_DESC(trigger, "run a seeded bug: uaf-read uaf-write oob-right-read o
 
 static int __init heapbugs_init(void)
 {
-	bugs_cache = kmem_cache_create("kdbt_heapbugs_obj", 80, 0, 0, NULL);
+	/* A usercopy region keeps SLUB from merging it with another 80-byte cache,
+	 * so that reports name it. */
+	bugs_cache = kmem_cache_create_usercopy("kdbt_heapbugs_obj", 80, 0, 0, 0, 80, NULL);
 	return bugs_cache ? 0 : -ENOMEM;
 }
 

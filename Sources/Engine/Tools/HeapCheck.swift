@@ -87,13 +87,13 @@ struct HeapObject {
     static let fromPages: UInt8 = 2
 }
 
-/// Kinds of shadow page.
+/// What a shadow page holds (pageKind): objects of one of heapcheck's size
+/// classes (the class index + 1), or anything else.
 enum ShadowPageKind {
     static let none: UInt8 = 0
-    /// A slab page of one of heapcheck's size-class caches.
-    static let ownClass: UInt8 = 1
-    /// Any other page holding a tracked object.
-    static let shared: UInt8 = 2
+    static let shared: UInt8 = 0xFF
+    @inline(__always) static func ownClass(_ c: Int) -> UInt8 { UInt8(c + 1) }
+    @inline(__always) static func sizeClass(_ kind: UInt8) -> Int? { kind != none && kind != shared ? Int(kind) - 1 : nil }
 }
 
 /// Sizes of heapcheck's tables.
@@ -331,7 +331,7 @@ public enum HeapCheck {
     static func ensureShadow(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64, kind: UInt8) -> Bool {
         guard let page = pageIndex(s, address) else { return false }
         if s.pointee.pageShadow[page] != 0 {
-            if kind == ShadowPageKind.ownClass { s.pointee.pageKind[page] = kind }
+            if kind != ShadowPageKind.shared { s.pointee.pageKind[page] = kind }
             return true
         }
         guard s.pointee.chunksUsed < s.pointee.limits.shadowChunks else { return false }
@@ -523,7 +523,7 @@ public enum HeapCheck {
         s.pointee.host.lock()
         defer { s.pointee.host.unlock() }
         o.allocStack = stack
-        let kind = origin == HeapObject.fromClass ? ShadowPageKind.ownClass : ShadowPageKind.shared
+        let kind = origin == HeapObject.fromClass ? ShadowPageKind.ownClass(sizeClass) : ShadowPageKind.shared
         guard ensureShadow(s, o.start, o.slot, kind: kind), insert(s, o) else {
             s.pointee.statistics.untracked += 1
             return
@@ -574,16 +574,19 @@ public enum HeapCheck {
             drainQuarantine(s)
             return true
         }
-        // Untracked. On a page of our own caches every object is tracked, so this
-        // is a pointer into an object or a slot already given back.
-        let page = pageIndex(s, pointer)
-        let own = page.map { s.pointee.pageKind[$0] == ShadowPageKind.ownClass } ?? false
+        // Untracked: an object from before this attach, or a pointer into a
+        // tracked one (an invalid free). Only heapcheck's own classes are
+        // searched, and only one slot back: elsewhere an untracked pointer is
+        // simply not ours.
         var inside: HeapObject? = nil
-        if own, let i = containing(s, pointer, reach: 16384) { inside = s.pointee.objects[i] }
+        if let page = pageIndex(s, pointer), let c = ShadowPageKind.sizeClass(s.pointee.pageKind[page]),
+           let i = containing(s, pointer, reach: s.pointee.classSize[c]) {
+            inside = s.pointee.objects[i]
+        }
         s.pointee.host.unlock()
-        guard own else { return false }
+        guard let object = inside else { return false }
         report(s, kind: .invalidFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
-               sp: sp, bp: bp, object: inside ?? HeapObject())
+               sp: sp, bp: bp, object: object)
         return true
     }
 
@@ -748,14 +751,23 @@ public enum HeapCheck {
             kind = .useAfterFree
             if let i = containing(s, first, reach: 1 << 16) { object = s.pointee.objects[i] }
         } else {
-            // A redzone: to the left of the object starting just after it (within
-            // the redzone), else to the right of the object whose slot holds it.
-            var j: UInt64 = 8
-            while j <= s.pointee.redzone &+ 8 {
-                if let i = find(s, (first & ~7) &+ j) { object = s.pointee.objects[i]; break }
-                j &+= 8
+            // A redzone: to the right of the object whose slot holds it, or to
+            // the left of the object in the next slot, whichever is nearer.
+            var next: HeapObject? = nil
+            if let i = containing(s, first, reach: 1 << 16) {
+                object = s.pointee.objects[i]
+                if let j = find(s, object.start &+ object.slot) { next = s.pointee.objects[j] }
+            } else {
+                var k: UInt64 = 8
+                while k <= s.pointee.redzone &+ 64 && next == nil {
+                    if let j = find(s, (first & ~7) &+ k) { next = s.pointee.objects[j] }
+                    k &+= 8
+                }
             }
-            if object.start == 0, let i = containing(s, first, reach: 1 << 16) { object = s.pointee.objects[i] }
+            if let n = next {
+                let left = n.start &- first
+                if object.start == 0 || left < first &- (object.start &+ object.size) { object = n }
+            }
         }
         s.pointee.host.unlock()
         report(s, kind: kind, address: first == address ? address : first, size: size, write: write, pc: pc,
