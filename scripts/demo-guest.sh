@@ -14,6 +14,20 @@ show stress-ng --fork 2 --pipe 2 --timeout 3s --metrics-brief
 show kdbt status
 show kdbt report --top 15
 show kdbt detach
+
+# heapcheck: seeded heap bugs (Tests/HeapBugs) found in a kernel built without KASAN.
+show insmod /kdbt/kdbt_heapbugs.ko
+show kdbt attach --tool heapcheck
+for bug in uaf-read uaf-write oob-right-read oob-left-read double-free invalid-free cache-uaf; do
+	show sh -c "echo $bug > /sys/module/kdbt_heapbugs/parameters/trigger"
+done
+show kdbt status
+show kdbt report --symbolize --modules /kdbt
+show sh -c 'kdbt report --format json | head -c 600; echo'
+show sh -c 'kdbt report --format sarif | head -c 800; echo'
+show sh -c 'kdbt report --fail-on-findings >/dev/null; echo "kdbt report --fail-on-findings: exit $?"'
+show kdbt detach
+show rmmod kdbt_heapbugs
 show kdbt status
 show rmmod kdbt
 dmesg | grep 'kdbt:'

@@ -50,4 +50,10 @@ public protocol FrameSymbolizing {
     /// Source frames for `location`, innermost first; empty when no debug
     /// information covers it.
     func sourceFrames(for location: SymbolLocation, isReturnAddress: Bool) -> [SourceFrame]
+    /// Why nothing in `module` (nil: vmlinux) can be symbolized, or nil when it can.
+    func unavailableReason(module: String?) -> String?
+}
+
+extension FrameSymbolizing {
+    public func unavailableReason(module: String?) -> String? { nil }
 }

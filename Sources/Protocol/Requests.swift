@@ -414,9 +414,9 @@ public struct AttachRequest: Equatable, Sendable {
     }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
-        if r.u32(4) != 0 || !r.isZero(40, 8) || !r.isZero(60, 4) { return Errno.EINVAL }
+        if r.u32(4) != 0 || !r.isZero(40, 8) { return Errno.EINVAL }
         if r.u64(8) & ~ToolBits.known != 0 { return Errno.EINVAL }
-        if r.u32(56) > maxRedzone { return Errno.EINVAL }
+        if r.bytes.count >= sizeV2 && (!r.isZero(60, 4) || r.u32(56) > maxRedzone) { return Errno.EINVAL }
         return 0
     }
 
@@ -427,6 +427,7 @@ public struct AttachRequest: Equatable, Sendable {
         w.u64(24, attachNanoseconds)
         w.u64(32, blocks)
         w.u64(40, 0)
+        guard w.bytes.count >= AttachRequest.sizeV2 else { return }
         w.u64(48, quarantineBytes)
         w.u32(56, redzoneBytes)
         w.u32(60, 0)
@@ -438,8 +439,10 @@ public struct AttachRequest: Equatable, Sendable {
         cpus = r.u32(20)
         attachNanoseconds = r.u64(24)
         blocks = r.u64(32)
-        quarantineBytes = r.u64(48)
-        redzoneBytes = r.u32(56)
+        if r.bytes.count >= AttachRequest.sizeV2 {
+            quarantineBytes = r.u64(48)
+            redzoneBytes = r.u32(56)
+        }
     }
 }
 

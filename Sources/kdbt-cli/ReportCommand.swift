@@ -97,7 +97,7 @@ struct ReportCommand: ParsableCommand {
         let findings = gathered.findings ?? FindingsSnapshot(records: [], dropped: 0)
         if gathered.findings != nil || format == .sarif {
             let report = FindingReport(records: findings.records, dropped: findings.dropped,
-                                       resolver: FrameResolver(kallsyms: symbols, symbolizer: symbolizer(findings)))
+                                       resolver: FrameResolver(kallsyms: symbols, symbolizer: symbolizer(findings, symbols)))
             if format == .text && !out.isEmpty { out += "\n" }
             out += report.render(format)
             if format == .json && findings.dropped > 0 {
@@ -110,15 +110,35 @@ struct ReportCommand: ParsableCommand {
 
     /// The DWARF symbolizer when --symbolize asks for one and there is something
     /// to symbolize; without one, a note that frames stay function+offset.
-    func symbolizer(_ findings: FindingsSnapshot) -> (any FrameSymbolizing)? {
+    func symbolizer(_ findings: FindingsSnapshot, _ symbols: Kallsyms?) -> (any FrameSymbolizing)? {
         guard symbolize, !findings.records.isEmpty else { return nil }
         switch CLIContext.current.makeSymbolizer(vmlinux, modules) {
         case .available(let symbolizer):
+            if let symbols { noteUnsymbolizable(findings, symbolizer, symbols) }
             return symbolizer
         case .unavailable(let reason):
             CLIContext.current.writeError(
                 "kdbt: note: --symbolize: \(reason); frames are kallsyms function+offset, without file:line\n")
             return nil
+        }
+    }
+
+    /// One note per code object (a module, or vmlinux) of the findings' frames that
+    /// has no debug information, saying why: those frames stay function+offset.
+    func noteUnsymbolizable(_ findings: FindingsSnapshot, _ symbolizer: any FrameSymbolizing, _ symbols: Kallsyms) {
+        var seen = Set<String>()
+        for record in findings.records {
+            var frames = record.accessStack.frames + record.allocated.stack.frames
+            if let freed = record.freed { frames += freed.stack.frames }
+            for address in frames {
+                guard let location = symbols.location(address) else { continue }
+                let key = location.module ?? "vmlinux"
+                guard seen.insert(key).inserted,
+                      let reason = symbolizer.unavailableReason(module: location.module) else { continue }
+                let hint = location.module == nil ? " (give a debug vmlinux with --vmlinux)" : " (see --modules)"
+                CLIContext.current.writeError(
+                    "kdbt: note: --symbolize: \(key): \(reason)\(hint); its frames are kallsyms function+offset\n")
+            }
         }
     }
 

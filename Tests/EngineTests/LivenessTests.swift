@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// The instrumentation API's register liveness: an inline check spills a scratch
+// register only when it is live, so a register called dead must really be
+// overwritten before it is read.
+import Testing
+@testable import Engine
+
+@Suite struct LivenessTests {
+    /// Registers live before instruction `index` of the block decoded from `code`.
+    func live(_ code: [UInt8], before index: Int = 0) -> UInt16 {
+        var instructions: [Instruction] = []
+        var offset = 0
+        while offset < code.count {
+            var insn = Instruction()
+            let status = code.withUnsafeBytes {
+                Decoder.decode(bytes: UnsafeRawBufferPointer(rebasing: $0[offset...]), address: 0x1000 + UInt64(offset),
+                               into: &insn)
+            }
+            #expect(status == .ok)
+            instructions.append(insn)
+            offset += Int(insn.length)
+        }
+        let meta = UnsafeMutablePointer<MetaEntry>.allocate(capacity: 1)
+        defer { meta.deallocate() }
+        return instructions.withUnsafeBufferPointer { buffer in
+            InstrumentedBlock(startPC: 0x1000, instructions: buffer.baseAddress!, count: buffer.count, meta: meta,
+                              metaCapacity: 1, contextGSOffset: 0).liveRegisters(before: index)
+        }
+    }
+
+    let r10: UInt16 = 1 << 10
+
+    @Test func fullWidthWriteKills() {
+        #expect(live([0x41, 0xBA, 1, 0, 0, 0, 0xC3]) & r10 == 0)  // mov r10d, 1; ret
+    }
+
+    @Test func byteWriteKeepsTheRest() {
+        #expect(live([0x41, 0xB2, 1, 0xC3]) & r10 != 0)  // mov r10b, 1; ret
+    }
+
+    @Test func cmovWritesOnlyWhenItsConditionHolds() {
+        #expect(live([0x4C, 0x0F, 0x42, 0xD0, 0xC3]) & r10 != 0)  // cmovb r10, rax; ret
+    }
+
+    @Test func bsfAndBsrLeaveTheDestinationForAZeroSource() {
+        #expect(live([0x4C, 0x0F, 0xBD, 0xD0, 0xC3]) & r10 != 0)  // bsr r10, rax
+        #expect(live([0x4C, 0x0F, 0xBC, 0xD0, 0xC3]) & r10 != 0)  // bsf r10, rax
+        #expect(live([0xF3, 0x4C, 0x0F, 0xBC, 0xD0, 0xC3]) & r10 == 0)  // tzcnt r10, rax always writes
+    }
+
+    @Test func readsBeforeTheKillKeepItLive() {
+        // add rax, r10; mov r10d, 1; ret: live before the add, dead before the mov.
+        let code: [UInt8] = [0x4C, 0x01, 0xD0, 0x41, 0xBA, 1, 0, 0, 0, 0xC3]
+        #expect(live(code, before: 0) & r10 != 0)
+        #expect(live(code, before: 1) & r10 == 0)
+    }
+}
