@@ -176,39 +176,3 @@ u64 kdbt_hc_page_bytes(u64 size)
 {
 	return PAGE_SIZE << get_order(size);
 }
-
-/* The last attach's findings, kept after detach for `kdbt report`. */
-static void *kept_findings;
-static long kept_count;
-static u64 kept_dropped;
-
-void kdbt_hc_keep_findings(const void *records, long count, long record_bytes, u64 dropped)
-{
-	kvfree(kept_findings);
-	kept_findings = NULL;
-	kept_count = 0;
-	kept_dropped = dropped;
-	if (count <= 0)
-		return;
-	kept_findings = kvmalloc_array(count, record_bytes, GFP_KERNEL);
-	if (!kept_findings) {
-		kept_dropped += count;
-		return;
-	}
-	memcpy(kept_findings, records, count * record_bytes);
-	kept_count = count;
-}
-
-long kdbt_hc_kept_findings(const void **records, u64 *dropped)
-{
-	*records = kept_findings;
-	*dropped = kept_dropped;
-	return kept_count;
-}
-
-void kdbt_heapcheck_exit(void)
-{
-	kvfree(kept_findings);
-	kept_findings = NULL;
-	kept_count = 0;
-}

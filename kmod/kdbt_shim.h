@@ -91,7 +91,16 @@ u64 kdbt_hc_direct_map_base(void);
 u64 kdbt_hc_direct_map_pages(void);
 u64 kdbt_hc_page_bytes(u64 size);
 void kdbt_hc_set_active(int active);
-void kdbt_hc_keep_findings(const void *records, long count, long record_bytes, u64 dropped);
-long kdbt_hc_kept_findings(const void **records, u64 *dropped);
-void kdbt_heapcheck_exit(void);
+
+/* stackguard (stackguard.c). */
+int kdbt_stackguard_init(unsigned long (*lookup)(const char *name));
+u32 kdbt_sg_classify(u64 sp, u64 *base, u64 *size);
+int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int capacity);
+
+/* The report ring (findings.c). */
+void kdbt_findings_lock(void);
+void kdbt_findings_unlock(void);
+void kdbt_findings_keep(const void *records, long count, long record_bytes, u64 dropped);
+long kdbt_findings_kept(const void **records, u64 *dropped);
+void kdbt_findings_exit(void);
 #endif

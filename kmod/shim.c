@@ -205,6 +205,9 @@ static int __init kdbt_init(void)
 	err = kdbt_heapcheck_init(lookup_name);
 	if (err)
 		return err;
+	err = kdbt_stackguard_init(lookup_name);
+	if (err)
+		return err;
 	engine = kdbt_engine_create();
 	if (!engine)
 		return -ENOMEM;
@@ -225,7 +228,7 @@ static void __exit kdbt_exit(void)
 	misc_deregister(&kdbt_device);
 	kdbt_engine_destroy(engine);
 	engine = NULL;
-	kdbt_heapcheck_exit();
+	kdbt_findings_exit();
 	kdbt_return_page_free();
 	pr_info("kdbt: unloaded, live allocations %lld (%lld bytes)\n",
 		(long long)atomic64_read(&live_allocations),

@@ -53,8 +53,10 @@ public struct KdbtClient<Device: DeviceConnection> {
     }
 
     /// `quarantineBytes`, `redzoneBytes`: heapcheck's settings (0: the module's defaults).
-    public func attach(tools: UInt64, quarantineBytes: UInt64 = 0, redzoneBytes: UInt32 = 0) throws(DeviceError) -> AttachRequest {
-        let request = AttachRequest(tools: tools, quarantineBytes: quarantineBytes, redzoneBytes: redzoneBytes)
+    public func attach(tools: UInt64, quarantineBytes: UInt64 = 0, redzoneBytes: UInt32 = 0,
+                       stackThreshold: UInt32 = 0) throws(DeviceError) -> AttachRequest {
+        let request = AttachRequest(tools: tools, quarantineBytes: quarantineBytes, redzoneBytes: redzoneBytes,
+                                    stackThreshold: stackThreshold)
         return try self.request(.attach, size: AttachRequest.sizeV2, encode: { request.encode($0) }) {
             AttachRequest(decoding: $0)
         }
@@ -65,7 +67,7 @@ public struct KdbtClient<Device: DeviceConnection> {
     }
 
     public func cpuStats(cpu: UInt32) throws(DeviceError) -> CPUStatsRequest {
-        try request(.cpuStats, size: CPUStatsRequest.sizeV1, encode: { CPUStatsRequest(cpu: cpu).encode($0) }) {
+        try request(.cpuStats, size: CPUStatsRequest.sizeV2, encode: { CPUStatsRequest(cpu: cpu).encode($0) }) {
             CPUStatsRequest(decoding: $0)
         }
     }

@@ -79,6 +79,7 @@ public enum KdbtCommand: UInt32, Sendable {
         switch self {
         case .attach: return AttachRequest.sizeV2
         case .status: return StatusReply.sizeV2
+        case .cpuStats: return CPUStatsRequest.sizeV2
         default: return firstLayoutSize
         }
     }

@@ -393,7 +393,7 @@ public enum SelfTestWorkload: UInt32, Sendable {
 ///   (v2)
 ///    48  u64 quarantine_bytes   in: heapcheck's quarantine (0: the default)
 ///    56  u32 redzone_bytes      in: heapcheck's minimum redzone (0: the default; at most 4096)
-///    60  u32 reserved           must be 0
+///    60  u32 stack_threshold    in: stackguard reports stacks with fewer free bytes (0: default)
 public struct AttachRequest: Equatable, Sendable {
     public static let sizeV1 = 48
     public static let sizeV2 = 64
@@ -406,17 +406,21 @@ public struct AttachRequest: Equatable, Sendable {
     public var blocks: UInt64 = 0
     public var quarantineBytes: UInt64 = 0
     public var redzoneBytes: UInt32 = 0
+    public var stackThreshold: UInt32 = 0
+    /// A threshold must leave room below a 16 KiB kernel stack's top.
+    public static let maxStackThreshold: UInt32 = 15 << 10
 
-    public init(tools: UInt64, quarantineBytes: UInt64 = 0, redzoneBytes: UInt32 = 0) {
+    public init(tools: UInt64, quarantineBytes: UInt64 = 0, redzoneBytes: UInt32 = 0, stackThreshold: UInt32 = 0) {
         self.tools = tools
         self.quarantineBytes = quarantineBytes
         self.redzoneBytes = redzoneBytes
+        self.stackThreshold = stackThreshold
     }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
         if r.u32(4) != 0 || !r.isZero(40, 8) { return Errno.EINVAL }
         if r.u64(8) & ~ToolBits.known != 0 { return Errno.EINVAL }
-        if r.bytes.count >= sizeV2 && (!r.isZero(60, 4) || r.u32(56) > maxRedzone) { return Errno.EINVAL }
+        if r.bytes.count >= sizeV2 && (r.u32(60) > maxStackThreshold || r.u32(56) > maxRedzone) { return Errno.EINVAL }
         return 0
     }
 
@@ -430,7 +434,7 @@ public struct AttachRequest: Equatable, Sendable {
         guard w.bytes.count >= AttachRequest.sizeV2 else { return }
         w.u64(48, quarantineBytes)
         w.u32(56, redzoneBytes)
-        w.u32(60, 0)
+        w.u32(60, stackThreshold)
     }
 
     public init(decoding r: LayoutReader) {
@@ -442,6 +446,7 @@ public struct AttachRequest: Equatable, Sendable {
         if r.bytes.count >= AttachRequest.sizeV2 {
             quarantineBytes = r.u64(48)
             redzoneBytes = r.u32(56)
+            stackThreshold = r.u32(60)
         }
     }
 }
@@ -451,7 +456,10 @@ public enum ToolBits {
     public static let inscount: UInt64 = 1 << 0
     public static let null: UInt64 = 1 << 1
     public static let heapcheck: UInt64 = 1 << 2
-    public static let known: UInt64 = inscount | null | heapcheck
+    public static let stackguard: UInt64 = 1 << 3
+    public static let known: UInt64 = inscount | null | heapcheck | stackguard
+    /// Tools that report findings.
+    public static let checking: UInt64 = heapcheck | stackguard
 }
 
 /// Why attach refused (the module changed nothing).
@@ -543,8 +551,15 @@ public struct DetachRequest: Equatable, Sendable {
 ///    96  u64 invalidations      out: cache invalidations this CPU triggered
 ///                               (kernel text patched, modules loaded/unloaded)
 ///   104  u64 reserved           must be 0
+///   (v2: stackguard's high-water marks, the least free bytes seen; 0xFFFFFFFF: none)
+///   112  u32 task_stack_min_free out
+///   116  u32 irq_stack_min_free  out
+///   120  u32 exception_stack_min_free out
+///   124  u32 reserved           must be 0
 public struct CPUStatsRequest: Equatable, Sendable {
     public static let sizeV1 = 112
+    public static let sizeV2 = 128
+    public static let noHighWater: UInt32 = 0xFFFF_FFFF
 
     public var cpu: UInt32
     public var attached: UInt32 = 0
@@ -559,11 +574,15 @@ public struct CPUStatsRequest: Equatable, Sendable {
     public var delayedDelivered: UInt64 = 0
     public var untranslatedFaults: UInt64 = 0
     public var invalidations: UInt64 = 0
+    public var taskStackMinFree: UInt32 = CPUStatsRequest.noHighWater
+    public var irqStackMinFree: UInt32 = CPUStatsRequest.noHighWater
+    public var exceptionStackMinFree: UInt32 = CPUStatsRequest.noHighWater
 
     public init(cpu: UInt32) { self.cpu = cpu }
 
     public static func validate(_ r: LayoutReader) -> Int32 {
         if r.u32(4) != 0 || !r.isZero(104, 8) { return Errno.EINVAL }
+        if r.bytes.count >= sizeV2 && !r.isZero(124, 4) { return Errno.EINVAL }
         return 0
     }
 
@@ -582,6 +601,11 @@ public struct CPUStatsRequest: Equatable, Sendable {
         w.u64(88, untranslatedFaults)
         w.u64(96, invalidations)
         w.u64(104, 0)
+        guard w.bytes.count >= CPUStatsRequest.sizeV2 else { return }
+        w.u32(112, taskStackMinFree)
+        w.u32(116, irqStackMinFree)
+        w.u32(120, exceptionStackMinFree)
+        w.u32(124, 0)
     }
 
     public init(decoding r: LayoutReader) {
@@ -598,6 +622,11 @@ public struct CPUStatsRequest: Equatable, Sendable {
         delayedDelivered = r.u64(80)
         untranslatedFaults = r.u64(88)
         invalidations = r.u64(96)
+        if r.bytes.count >= CPUStatsRequest.sizeV2 {
+            taskStackMinFree = r.u32(112)
+            irqStackMinFree = r.u32(116)
+            exceptionStackMinFree = r.u32(120)
+        }
     }
 }
 

@@ -6,13 +6,14 @@ import Protocol
 
 /// A tool `kdbt attach --tool` accepts.
 enum KernelTool: String, ExpressibleByArgument, CaseIterable {
-    case inscount, null, heapcheck
+    case inscount, null, heapcheck, stackguard
 
     var bit: UInt64 {
         switch self {
         case .inscount: return ToolBits.inscount
         case .null: return ToolBits.null
         case .heapcheck: return ToolBits.heapcheck
+        case .stackguard: return ToolBits.stackguard
         }
     }
 }
@@ -32,7 +33,8 @@ struct AttachCommand: ParsableCommand {
     @OptionGroup(title: "Global Options") var global: GlobalOptions
     @OptionGroup var output: FormatOption
 
-    @Option(name: .long, help: ArgumentHelp("A tool to run (repeatable): inscount, null, heapcheck.", valueName: "name"))
+    @Option(name: .long, help: ArgumentHelp("A tool to run (repeatable): inscount, null, heapcheck, stackguard.",
+                                            valueName: "name"))
     var tool: [KernelTool] = []
 
     @Option(name: .long, help: ArgumentHelp(
@@ -45,7 +47,18 @@ struct AttachCommand: ParsableCommand {
         valueName: "bytes"))
     var redzone: UInt32?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "stackguard: report a stack with fewer free bytes than this, up to \(AttachRequest.maxStackThreshold) (default 4096).",
+        valueName: "bytes"))
+    var threshold: UInt32?
+
     func validate() throws {
+        if threshold != nil && !tool.contains(.stackguard) {
+            throw ValidationError("--threshold is stackguard's option: add --tool stackguard")
+        }
+        if let t = threshold, t == 0 || t > AttachRequest.maxStackThreshold {
+            throw ValidationError("--threshold must be between 1 and \(AttachRequest.maxStackThreshold) bytes")
+        }
         if (quarantine != nil || redzone != nil) && !tool.contains(.heapcheck) {
             throw ValidationError("--quarantine and --redzone are heapcheck's options: add --tool heapcheck")
         }
@@ -60,7 +73,8 @@ struct AttachCommand: ParsableCommand {
     func run() throws {
         let tools = tool.reduce(UInt64(0)) { $0 | $1.bit }
         let reply = try global.withClient { client, _ throws(DeviceError) in
-            try client.attach(tools: tools, quarantineBytes: quarantine ?? 0, redzoneBytes: redzone ?? 0)
+            try client.attach(tools: tools, quarantineBytes: quarantine ?? 0, redzoneBytes: redzone ?? 0,
+                              stackThreshold: threshold ?? 0)
         }
         let context = CLIContext.current
         guard reply.refusal == 0 else {

@@ -58,6 +58,8 @@ struct ReportCommand: ParsableCommand {
     struct Gathered {
         var inscount: (cpus: [CPUStatsRequest], entries: [(address: UInt64, instructions: UInt64)])?
         var findings: FindingsSnapshot?
+        /// Per-CPU counters with stackguard's high-water marks, when it runs.
+        var stackMarks: [CPUStatsRequest]?
     }
 
     func run() throws {
@@ -67,6 +69,7 @@ struct ReportCommand: ParsableCommand {
             if try client.status().state == .attached {
                 var cpus: [CPUStatsRequest] = []
                 for cpu in 0..<version.reply.cpus { cpus.append(try client.cpuStats(cpu: cpu)) }
+                if cpus.contains(where: \.hasStackHighWater) { gathered.stackMarks = cpus }
                 gathered.inscount = try ReportCommand.unlessMissing { () throws(DeviceError) in
                     (cpus, try client.profile().entries)
                 }
@@ -74,7 +77,7 @@ struct ReportCommand: ParsableCommand {
             gathered.findings = try ReportCommand.unlessMissing { () throws(DeviceError) in try client.findings() }
             return gathered
         }
-        guard gathered.inscount != nil || gathered.findings != nil else {
+        guard gathered.inscount != nil || gathered.findings != nil || gathered.stackMarks != nil else {
             context.writeError("kdbt: nothing to report: attach with `kdbt attach --tool inscount` (or a checking tool) first\n")
             throw ExitStatus.environment
         }
@@ -93,6 +96,10 @@ struct ReportCommand: ParsableCommand {
             let profiled = entries.reduce(UInt64(0)) { $0 + $1.instructions }
             out += renderReport(cpus: cpus, functions: functions, profiled: profiled,
                                 format: format == .json ? .json : .text)
+        }
+        if let marks = gathered.stackMarks, format != .sarif {
+            if format == .text && !out.isEmpty { out += "\n" }
+            out += renderStackHighWater(marks, format: format == .json ? .json : .text)
         }
         let findings = gathered.findings ?? FindingsSnapshot(records: [], dropped: 0)
         if gathered.findings != nil || format == .sarif {

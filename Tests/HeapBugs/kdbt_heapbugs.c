@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Seeded heap bugs for heapcheck's tests and demo: one trigger per bug class,
- * plus a correct use that must not be reported. Write a trigger's name to
+ * plus a correct use that must not be reported; and a deep recursion for
+ * stackguard (`depth` levels). Write a trigger's name to
  * /sys/module/kdbt_heapbugs/parameters/trigger.
  *
  * The read and write bugs touch memory the allocator does not use (slack after
@@ -162,6 +163,28 @@ static noinline void correct(void)
 	}
 }
 
+/* stackguard's seeded case: a recursion as deep as `depth`, each level with a
+ * 256-byte frame, deep enough to cross a threshold without overflowing. */
+static unsigned int depth = 40;
+module_param(depth, uint, 0644);
+MODULE_PARM_DESC(depth, "levels of the deep-recursion trigger (each about 300 bytes of stack)");
+
+static noinline u64 deep_recursion(unsigned int level)
+{
+	volatile u8 frame[256];
+
+	frame[level % sizeof(frame)] = level;
+	if (level == 0)
+		return frame[0];
+	return deep_recursion(level - 1) + frame[level % sizeof(frame)]; /* DEEP-RECURSION */
+}
+
+static noinline void stack_recursion(void)
+{
+	/* At most 48 levels: about 14 KiB, still inside a 16 KiB stack. */
+	sink = deep_recursion(min(depth, 48U));
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -176,6 +199,7 @@ static const struct {
 	{ "invalid-free", invalid_free, true },
 	{ "cache-uaf", cache_uaf, false },
 	{ "correct", correct, false },
+	{ "deep-recursion", stack_recursion, false },
 };
 
 static int trigger_set(const char *value, const struct kernel_param *kp)
@@ -198,7 +222,7 @@ static const struct kernel_param_ops trigger_ops = {
 };
 module_param_cb(trigger, &trigger_ops, NULL, 0200);
 MODULE_PARM_DESC(trigger, "run a seeded bug: uaf-read uaf-write oob-right-read oob-right-write "
-		 "oob-left-read double-free invalid-free cache-uaf correct");
+		 "oob-left-read double-free invalid-free cache-uaf correct deep-recursion");
 
 static int __init heapbugs_init(void)
 {

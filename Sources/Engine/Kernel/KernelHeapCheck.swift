@@ -38,10 +38,6 @@ func kdbt_hc_direct_map_base() -> UInt64
 func kdbt_hc_direct_map_pages() -> UInt64
 @_extern(c, "kdbt_hc_set_active")
 func kdbt_hc_set_active(_ active: Int32)
-@_extern(c, "kdbt_hc_keep_findings")
-func kdbt_hc_keep_findings(_ records: UnsafeRawPointer, _ count: Int, _ recordBytes: Int, _ dropped: UInt64)
-@_extern(c, "kdbt_hc_kept_findings")
-func kdbt_hc_kept_findings(_ records: UnsafeMutablePointer<UnsafeRawPointer?>, _ dropped: UnsafeMutablePointer<UInt64>) -> Int
 @_extern(c, "kdbt_hc_page_bytes")
 func kdbt_hc_page_bytes(_ size: UInt64) -> UInt64
 
@@ -64,7 +60,7 @@ struct KernelHeapCheck {
 
     /// Creates the tool state and registers the tool (before anything is
     /// translated). nil when memory is short.
-    static func create(_ t: Translator, redzone: UInt64, quarantine: UInt64,
+    static func create(_ t: Translator, redzone: UInt64, quarantine: UInt64, findings: UnsafeMutablePointer<FindingsRing>,
                        allocate: (Int) -> UnsafeMutableRawPointer?,
                        free: (UnsafeMutableRawPointer) -> Void) -> UnsafeMutablePointer<KernelHeapCheck>? {
         let limits = HeapCheckLimits()
@@ -86,7 +82,7 @@ struct KernelHeapCheck {
               let state = HeapCheck.create(
                 in: &arena, host: host, limits: limits, directMapBase: kdbt_hc_direct_map_base(), pages: pages,
                 pageTable: table.bindMemory(to: UInt64.self, capacity: Int(pages)),
-                redzone: (redzone + 7) & ~7, quarantineLimit: quarantine)
+                redzone: (redzone + 7) & ~7, quarantineLimit: quarantine, findings: findings)
         else { return nil }
         state.pointee.classCount = Int(kdbt_hc_classes(state.pointee.classSize, state.pointee.classCache,
                                                        Int32(HeapCheck.maxClasses)))
@@ -124,47 +120,6 @@ struct KernelHeapCheck {
         wrap("ksize", ksizePre, nil)
         // krealloc sizes the old object with __ksize (not exported, but called).
         wrap("__ksize", ksizePre, nil)
-    }
-
-    /// Copies the findings somewhere that outlives the attach (`kdbt report`
-    /// after detach).
-    static func keepFindings(_ s: UnsafeMutablePointer<HeapCheckState>) {
-        kdbt_hc_keep_findings(UnsafeRawPointer(s.pointee.findings), s.pointee.findingCount, FindingLayout.recordBytes,
-                              s.pointee.statistics.droppedFindings)
-    }
-
-    /// Serves KDBT_IOC_FINDINGS: from the running heapcheck, else what the last
-    /// one left.
-    static func findings(_ request: inout FindingsRequest, _ kh: UnsafeMutablePointer<KernelHeapCheck>?,
-                         copyToUser: (UInt64, UnsafeRawPointer, Int) -> Bool) -> Int32 {
-        let record = FindingLayout.recordBytes
-        var records: UnsafeRawPointer? = nil
-        var count = 0
-        var dropped: UInt64 = 0
-        if let kh = kh {
-            let s = kh.pointee.state
-            kdbt_hc_lock()
-            count = s.pointee.findingCount
-            dropped = s.pointee.statistics.droppedFindings
-            kdbt_hc_unlock()
-            records = UnsafeRawPointer(s.pointee.findings)
-        } else {
-            count = kdbt_hc_kept_findings(&records, &dropped)
-            if records == nil && count == 0 && dropped == 0 { return -Errno.ENOENT }
-        }
-        request.total = UInt32(count)
-        request.dropped = dropped
-        request.recordBytes = UInt32(record)
-        let first = Int(request.first)
-        let wanted = first < count ? min(Int(request.capacity), count - first) : 0
-        // Records are written once, then only their count changes: copying
-        // without the lock shows at worst a count one behind.
-        for k in 0..<wanted {
-            let from = records! + (first + k) * record
-            guard copyToUser(request.buffer &+ UInt64(k * record), from, record) else { return -Errno.EFAULT }
-        }
-        request.count = UInt32(wanted)
-        return 0
     }
 
     static func status(_ s: UnsafeMutablePointer<HeapCheckState>, into r: inout HeapCheckStatus) {

@@ -115,6 +115,10 @@ struct TakeoverState {
     var insCountData: UnsafeMutablePointer<InsCountData>? = nil
     /// heapcheck, when it runs.
     var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
+    /// The checking tools' report ring (in the attach arena), when one runs.
+    var findings: UnsafeMutablePointer<FindingsRing>? = nil
+    /// stackguard, when it runs.
+    var stackGuard: UnsafeMutablePointer<StackGuardState>? = nil
 }
 
 /// RFLAGS bits the trap handler changes.
@@ -181,7 +185,8 @@ extension KernelHost {
         guard kdbt_host_code_pool_create(limits.maxUnits * limits.unitBytes + (2 << 20) + heapCheckTable) == 0
         else { return .outOfMemory }
         guard let idt = kdbt_host_idt_copy() else { kdbt_host_takeover_free(); return .unexpectedIDT }
-        let arenaBytes = limits.arenaBytes + MemoryLayout<TakeoverState>.stride + 3 * 256 * 8 + 256
+        let arenaBytes = limits.arenaBytes + MemoryLayout<TakeoverState>.stride + 3 * 256 * 8 + 256 + KernelFindings.arenaBytes
+            + StackGuard.arenaBytes(cpus: Int(kdbt_host_cpu_ids()))
             + limits.maxFragments * 8 + MemoryLayout<InsCountData>.stride + MemoryLayout<InsCountProfile>.stride + 64
         guard kdbt_host_dispatcher_stacks_create() == 0, let block = allocateArena(bytes: arenaBytes) else {
             kdbt_host_takeover_free()
@@ -229,13 +234,33 @@ extension KernelHost {
                 insCountData = data
             }
         }
+        var findings: UnsafeMutablePointer<FindingsRing>? = nil
+        if request.tools & ToolBits.checking != 0 {
+            findings = KernelFindings.create(in: &arena)
+            guard findings != nil else {
+                freeArena(block)
+                kdbt_host_takeover_free()
+                return .outOfMemory
+            }
+        }
         var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
-        if request.tools & ToolBits.heapcheck != 0 {
+        if request.tools & ToolBits.heapcheck != 0, let ring = findings {
             let redzone = request.redzoneBytes != 0 ? UInt64(request.redzoneBytes) : KernelHeapCheck.defaultRedzone
             let quarantine = request.quarantineBytes != 0 ? request.quarantineBytes : KernelHeapCheck.defaultQuarantine
-            heapCheck = KernelHeapCheck.create(t, redzone: redzone, quarantine: quarantine,
+            heapCheck = KernelHeapCheck.create(t, redzone: redzone, quarantine: quarantine, findings: ring,
                                                allocate: { allocateArena(bytes: $0) }, free: { freeArena($0) })
             guard heapCheck != nil else {
+                freeArena(block)
+                kdbt_host_takeover_free()
+                return .outOfMemory
+            }
+        }
+        var stackGuard: UnsafeMutablePointer<StackGuardState>? = nil
+        if request.tools & ToolBits.stackguard != 0, let ring = findings {
+            let threshold = request.stackThreshold != 0 ? UInt64(request.stackThreshold) : KernelStackGuard.defaultThreshold
+            stackGuard = KernelStackGuard.create(t, in: &arena, threshold: threshold, findings: ring)
+            guard stackGuard != nil else {
+                if let kh = heapCheck { freeArena(kh.pointee.arena) }
                 freeArena(block)
                 kdbt_host_takeover_free()
                 return .outOfMemory
@@ -264,7 +289,7 @@ extension KernelHost {
             translator: t.state, arena: block, detaching: 0, poolStart: kdbt_host_code_pool_base(),
             poolBytes: UInt64(kdbt_host_code_pool_bytes()), attachedAt: 0, insCountOffset: insCountOffset,
             nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress,
-            insCountData: insCountData, heapCheck: heapCheck))
+            insCountData: insCountData, heapCheck: heapCheck, findings: findings, stackGuard: stackGuard))
         if let kh = heapCheck { KernelHeapCheck.wrapAllocator(t, kh, symbol: { symbol($0) }) }
 
         // Cache consistency: the kernel's text patching runs translated, so its
@@ -291,6 +316,9 @@ extension KernelHost {
                                     sentinel: 0)
                 context.storeBytes(of: UInt64(UInt(bitPattern: ts)), toByteOffset: Int(ContextField.hostState),
                                    as: UInt64.self)
+                if let sg = stackGuard {
+                    KernelStackGuard.initialize(sg, context: context, gsOffset: t.state.pointee.contextGSOffset)
+                }
             }
             cpu += 1
         }
@@ -389,9 +417,9 @@ extension KernelHost {
             // Every CPU is native now: the quarantine goes back to the allocator.
             kdbt_hc_set_active(0)
             HeapCheck.releaseAll(kh.pointee.state)
-            KernelHeapCheck.keepFindings(kh.pointee.state)
             freeArena(kh.pointee.arena)
         }
+        if let ring = ts.pointee.findings { KernelFindings.keep(ring) }
         freeArena(ts.pointee.arena)
         kdbt_host_takeover_free()
         slot.pointee = nil
@@ -431,6 +459,12 @@ extension KernelHost {
         request.invalidations = word(ContextField.invalidations)
         request.nativeFallbacks = word(ContextField.nativeFallbacks)
         if ts.pointee.insCountOffset >= 0 { request.instructions = word(ts.pointee.insCountOffset) }
+        if let sg = ts.pointee.stackGuard {
+            let marks = StackGuard.highWater(sg, cpu: Int(request.cpu))
+            request.taskStackMinFree = marks.task
+            request.irqStackMinFree = marks.irq
+            request.exceptionStackMinFree = marks.exception
+        }
         return 0
     }
 
@@ -463,8 +497,8 @@ extension KernelHost {
     }
 
     func findings(_ request: inout FindingsRequest, takeover: UnsafeMutableRawPointer?) -> Int32 {
-        let kh = takeover?.assumingMemoryBound(to: TakeoverState.self).pointee.heapCheck
-        return KernelHeapCheck.findings(&request, kh, copyToUser: { copyToUser($0, $1, $2) })
+        let ring = takeover?.assumingMemoryBound(to: TakeoverState.self).pointee.findings
+        return KernelFindings.serve(&request, ring, copyToUser: { copyToUser($0, $1, $2) })
     }
 
     func takeoverSummary(_ takeover: UnsafeMutableRawPointer?, into reply: inout StatusReply) {

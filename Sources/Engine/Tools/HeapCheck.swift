@@ -102,7 +102,6 @@ public struct HeapCheckLimits {
     public var quarantineEntries = 1 << 16
     public var shadowChunks = 1 << 15
     public var stacks = 1 << 13
-    public var findings = 256
     public var stackDepth = 12
     public init() {}
 }
@@ -117,7 +116,6 @@ public struct HeapCheckStatistics {
     public var slowPaths: UInt64 = 0
     public var checksInserted: UInt64 = 0
     public var findings: UInt64 = 0
-    public var droppedFindings: UInt64 = 0
     public var stacksDropped: UInt64 = 0
     public init() {}
 }
@@ -150,9 +148,8 @@ public struct HeapCheckState {
     public var classSize: UnsafeMutablePointer<UInt64>
     public var classCache: UnsafeMutablePointer<UInt64>
     public var classCount = 0
-    /// Findings: FindingLayout records, `findingCount` used.
-    var findings: UnsafeMutableRawPointer
-    var findingCount = 0
+    /// Where findings go (shared with the other checking tools).
+    var findings: UnsafeMutablePointer<FindingsRing>
 }
 
 public enum HeapCheck {
@@ -166,15 +163,15 @@ public enum HeapCheck {
         let stackWords = 2 + limits.stackDepth
         return MemoryLayout<HeapCheckState>.stride + Int(pages) + limits.shadowChunks * chunkBytes
             + limits.objects * MemoryLayout<HeapObject>.stride + limits.quarantineEntries * 8
-            + limits.stacks * stackWords * 8 + 2 * maxClasses * 8
-            + limits.findings * FindingLayout.recordBytes + 64 * 8
+            + limits.stacks * stackWords * 8 + 2 * maxClasses * 8 + 64 * 8
     }
 
     /// Lays the state out in `arena`; `pageTable` holds `pages` words within
     /// disp32 reach of any code (the inline check addresses it absolutely).
     public static func create(in arena: inout Arena, host: HeapCheckHostFunctions, limits: HeapCheckLimits,
                               directMapBase: UInt64, pages: UInt64, pageTable: UnsafeMutablePointer<UInt64>,
-                              redzone: UInt64, quarantineLimit: UInt64) -> UnsafeMutablePointer<HeapCheckState>? {
+                              redzone: UInt64, quarantineLimit: UInt64,
+                              findings: UnsafeMutablePointer<FindingsRing>) -> UnsafeMutablePointer<HeapCheckState>? {
         let stackWords = 2 + limits.stackDepth
         guard let state = arena.allocate(HeapCheckState.self),
               let kinds = arena.allocate(bytes: Int(pages), alignment: 8),
@@ -183,8 +180,7 @@ public enum HeapCheck {
               let quarantine = arena.allocate(bytes: limits.quarantineEntries * 8, alignment: 8),
               let stacks = arena.allocate(bytes: limits.stacks * stackWords * 8, alignment: 8),
               let sizes = arena.allocate(bytes: maxClasses * 8, alignment: 8),
-              let caches = arena.allocate(bytes: maxClasses * 8, alignment: 8),
-              let findings = arena.allocate(bytes: limits.findings * FindingLayout.recordBytes, alignment: 8)
+              let caches = arena.allocate(bytes: maxClasses * 8, alignment: 8)
         else { return nil }
         pageTable.initialize(repeating: 0, count: Int(pages))
         kinds.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pages))
@@ -776,79 +772,60 @@ public enum HeapCheck {
 
     // MARK: findings
 
-    /// Writes (or counts again) a finding.
+    /// Writes (or counts again) a finding: identical ones share the class, the
+    /// place and the direction.
     static func report(_ s: UnsafeMutablePointer<HeapCheckState>, kind: HeapBugKind, address: UInt64, size: UInt64,
                        write: Bool, pc: UInt64, sp: UInt64, bp: UInt64, object: HeapObject) {
         typealias O = FindingLayout.Offset
-        let record = FindingLayout.recordBytes
-        s.pointee.host.lock()
-        // Identical: same class, place and direction.
-        for f in 0..<s.pointee.findingCount {
-            let r = LayoutReader(UnsafeRawBufferPointer(start: s.pointee.findings + f * record, count: record))
-            if r.u16(O.kind) == kind.rawValue && r.u64(O.pc) == pc
-                && (r.u32(O.flags) & FindingLayout.Flags.write != 0) == write {
-                LayoutWriter(UnsafeMutableRawBufferPointer(start: s.pointee.findings + f * record, count: record))
-                    .u32(O.count, r.u32(O.count) &+ 1)
-                s.pointee.statistics.findings &+= 1
-                s.pointee.host.unlock()
-                return
-            }
-        }
-        guard s.pointee.findingCount < s.pointee.limits.findings else {
-            s.pointee.statistics.droppedFindings &+= 1
-            s.pointee.host.unlock()
-            return
-        }
-        let slot = s.pointee.findingCount
-        s.pointee.findingCount += 1
+        let key = FindingsRing.key(UInt64(FindingTool.heapcheck.rawValue) << 32 | UInt64(kind.rawValue), pc, write ? 1 : 0)
         s.pointee.statistics.findings &+= 1
-        s.pointee.host.unlock()
-
-        let bytes = UnsafeMutableRawBufferPointer(start: s.pointee.findings + slot * record, count: record)
-        bytes.initializeMemory(as: UInt8.self, repeating: 0)
-        let w = LayoutWriter(bytes)
-        w.u32(O.recordBytes, UInt32(record))
-        w.u16(O.tool, FindingTool.heapcheck.rawValue)
-        w.u16(O.kind, kind.rawValue)
-        var flags: UInt32 = write ? FindingLayout.Flags.write : 0
-        if object.origin == HeapObject.fromNamedCache && object.start != 0 { flags |= FindingLayout.Flags.namedCache }
-        if object.origin == HeapObject.fromPages { flags |= FindingLayout.Flags.pageBacked }
-        w.u32(O.flags, flags)
-        w.u32(O.count, 1)
-        w.u64(O.address, address)
-        w.u64(O.pc, pc)
-        w.u32(O.accessSize, UInt32(truncatingIfNeeded: size))
-        var pid: UInt32 = 0
-        let cpu = s.pointee.host.currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
-        w.u32(O.cpu, cpu)
-        w.u32(O.pid, pid)
-        w.u64(O.objectStart, object.start)
-        w.u64(O.objectSize, object.size)
-        w.u64(O.cacheObjectSize, object.slot)
-        if object.start != 0 {
-            var objectSize: UInt64 = 0
-            let name = (bytes.baseAddress! + O.cacheName).assumingMemoryBound(to: UInt8.self)
-            if object.origin == HeapObject.fromClass {
-                _ = s.pointee.host.describeCache(s.pointee.classCache[Int(object.sizeClass)], name, &objectSize)
-            } else if object.origin == HeapObject.fromNamedCache {
-                _ = s.pointee.host.describeCache(object.cache, name, &objectSize)
+        if s.pointee.findings.pointee.countRepeat(key) { return }
+        withUnsafeTemporaryAllocation(byteCount: FindingLayout.recordBytes, alignment: 8) { bytes in
+            bytes.initializeMemory(as: UInt8.self, repeating: 0)
+            let w = LayoutWriter(bytes)
+            w.u32(O.recordBytes, UInt32(FindingLayout.recordBytes))
+            w.u16(O.tool, FindingTool.heapcheck.rawValue)
+            w.u16(O.kind, kind.rawValue)
+            var flags: UInt32 = write ? FindingLayout.Flags.write : 0
+            if object.origin == HeapObject.fromNamedCache && object.start != 0 { flags |= FindingLayout.Flags.namedCache }
+            if object.origin == HeapObject.fromPages { flags |= FindingLayout.Flags.pageBacked }
+            w.u32(O.flags, flags)
+            w.u64(O.address, address)
+            w.u64(O.pc, pc)
+            w.u32(O.accessSize, UInt32(truncatingIfNeeded: size))
+            var pid: UInt32 = 0
+            let cpu = s.pointee.host.currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
+            w.u32(O.cpu, cpu)
+            w.u32(O.pid, pid)
+            w.u64(O.objectStart, object.start)
+            w.u64(O.objectSize, object.size)
+            w.u64(O.cacheObjectSize, object.slot)
+            if object.start != 0 {
+                var objectSize: UInt64 = 0
+                let name = (bytes.baseAddress! + O.cacheName).assumingMemoryBound(to: UInt8.self)
+                if object.origin == HeapObject.fromClass {
+                    _ = s.pointee.host.describeCache(s.pointee.classCache[Int(object.sizeClass)], name, &objectSize)
+                } else if object.origin == HeapObject.fromNamedCache {
+                    _ = s.pointee.host.describeCache(object.cache, name, &objectSize)
+                }
             }
+            // The access's stack, then the object's history.
+            let frames = (bytes.baseAddress! + O.accessStack + O.stackFrames).assumingMemoryBound(to: UInt64.self)
+            let depth = s.pointee.host.captureStack(pc, sp, bp, frames, Int32(FindingLayout.maxFrames))
+            w.u32(O.accessStack, UInt32(max(depth, 0)))
+            s.pointee.host.lock()
+            writeTrack(s, w, O.allocated, pid: object.allocPid, cpu: object.allocCPU, stack: object.allocStack)
+            writeTrack(s, w, O.freed, pid: object.freePid, cpu: object.freeCPU, stack: object.freeStack)
+            // Five rows of 16 granules, the bad address's row in the middle.
+            let row = (address & ~127) &- 256
+            w.u64(O.shadowAddress, row)
+            for k in 0..<(FindingLayout.shadowRows * FindingLayout.shadowRowBytes) {
+                w.u8(O.shadow + k, shadowByte(s, row &+ UInt64(8 * k)) ?? 0)
+            }
+            s.pointee.host.unlock()
+            w.u64(O.timestamp, s.pointee.host.now())
+            s.pointee.findings.pointee.add(key, UnsafeRawPointer(bytes.baseAddress!))
         }
-        // The access's stack, then the object's history.
-        let frames = (bytes.baseAddress! + O.accessStack + O.stackFrames).assumingMemoryBound(to: UInt64.self)
-        let depth = s.pointee.host.captureStack(pc, sp, bp, frames, Int32(FindingLayout.maxFrames))
-        w.u32(O.accessStack, UInt32(max(depth, 0)))
-        s.pointee.host.lock()
-        writeTrack(s, w, O.allocated, pid: object.allocPid, cpu: object.allocCPU, stack: object.allocStack)
-        writeTrack(s, w, O.freed, pid: object.freePid, cpu: object.freeCPU, stack: object.freeStack)
-        // Five rows of 16 granules, the bad address's row in the middle.
-        let row = (address & ~127) &- 256
-        w.u64(O.shadowAddress, row)
-        for k in 0..<(FindingLayout.shadowRows * FindingLayout.shadowRowBytes) {
-            w.u8(O.shadow + k, shadowByte(s, row &+ UInt64(8 * k)) ?? 0)
-        }
-        s.pointee.host.unlock()
-        w.u64(O.timestamp, s.pointee.host.now())
     }
 
     static func writeTrack(_ s: UnsafeMutablePointer<HeapCheckState>, _ w: LayoutWriter, _ at: Int,
@@ -862,16 +839,4 @@ public enum HeapCheck {
         for k in 0..<depth { w.u64(at + FindingLayout.Offset.trackStack + FindingLayout.Offset.stackFrames + 8 * k, entry[2 + k]) }
     }
 
-    /// Copies finding `index` (FindingLayout bytes) to `destination`; false past the end.
-    public static func copyFinding(_ s: UnsafeMutablePointer<HeapCheckState>, _ index: Int,
-                                   to destination: UnsafeMutableRawPointer) -> Bool {
-        s.pointee.host.lock()
-        defer { s.pointee.host.unlock() }
-        guard index < s.pointee.findingCount else { return false }
-        destination.copyMemory(from: s.pointee.findings + index * FindingLayout.recordBytes,
-                               byteCount: FindingLayout.recordBytes)
-        return true
-    }
-
-    public static func findingCount(_ s: UnsafeMutablePointer<HeapCheckState>) -> Int { s.pointee.findingCount }
 }

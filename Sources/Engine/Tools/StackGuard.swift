@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//
+// stackguard: catches a kernel stack about to overflow while it is still intact.
+// Every instruction that moves the stack pointer down (push, call, enter,
+// sub/lea rsp) is preceded by an inline check of where the stack pointer will be.
+// Kernel stacks are 16 KiB and (task stacks) 16 KiB-aligned, so the low 14 bits
+// of the new stack pointer are the bytes left below it; when they drop below a
+// per-CPU trigger, the slow path finds the real stack (task, IRQ, exception) and
+// its bounds, updates that stack kind's high-water mark, and, below the
+// threshold, records a finding once per call path: the call chain with each
+// frame's stack usage. The trigger follows the deepest point seen on the task
+// stack, so the slow path runs only when a CPU goes deeper than before or below
+// the threshold.
+
+#if canImport(Protocol)
+import Protocol
+#endif
+
+/// What stackguard needs from its host.
+public struct StackGuardHostFunctions {
+    /// The stack holding `sp`: its StackKind, lowest address and size (0: not a
+    /// stack the host knows).
+    public var classify: @convention(c) (UInt64, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>) -> UInt32
+    /// The call chain at (pc, sp, bp): return addresses into the first buffer,
+    /// each frame's stack pointer into the second (at most `capacity`); the count.
+    public var captureFrames: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>,
+                                              UnsafeMutablePointer<UInt64>, Int32) -> Int32
+    /// The current task's pid and comm (16 bytes); returns the CPU.
+    public var currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32
+    public var now: @convention(c) () -> UInt64
+
+    public init(classify: @convention(c) (UInt64, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>) -> UInt32,
+                captureFrames: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>,
+                                               UnsafeMutablePointer<UInt64>, Int32) -> Int32,
+                currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32,
+                now: @convention(c) () -> UInt64) {
+        self.classify = classify
+        self.captureFrames = captureFrames
+        self.currentTask = currentTask
+        self.now = now
+    }
+}
+
+/// The least free stack seen, per CPU and stack kind (bytes; UInt32.max: none yet).
+public struct StackHighWater {
+    public var task: UInt32 = .max
+    public var irq: UInt32 = .max
+    public var exception: UInt32 = .max
+    public init() {}
+}
+
+public struct StackGuardState {
+    public var host: StackGuardHostFunctions
+    /// A finding when fewer bytes than this are left.
+    public var threshold: UInt64
+    var findings: UnsafeMutablePointer<FindingsRing>
+    /// Per CPU (by the host's CPU number, below `cpus`).
+    var highWater: UnsafeMutablePointer<StackHighWater>
+    public let cpus: Int
+    /// The per-context trigger's %gs offset (set at registration).
+    public var triggerOffset: Int32 = 0
+    public var slowPaths: UInt64 = 0
+    public var checksInserted: UInt64 = 0
+}
+
+public enum StackGuard {
+    public static let name: StaticString = "stackguard"
+    public static let storageBytes: Int32 = 8
+    /// Kernel stack size and alignment (THREAD_SIZE on x86-64 with KASAN off).
+    public static let stackBytes: UInt64 = 16384
+
+    public static func create(in arena: inout Arena, host: StackGuardHostFunctions, threshold: UInt64, cpus: Int,
+                              findings: UnsafeMutablePointer<FindingsRing>) -> UnsafeMutablePointer<StackGuardState>? {
+        guard let state = arena.allocate(StackGuardState.self),
+              let marks = arena.allocate(bytes: cpus * MemoryLayout<StackHighWater>.stride, alignment: 8)
+        else { return nil }
+        let highWater = marks.bindMemory(to: StackHighWater.self, capacity: cpus)
+        highWater.initialize(repeating: StackHighWater(), count: cpus)
+        state.initialize(to: StackGuardState(host: host, threshold: threshold, findings: findings,
+                                             highWater: highWater, cpus: cpus))
+        return state
+    }
+
+    public static func arenaBytes(cpus: Int) -> Int {
+        MemoryLayout<StackGuardState>.stride + cpus * MemoryLayout<StackHighWater>.stride + 32
+    }
+
+    public static func registration(_ state: UnsafeMutablePointer<StackGuardState>) -> ToolRegistration {
+        ToolRegistration(name: name, priority: ToolPriority.normal, phases: InstrumentationPhase.insertion.bit,
+                         data: UnsafeMutableRawPointer(state), onBlock: onBlock)
+    }
+
+    /// The trigger each context starts with: the slow path runs until the first
+    /// deepest point is known.
+    public static func initialTrigger(_ s: UnsafeMutablePointer<StackGuardState>) -> UInt64 { stackBytes / 2 }
+
+    public static func highWater(_ s: UnsafeMutablePointer<StackGuardState>, cpu: Int) -> StackHighWater {
+        cpu < s.pointee.cpus ? s.pointee.highWater[cpu] : StackHighWater()
+    }
+
+    // MARK: instrumentation
+
+    static let onBlock: BlockEventHandler = { data, raw, _ in
+        let s = data!.assumingMemoryBound(to: StackGuardState.self)
+        let block = InstrumentedBlock.from(raw)
+        var operands = Operands()
+        for i in 0..<block.pointee.count {
+            let insn = block.pointee[i]
+            Decoder.decodeOperands(insn, into: &operands)
+            guard let down = descent(insn, operands), down > 0, down < 1 << 16 else { continue }
+            let check = InlineCheck(
+                memory: .at(.rsp, -Int32(down)), emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(s),
+                argument: 0, slowFunction: HeapCheck.address(of: slowPath),
+                slowArgument: (insn.address & 0xFFFF_FFFF_FFFF) | UInt64(down) << 48, temporaries: 0)
+            block.pointee.insert(.inlineCheck(check), before: i)
+            s.pointee.checksInserted += 1
+        }
+    }
+
+    /// Bytes `insn` moves the stack pointer down, or nil.
+    static func descent(_ insn: Instruction, _ operands: Operands) -> Int? {
+        switch insn.mnemonic {
+        case .push, .pushf, .pushfq:
+            return Int(insn.operandSize) / 8
+        case .call:
+            return 8
+        case .enter:
+            return Int(insn.imm & 0xFFFF) + 8
+        case .sub:
+            // sub rsp, imm
+            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
+                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .immediate else { return nil }
+            let v = operands[1].immediate
+            return v > 0 ? Int(v) : nil
+        case .lea:
+            // lea rsp, [rsp - n]
+            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
+                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .memory,
+                  operands[1].mem.base.cls == .gpr64, operands[1].mem.base.index == GPR.rsp.rawValue,
+                  operands[1].mem.index.cls == .none, operands[1].mem.disp < 0 else { return nil }
+            return Int(-operands[1].mem.disp)
+        default:
+            return nil
+        }
+    }
+
+    /// r11 = the new stack pointer: its offset in a 16 KiB stack below the CPU's
+    /// trigger goes to the slow path.
+    static let emitFastPath: InlineCheckEmitter = { data, raw in
+        let s = data!.assumingMemoryBound(to: StackGuardState.self)
+        let site = InlineCheckSite.from(raw)
+        let address = site.pointee.address
+        site.pointee.assembler.and(address, imm32: Int32(stackBytes - 1))
+        site.pointee.assembler.cmp(address, .gs(s.pointee.triggerOffset))
+        site.pointee.slowPath(if: .b)
+    }
+
+    // MARK: slow path
+
+    static let slowPath: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void = { context, argument in
+        let context = context!
+        guard let raw = Translator(context: context).toolData(named: name) else { return }
+        let s = raw.assumingMemoryBound(to: StackGuardState.self)
+        s.pointee.slowPaths &+= 1
+        // argument: the PC's low 48 bits (kernel and user halves sign-extend), the descent above.
+        let pc = UInt64(bitPattern: Int64(bitPattern: argument << 16) >> 16)
+        let down = argument >> 48
+        func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
+        let sp = reg(.rsp) &- down
+        var base: UInt64 = 0
+        var size: UInt64 = 0
+        let kind = s.pointee.host.classify(sp, &base, &size)
+        var pid: UInt32 = 0
+        var comm: InlineArray<16, UInt8> = InlineArray(repeating: 0)
+        let cpu = Int(s.pointee.host.currentTask(&pid, &comm[0]))
+        guard size > 0, sp >= base, sp < base &+ size else { return }
+        let free = sp &- base
+        if cpu < s.pointee.cpus {
+            let f = UInt32(min(free, UInt64(UInt32.max - 1)))
+            switch StackKind(rawValue: kind) {
+            case .task: s.pointee.highWater[cpu].task = min(s.pointee.highWater[cpu].task, f)
+            case .irq, .softirq: s.pointee.highWater[cpu].irq = min(s.pointee.highWater[cpu].irq, f)
+            case .exception: s.pointee.highWater[cpu].exception = min(s.pointee.highWater[cpu].exception, f)
+            default: break
+            }
+        }
+        // Only the task stack is 16 KiB-aligned: there the trigger follows the
+        // deepest point, never below the threshold (crossings below it all count).
+        if StackKind(rawValue: kind) == .task {
+            let trigger = context.load(fromByteOffset: Int(s.pointee.triggerOffset - gsBase(context)), as: UInt64.self)
+            let offset = sp & (stackBytes - 1)
+            let next = max(offset, s.pointee.threshold)
+            if next < trigger {
+                context.storeBytes(of: next, toByteOffset: Int(s.pointee.triggerOffset - gsBase(context)), as: UInt64.self)
+            }
+        }
+        guard free < s.pointee.threshold else { return }
+        report(s, context, pc: pc, sp: sp, down: down, kind: kind, base: base, size: size, free: free)
+    }
+
+    /// The context's own %gs offset (contexts are reached through %gs; tool storage
+    /// offsets are relative to %gs, not to the context).
+    static func gsBase(_ context: UnsafeMutableRawPointer) -> Int32 {
+        Translator(context: context).state.pointee.contextGSOffset
+    }
+
+    /// A finding, once per call path (the frames' return addresses).
+    static func report(_ s: UnsafeMutablePointer<StackGuardState>, _ context: UnsafeMutableRawPointer, pc: UInt64,
+                       sp: UInt64, down: UInt64, kind: UInt32, base: UInt64, size: UInt64, free: UInt64) {
+        typealias O = FindingLayout.Offset
+        func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
+        let maxFrames = FindingLayout.maxFrames
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * maxFrames) { buffer in
+            let frames = buffer.baseAddress!
+            let sps = frames + maxFrames
+            let depth = Int(max(0, s.pointee.host.captureFrames(pc, reg(.rsp), reg(.rbp), frames, sps, Int32(maxFrames))))
+            var path: UInt64 = 0xCBF2_9CE4_8422_2325
+            for k in 0..<depth { path = (path ^ frames[k]) &* 0x100_0000_01B3 }
+            let key = FindingsRing.key(UInt64(FindingTool.stackguard.rawValue) << 32 | UInt64(StackBugKind.nearOverflow.rawValue),
+                                       path)
+            if s.pointee.findings.pointee.countRepeat(key) { return }
+            withUnsafeTemporaryAllocation(byteCount: FindingLayout.recordBytes, alignment: 8) { bytes in
+                bytes.initializeMemory(as: UInt8.self, repeating: 0)
+                let w = LayoutWriter(bytes)
+                w.u32(O.recordBytes, UInt32(FindingLayout.recordBytes))
+                w.u16(O.tool, FindingTool.stackguard.rawValue)
+                w.u16(O.kind, StackBugKind.nearOverflow.rawValue)
+                w.u64(O.address, sp)
+                w.u64(O.pc, pc)
+                w.u32(O.accessSize, UInt32(truncatingIfNeeded: down))
+                var pid: UInt32 = 0
+                let cpu = s.pointee.host.currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
+                w.u32(O.cpu, cpu)
+                w.u32(O.pid, pid)
+                w.u64(O.objectStart, base)
+                w.u64(O.objectSize, size)
+                w.u64(O.cacheObjectSize, free)
+                let name = StackKind(rawValue: kind)?.name ?? StackKind.unknown.name
+                for k in 0..<min(name.utf8CodeUnitCount, FindingLayout.cacheNameBytes - 1) {
+                    w.u8(O.cacheName + k, name.utf8Start[k])
+                }
+                w.u32(O.stackKind, kind)
+                w.u32(O.accessStack, UInt32(depth))
+                for k in 0..<depth {
+                    w.u64(O.accessStack + O.stackFrames + 8 * k, frames[k])
+                    // Frame k's usage: from its stack pointer up to its caller's
+                    // (the innermost starts at the new stack pointer).
+                    let low = k == 0 ? sp : sps[k]
+                    let high = k + 1 < depth ? sps[k + 1] : 0
+                    let used = high > low && high &- low < size ? high &- low : 0
+                    w.u32(O.frameBytes + 4 * k, UInt32(used))
+                }
+                w.u64(O.timestamp, s.pointee.host.now())
+                s.pointee.findings.pointee.add(key, UnsafeRawPointer(bytes.baseAddress!))
+            }
+        }
+    }
+}

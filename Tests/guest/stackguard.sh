@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# vm-timeout: 900
+# stackguard: the seeded deep recursion of kdbt_heapbugs.ko caught before it
+# overflows, naming the recursive function and its frame sizes; a workload that
+# stays within bounds produces no finding; stackguard, heapcheck and inscount
+# stacked on one attach all do their work.
+. /test/files/lib.sh
+trigger() { echo "$1" > /sys/module/kdbt_heapbugs/parameters/trigger; }
+check() { # PATTERN DESCRIPTION FILE
+	if grep -qE "$1" "$3"; then ok "$2"; else not_ok "$2 (no /$1/ in $3)"; fi
+}
+
+expect_status 0 "insmod kdbt.ko" -- insmod "$KDBT_KMOD"
+expect_status 0 "insmod kdbt_heapbugs.ko" -- insmod /kdbt/kdbt_heapbugs.ko
+expect_status 0 "native: the deep recursion (depth 40) runs and returns" -- trigger deep-recursion
+expect_status 64 "--threshold without stackguard: usage error" -- kdbt attach --threshold 4096
+expect_status 64 "--threshold past the stack: usage error" -- kdbt attach --tool stackguard --threshold 20000
+
+expect_status 0 "kdbt attach --tool stackguard" -- kdbt attach --tool stackguard
+expect_output "tools: stackguard" "  ... with stackguard"
+expect_status 0 "kernel-heavy workload" -- kdbt-guest-workload 10
+expect_status 0 "stress-ng" -- stress-ng --fork 2 --pipe 2 --mmap 1 --mmap-bytes 4M --timeout 3s --metrics-brief
+expect_status 0 "kdbt report --format json (workload only)" -- kdbt report --format json
+cp /tmp/out /tmp/clean.json
+expect_status 0 "  ... no finding within bounds" -- sh -c '! grep -q "\"kind\"" /tmp/clean.json'
+check '"stackguard_high_water"' "  ... high-water marks reported without findings" /tmp/clean.json
+check '"task_min_free":[0-9]+' "  ... a task-stack mark" /tmp/clean.json
+expect_status 0 "kdbt report (text)" -- kdbt report
+check "least free bytes seen" "  ... high-water table" /tmp/out
+
+expect_status 0 "trigger the deep recursion" -- trigger deep-recursion
+expect_status 0 "kdbt report" -- kdbt report
+cp /tmp/out /tmp/report.txt
+expect_status 0 "kdbt report --symbolize --modules /kdbt" -- kdbt report --symbolize --modules /kdbt
+cp /tmp/out /tmp/symbolized.txt
+expect_status 0 "kdbt report --format json" -- kdbt report --format json
+cp /tmp/out /tmp/report.json
+expect_status 0 "kdbt report --format sarif" -- kdbt report --format sarif
+cp /tmp/out /tmp/report.sarif
+expect_status 1 "kdbt report --fail-on-findings exits 1" -- kdbt report --fail-on-findings
+check "BUG: KDBT: stack-near-overflow in deep_recursion" "finding names the recursive function" /tmp/report.txt
+check "task stack" "  ... on the task stack" /tmp/report.txt
+check '"kind":"stack-near-overflow"' "json: the finding" /tmp/report.json
+check '"function":"deep_recursion"[^}]*"stack_bytes":280' "json: each recursion frame uses 280 bytes" /tmp/report.json
+check "KDBT-STACK-NEAR-OVERFLOW" "sarif: the rule" /tmp/report.sarif
+check "kdbt_heapbugs.c:[0-9]+" "symbolized: file:line" /tmp/symbolized.txt
+expect_status 0 "kdbt detach" -- kdbt detach
+
+# Three tools on one attach.
+expect_status 0 "kdbt attach --tool stackguard --tool heapcheck --tool inscount" -- \
+	kdbt attach --tool stackguard --tool heapcheck --tool inscount
+expect_status 0 "workload under three tools" -- kdbt-guest-workload 5
+expect_status 0 "trigger uaf-read" -- trigger uaf-read
+expect_status 0 "trigger deep-recursion" -- trigger deep-recursion
+expect_status 0 "kdbt report --format json" -- kdbt report --format json
+cp /tmp/out /tmp/three.json
+check '"kind":"use-after-free"' "heapcheck found the use after free" /tmp/three.json
+check '"kind":"stack-near-overflow"' "stackguard found the deep recursion" /tmp/three.json
+expect_status 0 "kdbt report" -- kdbt report
+check "^inscount: [1-9][0-9]* kernel instructions" "inscount counted" /tmp/out
+expect_status 0 "kdbt detach" -- kdbt detach
+expect_status 0 "rmmod kdbt_heapbugs" -- rmmod kdbt_heapbugs
+expect_status 0 "rmmod kdbt" -- rmmod kdbt
+finish
