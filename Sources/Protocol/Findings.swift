@@ -90,6 +90,40 @@ public enum HeapBugKind: UInt16, Sendable {
     }
 }
 
+/// stackguard's finding classes.
+public enum StackBugKind: UInt16, Sendable {
+    /// The free space of a stack fell below the threshold.
+    case nearOverflow = 1
+
+    public var name: StaticString {
+        switch self {
+        case .nearOverflow: return "stack-near-overflow"
+        }
+    }
+}
+
+/// Which stack a stackguard finding is on (its `stack_kind`).
+public enum StackKind: UInt32, Sendable {
+    case unknown = 0
+    case task = 1
+    case irq = 2
+    /// An exception (IST) stack: NMI, #DB, #DF, #MC.
+    case exception = 3
+    case entry = 4
+    case softirq = 5
+
+    public var name: StaticString {
+        switch self {
+        case .unknown: return "unknown"
+        case .task: return "task"
+        case .irq: return "irq"
+        case .exception: return "exception"
+        case .entry: return "entry"
+        case .softirq: return "softirq"
+        }
+    }
+}
+
 /// Shadow byte values, KASAN's encoding: 0 all 8 bytes of the granule accessible,
 /// 1...7 that many leading bytes accessible, the values below not accessible.
 public enum ShadowByte {
@@ -127,7 +161,17 @@ public enum ShadowByte {
 ///     576  u64 shadow_address       memory address the first shadow row describes
 ///     584  u8  shadow[80]           5 rows of 16 shadow bytes (128 bytes of memory each)
 ///     664  u64 timestamp_ns         when it was first seen (ktime)
-///     672  u8  reserved[96]
+///     672  u32 frame_bytes[16]      stackguard: stack bytes each access-stack frame uses
+///     736  u32 stack_kind           stackguard: StackKind
+///     740  u8  reserved[28]
+///
+/// stackguard's records use the same layout: kind is a StackBugKind, `address`
+/// the stack pointer that crossed the threshold, `pc` the instruction that moved
+/// it, `access_size` how far it moved, `object_start`/`object_size` the stack's
+/// lowest address and size, `cache_object_size` the bytes left free,
+/// `cache_name` the stack kind's name, `count` how often the same call path
+/// crossed it, and the access stack the call chain, with each frame's usage in
+/// `frame_bytes` (0: not known).
 public enum FindingLayout {
     public static let recordBytes = 768
     public static let commBytes = 16
@@ -142,6 +186,7 @@ public enum FindingLayout {
         public static let comm = 48, objectStart = 64, objectSize = 72, cacheObjectSize = 80
         public static let cacheName = 88, accessStack = 120, allocated = 256, freed = 416
         public static let shadowAddress = 576, shadow = 584, timestamp = 664
+        public static let frameBytes = 672, stackKind = 736
         /// Within a stack: depth, then frames at +8.
         public static let stackFrames = 8
         /// Within a track: pid, cpu, comm, then the stack.
@@ -216,6 +261,12 @@ public struct FindingRecord: Equatable, Sendable {
     public var shadowAddress: UInt64
     public var shadow: [UInt8]
     public var timestampNanoseconds: UInt64
+    /// stackguard: stack bytes each access-stack frame uses (0: not known), one
+    /// per frame of `accessStack`.
+    public var frameBytes: [UInt32]
+    /// stackguard: which stack (a StackKind's raw value; kept raw so kinds a newer
+    /// module adds still decode).
+    public var stackKind: UInt32
 
     /// Decodes a record the module wrote (hosted side only: builds Strings and arrays).
     public init(decoding r: LayoutReader) {
@@ -243,6 +294,9 @@ public struct FindingRecord: Equatable, Sendable {
         for i in 0..<(FindingRecord.shadowRows * FindingRecord.shadowRowBytes) { s.append(r.u8(O.shadow + i)) }
         shadow = s
         timestampNanoseconds = r.u64(O.timestamp)
+        // One entry per recorded frame: the rest of the array is padding.
+        frameBytes = (0..<accessStack.frames.count).map { r.u32(O.frameBytes + 4 * $0) }
+        stackKind = r.u32(O.stackKind)
     }
 
     static func string(_ r: LayoutReader, _ offset: Int, _ bytes: Int) -> String {
