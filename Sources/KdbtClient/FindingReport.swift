@@ -106,11 +106,17 @@ public struct FindingFacts: Sendable {
     /// keep their numbers.
     public var bugName: String {
         if let k = heapKind { return "\(k.name)" }
+        if let k = stackBugKind { return "\(k.name)" }
         return "\(toolName)-finding-\(record.kind)"
     }
 
     /// Stable SARIF rule id of the bug class.
     public var ruleID: String {
+        if let k = stackBugKind {
+            switch k {
+            case .nearOverflow: return "KDBT-STACK-NEAR-OVERFLOW"
+            }
+        }
         switch heapKind {
         case .useAfterFree: return "KDBT-HEAP-UAF"
         case .outOfBounds: return "KDBT-HEAP-OOB"
@@ -208,6 +214,13 @@ public struct FindingReport {
         return resolver.resolve(pc, isReturnAddress: false)
     }
 
+    /// The access stack as the call trace shows it; the faulting code alone when
+    /// the module recorded no stack.
+    func accessFrames(_ facts: FindingFacts) -> [ResolvedFrame] {
+        let access = resolver.resolve(facts.record.accessStack, firstIsPC: true)
+        return access.isEmpty ? [faultingFrame(facts)] : access
+    }
+
     // MARK: Text
 
     static let separator = String(repeating: "=", count: 66)
@@ -225,6 +238,7 @@ public struct FindingReport {
     }
 
     public func text(_ facts: FindingFacts) -> String {
+        if facts.isStackguard { return stackText(facts) }
         let r = facts.record
         var lines = [FindingReport.separator, title(facts)]
         let task = "by task \(r.comm)/\(r.pid)"
@@ -237,16 +251,12 @@ public struct FindingReport {
             let size = r.accessSize != 0 ? " of size \(r.accessSize)" : ""
             lines.append("\(verb)\(size) at addr \(hex64(r.address)) \(task)")
         }
-        if r.count > 1 {
-            lines.append("This finding was seen \(r.count) times; task and stacks are those of the first.")
-        }
+        lines += FindingReport.repeatLines(r)
         lines.append("")
         lines.append("CPU: \(r.cpu) PID: \(r.pid) Comm: \(r.comm)")
         lines.append("Call Trace:")
         lines.append(" <TASK>")
-        var access = resolver.resolve(r.accessStack, firstIsPC: true)
-        if access.isEmpty { access = [faultingFrame(facts)] }
-        lines += frameLines(access)
+        lines += frameLines(accessFrames(facts))
         lines.append(" </TASK>")
         lines.append("")
         if let relation = facts.relation {
@@ -260,20 +270,33 @@ public struct FindingReport {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// "This finding was seen N times ..." when it was.
+    static func repeatLines(_ r: FindingRecord) -> [String] {
+        r.count > 1 ? ["This finding was seen \(r.count) times; task and stacks are those of the first."] : []
+    }
+
     /// One line per frame, as stack_trace_print does (" %pS"); symbolized frames as
     /// syzbot prints them: inlined callees first with [inline], then kallsyms'
-    /// function+offset followed by FILE:LINE.
-    public func frameLines(_ frames: [ResolvedFrame]) -> [String] {
-        var lines: [String] = []
-        for frame in frames {
-            for inlined in frame.inlined {
-                lines.append(" " + [inlined.function, sourcePosition(inlined), "[inline]"].compactMap { $0 }.joined(separator: " "))
+    /// function+offset followed by FILE:LINE. `column`, one entry per frame, is
+    /// printed right-aligned after each frame's own line (not its [inline] lines),
+    /// in one column past the longest of them.
+    public func frameLines(_ frames: [ResolvedFrame], column: [String]? = nil) -> [String] {
+        let blocks = frames.map { frame -> (inlined: [String], own: String) in
+            let inlined = frame.inlined.map {
+                " " + [$0.function, sourcePosition($0), "[inline]"].compactMap { $0 }.joined(separator: " ")
             }
-            var line = " " + frame.kernelDescription
-            if let containing = frame.containing, let position = sourcePosition(containing) { line += " " + position }
-            lines.append(line)
+            var own = " " + frame.kernelDescription
+            if let containing = frame.containing, let position = sourcePosition(containing) { own += " " + position }
+            return (inlined, own)
         }
-        return lines
+        guard let column else { return blocks.flatMap { $0.inlined + [$0.own] } }
+        let ownWidth = blocks.map(\.own.count).max() ?? 0
+        let valueWidth = column.map(\.count).max() ?? 0
+        return blocks.enumerated().flatMap { i, block in
+            let value = i < column.count ? column[i] : ""
+            let padding = ownWidth - block.own.count + 3 + valueWidth - value.count
+            return block.inlined + [block.own + String(repeating: " ", count: padding) + value]
+        }
     }
 
     func sourcePosition(_ frame: SourceFrame) -> String? {
@@ -337,6 +360,7 @@ public struct FindingReport {
     }
 
     public func json(_ facts: FindingFacts) -> JSONObject {
+        if facts.isStackguard { return stackJSON(facts) }
         let r = facts.record
         var o = JSONObject()
         o.add("tool", .string(facts.toolName))
@@ -387,7 +411,9 @@ public struct FindingReport {
         return o.value
     }
 
-    static func json(_ frame: ResolvedFrame) -> JSONValue {
+    static func json(_ frame: ResolvedFrame) -> JSONValue { jsonObject(frame).value }
+
+    static func jsonObject(_ frame: ResolvedFrame) -> JSONObject {
         var o = JSONObject()
         o.add("address", .string(hexAddress(frame.address)))
         o.add("function", frame.location.map { .string($0.function) } ?? .null)
@@ -406,7 +432,7 @@ public struct FindingReport {
             i.add("column", s.column.map { .int(Int64($0)) } ?? .null)
             return i.value
         }))
-        return o.value
+        return o
     }
 }
 

@@ -9,8 +9,9 @@ extension FindingReport {
     public static let sarifSchema = "https://json.schemastore.org/sarif-2.1.0.json"
     public static let sarifVersion = "2.1.0"
 
-    /// The heap rules, always listed so their indices never move.
-    static let heapRules: [(id: String, name: String, kind: String, help: String)] = [
+    /// The rules of the bug classes this CLI knows, always listed so their indices
+    /// never move (new ones are appended): a run holds every tool's results.
+    static let knownRules: [(id: String, name: String, kind: String, help: String)] = [
         ("KDBT-HEAP-UAF", "UseAfterFree", "use-after-free",
          "A heap object was accessed after it was freed."),
         ("KDBT-HEAP-OOB", "SlabOutOfBounds", "slab-out-of-bounds",
@@ -19,15 +20,17 @@ extension FindingReport {
          "A heap object was freed when it was already free."),
         ("KDBT-HEAP-INVALID-FREE", "InvalidFree", "invalid-free",
          "A pointer that is not the start of a live heap object was freed."),
+        ("KDBT-STACK-NEAR-OVERFLOW", "StackNearOverflow", "stack-near-overflow",
+         "A kernel stack's free space fell below stackguard's threshold: a little more depth would overflow it."),
     ]
 
     /// The whole report as one SARIF log (pretty-printing is left to viewers).
     public func sarif() -> String {
-        var rules = FindingReport.heapRules.map { rule -> JSONValue in
+        var rules = FindingReport.knownRules.map { rule -> JSONValue in
             FindingReport.sarifRule(id: rule.id, name: rule.name, short: rule.kind, full: rule.help)
         }
         var ruleIndex: [String: Int] = [:]
-        for (i, rule) in FindingReport.heapRules.enumerated() { ruleIndex[rule.id] = i }
+        for (i, rule) in FindingReport.knownRules.enumerated() { ruleIndex[rule.id] = i }
         var results: [JSONValue] = []
         for record in records {
             let facts = FindingFacts(record)
@@ -99,6 +102,12 @@ extension FindingReport {
         fingerprints.add("kdbtFunctionHash/v1", .string(FindingReport.fingerprint(facts, faulting)))
         result.add("partialFingerprints", fingerprints.value)
         result.add("occurrenceCount", .uint(UInt64(max(r.count, 1))))
+        if facts.isStackguard {
+            let details = stackSARIFDetails(facts)
+            result.add("stacks", .array(details.stacks))
+            result.add("properties", details.properties)
+            return result.value
+        }
 
         var stacks: [JSONValue] = [
             FindingReport.sarifStack("Call trace (task \(r.comm)/\(r.pid) on cpu \(r.cpu))",
@@ -169,13 +178,19 @@ extension FindingReport {
         return location.value
     }
 
-    static func sarifStack(_ text: String, _ frames: [ResolvedFrame]) -> JSONValue {
+    /// `stackBytes` (stackguard): each frame's stack usage, as a frame property.
+    static func sarifStack(_ text: String, _ frames: [ResolvedFrame], stackBytes: [UInt32?] = []) -> JSONValue {
         var stack = JSONObject()
         stack.add("message", sarifMessage(text))
-        stack.add("frames", .array(frames.map { frame in
+        stack.add("frames", .array(frames.enumerated().map { i, frame in
             var f = JSONObject()
             f.add("location", sarifLocation(frame, message: true))
             if let module = frame.location?.module { f.add("module", .string(module)) }
+            if i < stackBytes.count, let bytes = stackBytes[i] {
+                var properties = JSONObject()
+                properties.add("stackBytes", .uint(UInt64(bytes)))
+                f.add("properties", properties.value)
+            }
             return f.value
         }))
         return stack.value

@@ -261,6 +261,12 @@ public struct FindingRecord: Equatable, Sendable {
     public var shadowAddress: UInt64
     public var shadow: [UInt8]
     public var timestampNanoseconds: UInt64
+    /// stackguard: stack bytes each access-stack frame uses (0: not known), one
+    /// per frame of `accessStack`.
+    public var frameBytes: [UInt32]
+    /// stackguard: which stack (a StackKind's raw value; kept raw so kinds a newer
+    /// module adds still decode).
+    public var stackKind: UInt32
 
     /// Decodes a record the module wrote (hosted side only: builds Strings and arrays).
     public init(decoding r: LayoutReader) {
@@ -288,6 +294,9 @@ public struct FindingRecord: Equatable, Sendable {
         for i in 0..<(FindingRecord.shadowRows * FindingRecord.shadowRowBytes) { s.append(r.u8(O.shadow + i)) }
         shadow = s
         timestampNanoseconds = r.u64(O.timestamp)
+        // One entry per recorded frame: the rest of the array is padding.
+        frameBytes = (0..<accessStack.frames.count).map { r.u32(O.frameBytes + 4 * $0) }
+        stackKind = r.u32(O.stackKind)
     }
 
     static func string(_ r: LayoutReader, _ offset: Int, _ bytes: Int) -> String {

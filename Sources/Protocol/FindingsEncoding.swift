@@ -12,7 +12,7 @@ extension FindingRecord {
                 cacheName: String = "", accessStack: FindingStack, allocated: FindingTrack,
                 freed: FindingTrack? = nil, shadowAddress: UInt64 = 0,
                 shadow: [UInt8] = [UInt8](repeating: 0, count: FindingLayout.shadowRows * FindingLayout.shadowRowBytes),
-                timestampNanoseconds: UInt64 = 0) {
+                timestampNanoseconds: UInt64 = 0, frameBytes: [UInt32] = [], stackKind: UInt32 = 0) {
         self.tool = tool
         self.kind = kind
         self.flags = flags
@@ -33,6 +33,11 @@ extension FindingRecord {
         self.shadowAddress = shadowAddress
         self.shadow = shadow
         self.timestampNanoseconds = timestampNanoseconds
+        // As decoding yields them: one per frame of the access stack, unknown (0)
+        // where none was given.
+        let depth = min(accessStack.frames.count, FindingStack.maxFrames)
+        self.frameBytes = Array(frameBytes.prefix(depth)) + Array(repeating: 0, count: max(0, depth - frameBytes.count))
+        self.stackKind = stackKind
     }
 
     /// Writes the record into `sizeV1` bytes, as the module does; reserved bytes
@@ -63,6 +68,8 @@ extension FindingRecord {
             w.u8(O.shadow + i, b)
         }
         w.u64(O.timestamp, timestampNanoseconds)
+        for (i, bytes) in frameBytes.prefix(FindingLayout.maxFrames).enumerated() { w.u32(O.frameBytes + 4 * i, bytes) }
+        w.u32(O.stackKind, stackKind)
     }
 
     /// NUL-padded; one byte is kept for the terminator, as the kernel's strscpy does.

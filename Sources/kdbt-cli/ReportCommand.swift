@@ -17,9 +17,10 @@ struct ReportCommand: ParsableCommand {
             /proc/kallsyms). Per-block counts are updated without atomics, so concurrent \
             CPUs can lose a few: they rank, the per-CPU totals are exact.
 
-            Findings of the checking tools (heapcheck) are printed in KASAN's report \
-            layout (text), as one JSON object per finding per line (json), or as a \
-            SARIF 2.1.0 log (sarif). Frames are kallsyms' function+offset; with \
+            Findings of the checking tools (heapcheck, stackguard) are printed in \
+            KASAN's report layout (text; stackguard's with each frame's stack bytes \
+            and the largest stack users), as one JSON object per finding per line \
+            (json), or as a SARIF 2.1.0 log (sarif). Frames are kallsyms' function+offset; with \
             --symbolize, also file and line and inlined calls, from DWARF. Exit \
             status 2 when there is nothing to report; 1 with --fail-on-findings when \
             there is any finding.

@@ -63,6 +63,8 @@ enum ReportFixture {
         ffffffff81200300 T _etext
         ffffffffc0001000 t kdbt_heapbugs_uaf_read\t[kdbt_heapbugs]
         ffffffffc0001060 t kdbt_heapbugs_end\t[kdbt_heapbugs]
+        ffffffffc0002000 t deep_recursion\t[kdbt_stackbugs]
+        ffffffffc0002040 t kdbt_stackbugs_end\t[kdbt_stackbugs]
         """)
 
     static let useAfterFree = FindingRecord(
@@ -74,6 +76,15 @@ enum ReportFixture {
         freed: FindingTrack(pid: 123, cpu: 1, comm: "sh", stack: FindingStack(frames: [0xFFFF_FFFF_8120_0120])),
         shadowAddress: 0xFFFF_8880_03D4_C700,
         shadow: [UInt8](repeating: ShadowByte.slabFree, count: 80))
+
+    /// stackguard: 1552 bytes left on the task stack, two frames of deep_recursion.
+    static let nearOverflow = FindingRecord(
+        tool: FindingTool.stackguard.rawValue, kind: StackBugKind.nearOverflow.rawValue,
+        address: 0xFFFF_C900_0043_0610, pc: 0xFFFF_FFFF_C000_201D, accessSize: 264, cpu: 0, pid: 77, comm: "sh",
+        objectStart: 0xFFFF_C900_0043_0000, objectSize: 16384, cacheObjectSize: 1552, cacheName: "task",
+        accessStack: FindingStack(frames: [0xFFFF_FFFF_C000_201D, 0xFFFF_FFFF_C000_202E, 0xFFFF_FFFF_8120_0240]),
+        allocated: FindingTrack(pid: 0, cpu: 0, comm: "", stack: FindingStack(frames: [])),
+        frameBytes: [272, 272, 96], stackKind: StackKind.task.rawValue)
 
     static func ring(_ records: [FindingRecord], dropped: UInt64 = 0, errno: Int32 = 0)
         -> (String) throws(DeviceError) -> any DeviceConnection {
@@ -180,6 +191,37 @@ extension CLITests {
             #expect(seen.arguments?.0 == "/v" && seen.arguments?.1 == "/m")
             #expect(r.stderr.isEmpty)
             #expect(r.stdout.contains("\n read_field heapbugs.c:20 [inline]\n kdbt_heapbugs_uaf_read+0x2a/0x60 [kdbt_heapbugs] heapbugs.c:41\n"))
+        }
+
+        @Test("stackguard findings alone: rendered in each format; --fail-on-findings exits 1")
+        func stackguardOnly() {
+            let ring = ReportFixture.ring([ReportFixture.nearOverflow])
+            let r = run(["report"], open: ring, configure: ReportFixture.symbols)
+            #expect(r.exitCode == 0)
+            #expect(r.stdout.contains("\nBUG: KDBT: stack-near-overflow in deep_recursion+0x1d/0x40 [kdbt_stackbugs]\n"
+                + "Stack pointer ffffc90000430610 leaves 1552 bytes free on the task stack"))
+            #expect(r.stdout.contains("\nLargest stack users on this path:\n deep_recursion [kdbt_stackbugs]: 544 bytes in 2 frames\n"
+                + " do_syscall_64: 96 bytes in 1 frame\n"))
+            let failing = run(["report", "--fail-on-findings"], open: ring, configure: ReportFixture.symbols)
+            #expect(failing.exitCode == 1)
+            #expect(failing.stdout == r.stdout)
+            let json = run(["report", "--fail-on-findings", "--format", "json"], open: ring, configure: ReportFixture.symbols)
+            #expect(json.exitCode == 1)
+            #expect(json.stdout.hasPrefix("{\"tool\":\"stackguard\",\"kind\":\"stack-near-overflow\",\"rule\":\"KDBT-STACK-NEAR-OVERFLOW\""))
+        }
+
+        @Test("a ring with both tools' findings: both reports in ring order, one SARIF run")
+        func mixed() {
+            let ring = ReportFixture.ring([ReportFixture.useAfterFree, ReportFixture.nearOverflow])
+            let r = run(["report"], open: ring, configure: ReportFixture.symbols)
+            #expect(r.exitCode == 0)
+            let uaf = r.stdout.firstRange(of: "BUG: KDBT: use-after-free in ")
+            let stack = r.stdout.firstRange(of: "BUG: KDBT: stack-near-overflow in ")
+            #expect(uaf != nil && stack != nil && uaf!.lowerBound < stack!.lowerBound)
+            let sarif = run(["report", "--format", "sarif"], open: ring, configure: ReportFixture.symbols)
+            #expect(sarif.stdout.ranges(of: "\"runs\":[").count == 1)
+            #expect(sarif.stdout.ranges(of: "\"ruleId\":\"KDBT-HEAP-UAF\"").count == 1)
+            #expect(sarif.stdout.ranges(of: "\"ruleId\":\"KDBT-STACK-NEAR-OVERFLOW\",\"ruleIndex\":4").count == 1)
         }
 
         @Test("a module refusing the findings request is an environment error")

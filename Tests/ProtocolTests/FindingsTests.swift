@@ -29,8 +29,57 @@ struct FindingsLayoutTests {
             #expect(r.u32(416) == 124 && r.u32(416 + 24) == 3)
             #expect(r.u8(584 + 79) == 79)
             #expect(r.u64(664) == 42)
+            // heapcheck leaves stackguard's fields and the reserved tail zero.
             #expect(r.isZero(672, 96))
             #expect(FindingRecord(decoding: r) == Self.record)
+            #expect(FindingRecord(decoding: r).frameBytes == [0, 0])
+        }
+    }
+
+    static let stackRecord = FindingRecord(
+        tool: FindingTool.stackguard.rawValue, kind: StackBugKind.nearOverflow.rawValue, count: 2,
+        address: 0xFFFF_C900_0043_3A10, pc: 0xFFFF_FFFF_C000_201D, accessSize: 264, cpu: 1, pid: 123, comm: "sh",
+        objectStart: 0xFFFF_C900_0043_0000, objectSize: 16384, cacheObjectSize: 1552, cacheName: "task",
+        accessStack: FindingStack(frames: [0xFFFF_FFFF_C000_201D, 0xFFFF_FFFF_C000_202E, 0xFFFF_FFFF_8120_0240]),
+        allocated: FindingTrack(pid: 0, cpu: 0, comm: "", stack: FindingStack(frames: [])),
+        timestampNanoseconds: 7, frameBytes: [272, 0, 120], stackKind: StackKind.task.rawValue)
+
+    @Test("stackguard's frame sizes and stack kind sit at 672 and 736 and round-trip")
+    func stackguardRoundTrip() {
+        withBuffer(FindingRecord.sizeV1) { buffer in
+            Self.stackRecord.encode(LayoutWriter(buffer))
+            let r = LayoutReader(UnsafeRawBufferPointer(buffer))
+            #expect(r.u16(4) == 2 && r.u16(6) == 1)
+            #expect(r.u32(672) == 272 && r.u32(676) == 0 && r.u32(680) == 120)
+            #expect(r.isZero(684, 52))
+            #expect(r.u32(736) == 1)
+            #expect(r.isZero(740, 28))
+            let decoded = FindingRecord(decoding: r)
+            #expect(decoded == Self.stackRecord)
+            #expect(decoded.frameBytes == [272, 0, 120])
+            #expect(decoded.stackKind == StackKind.task.rawValue)
+            #expect(decoded.freed == nil)
+        }
+    }
+
+    @Test("frame sizes follow the stack depth: missing ones are unknown (0), extra ones dropped")
+    func frameBytesDepth() {
+        var record = Self.stackRecord
+        let frames = FindingStack(frames: [1, 2, 3, 4])
+        let short = FindingRecord(tool: 2, kind: 1, address: 0, pc: 0, accessSize: 0, cpu: 0, pid: 0, comm: "",
+                                  accessStack: frames, allocated: record.allocated, frameBytes: [8])
+        #expect(short.frameBytes == [8, 0, 0, 0])
+        let long = FindingRecord(tool: 2, kind: 1, address: 0, pc: 0, accessSize: 0, cpu: 0, pid: 0, comm: "",
+                                 accessStack: FindingStack(frames: [1]), allocated: record.allocated, frameBytes: [8, 9])
+        #expect(long.frameBytes == [8])
+        // A full stack: all 16 sizes are encoded and decoded.
+        record.accessStack = FindingStack(frames: (1...16).map { UInt64($0) })
+        record.frameBytes = (1...16).map { UInt32($0) * 16 }
+        withBuffer(FindingRecord.sizeV1) { buffer in
+            record.encode(LayoutWriter(buffer))
+            let r = LayoutReader(UnsafeRawBufferPointer(buffer))
+            #expect(r.u32(672 + 4 * 15) == 256)
+            #expect(FindingRecord(decoding: r).frameBytes == record.frameBytes)
         }
     }
 

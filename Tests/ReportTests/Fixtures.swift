@@ -10,6 +10,8 @@ import Protocol
 enum Fixture {
     static let kallsymsText = """
         ffffffff81000000 T _stext
+        ffffffff811ffe00 T ksys_write
+        ffffffff811fff00 T vfs_write
         ffffffff81200000 T __kmalloc
         ffffffff81200100 T kfree
         ffffffff81200200 T do_syscall_64
@@ -18,6 +20,9 @@ enum Fixture {
         ffffffffc0001000 t kdbt_heapbugs_uaf_read\t[kdbt_heapbugs]
         ffffffffc0001060 t kdbt_heapbugs_write\t[kdbt_heapbugs]
         ffffffffc0001100 t kdbt_heapbugs_end\t[kdbt_heapbugs]
+        ffffffffc0002000 t deep_recursion\t[kdbt_stackbugs]
+        ffffffffc0002040 t stack_hog\t[kdbt_stackbugs]
+        ffffffffc0002100 t kdbt_stackbugs_end\t[kdbt_stackbugs]
         """
     static let kallsyms = try! Kallsyms(text: kallsymsText)
 
@@ -27,6 +32,10 @@ enum Fixture {
     static let entry: UInt64 = 0xFFFF_FFFF_8120_0300
     static let uafRead: UInt64 = 0xFFFF_FFFF_C000_1000
     static let write: UInt64 = 0xFFFF_FFFF_C000_1060
+    static let ksysWrite: UInt64 = 0xFFFF_FFFF_811F_FE00
+    static let vfsWrite: UInt64 = 0xFFFF_FFFF_811F_FF00
+    static let deepRecursion: UInt64 = 0xFFFF_FFFF_C000_2000
+    static let stackHog: UInt64 = 0xFFFF_FFFF_C000_2040
 
     static let object: UInt64 = 0xFFFF_8880_03D4_C800
     /// Two rows before the object's row, as KASAN centres the dump.
@@ -82,6 +91,25 @@ enum Fixture {
     static func outOfBounds(address: UInt64, size: UInt32 = 1) -> FindingRecord {
         access(.outOfBounds, address: address, size: size, write: true, pc: write + 0x10, objectSize: 100,
                objectRow: oobRow)
+    }
+
+    static let taskStack: UInt64 = 0xFFFF_C900_0043_0000
+
+    /// stackguard: 1552 bytes left on a 16 KiB task stack after a 264-byte
+    /// adjustment in deep_recursion, four frames deep in it; do_syscall_64's
+    /// frame size is not known, one frame is at an address kallsyms does not know.
+    static func nearOverflow(count: UInt32 = 1, stackKind: StackKind = .task,
+                             frameBytes: [UInt32] = [272, 272, 272, 272, 1032, 120, 24, 0, 40, 16]) -> FindingRecord {
+        roundTrip(FindingRecord(
+            tool: FindingTool.stackguard.rawValue, kind: StackBugKind.nearOverflow.rawValue, count: count,
+            address: taskStack + 1552, pc: deepRecursion + 0x1D, accessSize: 264, cpu: 1, pid: 123, comm: "sh",
+            objectStart: taskStack, objectSize: 16384, cacheObjectSize: 1552, cacheName: "\(stackKind.name)",
+            accessStack: FindingStack(frames: [
+                deepRecursion + 0x1D, deepRecursion + 0x2E, deepRecursion + 0x2E, deepRecursion + 0x2E,
+                stackHog + 0x30, vfsWrite + 0x50, ksysWrite + 0x20, syscall + 0x40, entry + 0x60, 0x1234,
+            ]),
+            allocated: FindingTrack(pid: 0, cpu: 0, comm: "", stack: FindingStack(frames: [])),
+            timestampNanoseconds: 9_000_000_456, frameBytes: frameBytes, stackKind: stackKind.rawValue))
     }
 
     static func badFree(_ kind: HeapBugKind, address: UInt64) -> FindingRecord {

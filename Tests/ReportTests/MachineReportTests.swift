@@ -102,7 +102,8 @@ struct SARIFReportTests {
         #expect(driver["name"] as? String == "kdbt")
         let rules = try #require(driver["rules"] as? [[String: Any]])
         #expect(rules.map { $0["id"] as? String } ==
-                ["KDBT-HEAP-UAF", "KDBT-HEAP-OOB", "KDBT-HEAP-DOUBLE-FREE", "KDBT-HEAP-INVALID-FREE"])
+                ["KDBT-HEAP-UAF", "KDBT-HEAP-OOB", "KDBT-HEAP-DOUBLE-FREE", "KDBT-HEAP-INVALID-FREE",
+                 "KDBT-STACK-NEAR-OVERFLOW"])
         for rule in rules {
             #expect((rule["shortDescription"] as? [String: Any])?["text"] is String)
             #expect((rule["defaultConfiguration"] as? [String: Any])?["level"] as? String == "error")
@@ -178,9 +179,9 @@ struct SARIFReportTests {
         let (_, run, results) = try log([repeated, unknown], dropped: 2)
         #expect(results[0]["occurrenceCount"] as? Int == 5)
         #expect(results[1]["ruleId"] as? String == "KDBT-STACKGUARD-9")
-        #expect(results[1]["ruleIndex"] as? Int == 4)
+        #expect(results[1]["ruleIndex"] as? Int == 5)
         let rules = try #require(((run["tool"] as? [String: Any])?["driver"] as? [String: Any])?["rules"] as? [[String: Any]])
-        #expect(rules.count == 5 && rules[4]["id"] as? String == "KDBT-STACKGUARD-9")
+        #expect(rules.count == 6 && rules[5]["id"] as? String == "KDBT-STACKGUARD-9")
         let invocation = try #require((run["invocations"] as? [[String: Any]])?.first)
         let notes = try #require(invocation["toolExecutionNotifications"] as? [[String: Any]])
         #expect((notes[0]["message"] as? [String: Any])?["text"] as? String
