@@ -27,6 +27,13 @@ show sh -c 'kdbt report --format json | head -c 600; echo'
 show sh -c 'kdbt report --format sarif | head -c 800; echo'
 show sh -c 'kdbt report --fail-on-findings >/dev/null; echo "kdbt report --fail-on-findings: exit $?"'
 show kdbt detach
+
+# stackguard: a seeded deep recursion caught before the stack overflows, with
+# heapcheck and inscount on the same attach.
+show kdbt attach --tool stackguard --tool heapcheck --tool inscount
+show sh -c 'echo deep-recursion > /sys/module/kdbt_heapbugs/parameters/trigger'
+show kdbt report --symbolize --modules /kdbt --top 5
+show kdbt detach
 show rmmod kdbt_heapbugs
 show kdbt status
 show rmmod kdbt

@@ -39,6 +39,9 @@ enum KernelStackGuard {
                                         findings: findings),
               t.register(StackGuard.registration(s), storageBytes: StackGuard.storageBytes)
         else { return nil }
+        let start: StaticString = "__entry_text_start", end: StaticString = "__entry_text_end"
+        s.pointee.excludedStart = kdbt_host_symbol(start.utf8Start)
+        s.pointee.excludedEnd = kdbt_host_symbol(end.utf8Start)
         s.pointee.triggerOffset = t.state.pointee.contextGSOffset + t.storageOffset(ofTool: t.state.pointee.toolCount - 1)
         return s
     }

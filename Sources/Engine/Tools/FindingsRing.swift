@@ -43,6 +43,17 @@ public struct FindingsRing {
         return true
     }
 
+    /// Like countRepeat, and lets `update` change the record (under the lock).
+    public mutating func countRepeat(_ key: UInt64, update: (UnsafeMutableRawBufferPointer) -> Void) -> Bool {
+        lock()
+        defer { unlock() }
+        guard let i = index(of: key) else { return false }
+        bumpCount(i)
+        update(UnsafeMutableRawBufferPointer(start: records + i * FindingLayout.recordBytes,
+                                             count: FindingLayout.recordBytes))
+        return true
+    }
+
     /// Adds a finished record (FindingLayout bytes; its count field is set to 1),
     /// or counts it again when its key arrived meanwhile.
     public mutating func add(_ key: UInt64, _ record: UnsafeRawPointer) {

@@ -59,6 +59,10 @@ public struct StackGuardState {
     public let cpus: Int
     /// The per-context trigger's %gs offset (set at registration).
     public var triggerOffset: Int32 = 0
+    /// Code not instrumented: the kernel's entry code, which runs on the small
+    /// entry and exception stacks with a fixed, known depth.
+    public var excludedStart: UInt64 = 0
+    public var excludedEnd: UInt64 = 0
     public var slowPaths: UInt64 = 0
     public var checksInserted: UInt64 = 0
 }
@@ -90,9 +94,9 @@ public enum StackGuard {
                          data: UnsafeMutableRawPointer(state), onBlock: onBlock)
     }
 
-    /// The trigger each context starts with: the slow path runs until the first
-    /// deepest point is known.
-    public static func initialTrigger(_ s: UnsafeMutablePointer<StackGuardState>) -> UInt64 { stackBytes / 2 }
+    /// The trigger each context starts with: every descent goes to the slow path
+    /// until the first deepest point is known, then only deeper ones.
+    public static func initialTrigger(_ s: UnsafeMutablePointer<StackGuardState>) -> UInt64 { stackBytes }
 
     public static func highWater(_ s: UnsafeMutablePointer<StackGuardState>, cpu: Int) -> StackHighWater {
         cpu < s.pointee.cpus ? s.pointee.highWater[cpu] : StackHighWater()
@@ -106,6 +110,7 @@ public enum StackGuard {
         var operands = Operands()
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
+            if insn.address &- s.pointee.excludedStart < s.pointee.excludedEnd &- s.pointee.excludedStart { continue }
             Decoder.decodeOperands(insn, into: &operands)
             guard let down = descent(insn, operands), down > 0, down < 1 << 16 else { continue }
             let check = InlineCheck(
@@ -194,7 +199,10 @@ public enum StackGuard {
                 context.storeBytes(of: next, toByteOffset: Int(s.pointee.triggerOffset - gsBase(context)), as: UInt64.self)
             }
         }
-        guard free < s.pointee.threshold else { return }
+        // Smaller stacks (exception stacks) get a proportional threshold; the
+        // entry stack is full by design.
+        guard StackKind(rawValue: kind) != .entry,
+              free < s.pointee.threshold * min(size, stackBytes) / stackBytes else { return }
         report(s, context, pc: pc, sp: sp, down: down, kind: kind, base: base, size: size, free: free)
     }
 
@@ -204,7 +212,8 @@ public enum StackGuard {
         Translator(context: context).state.pointee.contextGSOffset
     }
 
-    /// A finding, once per call path (the frames' return addresses).
+    /// A finding, once per call path (the frames' return addresses), showing its
+    /// deepest point.
     static func report(_ s: UnsafeMutablePointer<StackGuardState>, _ context: UnsafeMutableRawPointer, pc: UInt64,
                        sp: UInt64, down: UInt64, kind: UInt32, base: UInt64, size: UInt64, free: UInt64) {
         typealias O = FindingLayout.Offset
@@ -218,7 +227,17 @@ public enum StackGuard {
             for k in 0..<depth { path = (path ^ frames[k]) &* 0x100_0000_01B3 }
             let key = FindingsRing.key(UInt64(FindingTool.stackguard.rawValue) << 32 | UInt64(StackBugKind.nearOverflow.rawValue),
                                        path)
-            if s.pointee.findings.pointee.countRepeat(key) { return }
+            // Seen on this path before: keep the deepest point.
+            let repeated = s.pointee.findings.pointee.countRepeat(key) { record in
+                let r = LayoutReader(UnsafeRawBufferPointer(record))
+                guard free < r.u64(O.cacheObjectSize) else { return }
+                let w = LayoutWriter(record)
+                w.u64(O.address, sp)
+                w.u64(O.cacheObjectSize, free)
+                w.u32(O.accessSize, UInt32(truncatingIfNeeded: down))
+                w.u64(O.pc, pc)
+            }
+            if repeated { return }
             withUnsafeTemporaryAllocation(byteCount: FindingLayout.recordBytes, alignment: 8) { bytes in
                 bytes.initializeMemory(as: UInt8.self, repeating: 0)
                 let w = LayoutWriter(bytes)
