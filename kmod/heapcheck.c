@@ -30,7 +30,6 @@ static inline void *slab_address(const struct slab *slab)
 #include <linux/sched.h>
 #include <linux/random.h>
 #include <linux/spinlock.h>
-#include <asm/unwind.h>
 #include <asm/page.h>
 #include "kdbt_shim.h"
 
@@ -92,31 +91,10 @@ int kdbt_hc_classes(u64 *sizes, u64 *caches, int capacity)
 	return i;
 }
 
-/* The stack at (pc, sp, bp) as the ORC unwinder walks it: translated code keeps
- * native return addresses on the stack, so this is the native call chain. */
+/* The stack at (pc, sp, bp), by the walk stackguard uses (stackguard.c). */
 int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
 {
-	struct unwind_state state;
-	struct pt_regs regs = {};
-	int n = 0;
-
-	if (capacity <= 0)
-		return 0;
-	frames[n++] = pc;
-	regs.ip = pc;
-	regs.sp = sp;
-	regs.bp = bp;
-	regs.cs = __KERNEL_CS;
-	regs.ss = __KERNEL_DS;
-	for (unwind_start(&state, current, &regs, NULL); !unwind_done(&state) && n < capacity;
-	     unwind_next_frame(&state)) {
-		unsigned long address = unwind_get_return_address(&state);
-
-		if (!address)
-			break;
-		frames[n++] = address;
-	}
-	return n;
+	return kdbt_sg_capture_frames(pc, sp, bp, frames, NULL, capacity);
 }
 
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm)

@@ -46,8 +46,10 @@ u32 kdbt_sg_classify(u64 sp, u64 *base, u64 *size)
 	}
 }
 
-/* frames[0] = pc, sps[0] = sp; then each caller's return address and the stack
- * pointer in that caller once the callee has returned. */
+/* The call chain as the ORC unwinder walks it (translated code keeps native
+ * return addresses on the stack, so this is the native chain): frames[0] = pc,
+ * sps[0] = sp; then each caller's return address and, when sps is not NULL, the
+ * stack pointer in that caller once the callee has returned. */
 int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int capacity)
 {
 	struct unwind_state state;
@@ -57,7 +59,9 @@ int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int ca
 	if (capacity <= 0)
 		return 0;
 	frames[n] = pc;
-	sps[n++] = sp;
+	if (sps)
+		sps[n] = sp;
+	n++;
 	regs.ip = pc;
 	regs.sp = sp;
 	regs.bp = bp;
@@ -70,7 +74,9 @@ int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int ca
 		if (!address)
 			break;
 		frames[n] = address;
-		sps[n++] = state.sp;
+		if (sps)
+			sps[n] = state.sp;
+		n++;
 	}
 	return n;
 }

@@ -35,9 +35,6 @@ cp /tmp/out /tmp/report.json
 expect_status 0 "kdbt report --format sarif" -- kdbt report --format sarif
 expect_status 1 "kdbt report --fail-on-findings exits 1" -- kdbt report --fail-on-findings
 
-check() { # PATTERN DESCRIPTION FILE
-	if grep -qE "$1" "$3"; then ok "$2"; else not_ok "$2 (no /$1/ in $3)"; fi
-}
 check "BUG: KDBT: use-after-free in uaf_read" "uaf-read: class and function" /tmp/report.txt
 check "Read of size 4 at addr" "uaf-read: read of size 4" /tmp/report.txt
 check "located 12 bytes inside of" "uaf-read: offset 12 inside" /tmp/report.txt

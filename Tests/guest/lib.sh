@@ -20,6 +20,11 @@ expect_output() {
 	if grep -qE "$1" /tmp/out; then ok "$2"; else not_ok "$2 (no match for /$1/)"; fi
 }
 
+# check PATTERN DESCRIPTION FILE: FILE matches PATTERN (grep -E).
+check() {
+	if grep -qE "$1" "$3"; then ok "$2"; else not_ok "$2 (no /$1/ in $3)"; fi
+}
+
 finish() {
 	echo "$passed passed, $failed failed"
 	[ "$failed" = 0 ]

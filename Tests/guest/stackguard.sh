@@ -6,9 +6,6 @@
 # stacked on one attach all do their work.
 . /test/files/lib.sh
 trigger() { echo "$1" > /sys/module/kdbt_heapbugs/parameters/trigger; }
-check() { # PATTERN DESCRIPTION FILE
-	if grep -qE "$1" "$3"; then ok "$2"; else not_ok "$2 (no /$1/ in $3)"; fi
-}
 
 expect_status 0 "insmod kdbt.ko" -- insmod "$KDBT_KMOD"
 expect_status 0 "insmod kdbt_heapbugs.ko" -- insmod /kdbt/kdbt_heapbugs.ko

@@ -193,6 +193,14 @@ extension KernelHost {
             return .outOfMemory
         }
         var arena = Arena(base: block, capacity: arenaBytes)
+        var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
+        // Everything allocated so far goes back.
+        func outOfMemory() -> AttachRefusal {
+            if let kh = heapCheck { freeArena(kh.pointee.arena) }
+            freeArena(block)
+            kdbt_host_takeover_free()
+            return .outOfMemory
+        }
         let functions = TranslatorHostFunctions(
             allocateCode: { bytes, near in kdbt_host_code_alloc(bytes, near) },
             readCode: { destination, address, count in kdbt_host_read_code(destination, address, count) },
@@ -204,11 +212,7 @@ extension KernelHost {
               let stubTable = arena.allocate(bytes: 256 * 8, alignment: 8),
               let t = Translator.create(in: &arena, host: functions, limits: limits,
                                         contextGSOffset: Int32(kdbt_host_context_gs_offset()))
-        else {
-            freeArena(block)
-            kdbt_host_takeover_free()
-            return .outOfMemory
-        }
+        else { return outOfMemory() }
         var insCountOffset: Int32 = -1
         var insCountData: UnsafeMutablePointer<InsCountData>? = nil
         if request.tools & ToolBits.null != 0 { _ = t.register(NullTool.registration, storageBytes: 0) }
@@ -218,11 +222,7 @@ extension KernelHost {
             guard let data = arena.allocate(InsCountData.self), let profile = arena.allocate(InsCountProfile.self),
                   let starts = arena.allocate(bytes: limits.maxFragments * 8, alignment: 8),
                   let counters = kdbt_host_code_alloc(limits.maxFragments * 8, 0)
-            else {
-                freeArena(block)
-                kdbt_host_takeover_free()
-                return .outOfMemory
-            }
+            else { return outOfMemory() }
             counters.initializeMemory(as: UInt8.self, repeating: 0, count: limits.maxFragments * 8)
             profile.initialize(to: InsCountProfile(
                 counters: counters.bindMemory(to: UInt64.self, capacity: limits.maxFragments),
@@ -237,34 +237,20 @@ extension KernelHost {
         var findings: UnsafeMutablePointer<FindingsRing>? = nil
         if request.tools & ToolBits.checking != 0 {
             findings = KernelFindings.create(in: &arena)
-            guard findings != nil else {
-                freeArena(block)
-                kdbt_host_takeover_free()
-                return .outOfMemory
-            }
+            guard findings != nil else { return outOfMemory() }
         }
-        var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
         if request.tools & ToolBits.heapcheck != 0, let ring = findings {
             let redzone = request.redzoneBytes != 0 ? UInt64(request.redzoneBytes) : KernelHeapCheck.defaultRedzone
             let quarantine = request.quarantineBytes != 0 ? request.quarantineBytes : KernelHeapCheck.defaultQuarantine
             heapCheck = KernelHeapCheck.create(t, redzone: redzone, quarantine: quarantine, findings: ring,
                                                allocate: { allocateArena(bytes: $0) }, free: { freeArena($0) })
-            guard heapCheck != nil else {
-                freeArena(block)
-                kdbt_host_takeover_free()
-                return .outOfMemory
-            }
+            guard heapCheck != nil else { return outOfMemory() }
         }
         var stackGuard: UnsafeMutablePointer<StackGuardState>? = nil
         if request.tools & ToolBits.stackguard != 0, let ring = findings {
             let threshold = request.stackThreshold != 0 ? UInt64(request.stackThreshold) : KernelStackGuard.defaultThreshold
             stackGuard = KernelStackGuard.create(t, in: &arena, threshold: threshold, findings: ring)
-            guard stackGuard != nil else {
-                if let kh = heapCheck { freeArena(kh.pointee.arena) }
-                freeArena(block)
-                kdbt_host_takeover_free()
-                return .outOfMemory
-            }
+            guard stackGuard != nil else { return outOfMemory() }
         }
         // Native: the return-to-user tails (their faults are recognised by their
         // native addresses, and they switch to the user's GS), and kdbt itself.
@@ -272,11 +258,7 @@ extension KernelHost {
         _ = t.addNativeExit(iretTail, end: iretTail &+ 1)
         // kdbt's functions that translated code calls (its file operations, IPI
         // callbacks, exported symbols) return into the cache, not natively.
-        guard let returnRoutine = emitReturnRoutine(t) else {
-            freeArena(block)
-            kdbt_host_takeover_free()
-            return .outOfMemory
-        }
+        guard let returnRoutine = emitReturnRoutine(t) else { return outOfMemory() }
         _ = t.addNativeExit(kdbt_host_module_text_start(), end: kdbt_host_module_text_end(), returnThrough: returnRoutine)
 
         let nativeHandler = native.bindMemory(to: UInt64.self, capacity: 256)

@@ -100,6 +100,27 @@ public struct FindingsRing {
         reported &+= 1
     }
 
+    /// Starts a record in `bytes` (zeroed first): the fields every finding has,
+    /// the current task's included.
+    public static func writeHead(
+        _ bytes: UnsafeMutableRawBufferPointer, tool: FindingTool, kind: UInt16, address: UInt64, pc: UInt64,
+        size: UInt64, currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32
+    ) {
+        typealias O = FindingLayout.Offset
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        let w = LayoutWriter(bytes)
+        w.u32(O.recordBytes, UInt32(FindingLayout.recordBytes))
+        w.u16(O.tool, tool.rawValue)
+        w.u16(O.kind, kind)
+        w.u64(O.address, address)
+        w.u64(O.pc, pc)
+        w.u32(O.accessSize, UInt32(truncatingIfNeeded: size))
+        var pid: UInt32 = 0
+        let cpu = currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
+        w.u32(O.cpu, cpu)
+        w.u32(O.pid, pid)
+    }
+
     /// A finding's key from a few words (FNV-1a).
     public static func key(_ a: UInt64, _ b: UInt64, _ c: UInt64 = 0) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325

@@ -781,22 +781,13 @@ public enum HeapCheck {
         s.pointee.statistics.findings &+= 1
         if s.pointee.findings.pointee.countRepeat(key) { return }
         withUnsafeTemporaryAllocation(byteCount: FindingLayout.recordBytes, alignment: 8) { bytes in
-            bytes.initializeMemory(as: UInt8.self, repeating: 0)
+            FindingsRing.writeHead(bytes, tool: .heapcheck, kind: kind.rawValue, address: address, pc: pc, size: size,
+                                   currentTask: s.pointee.host.currentTask)
             let w = LayoutWriter(bytes)
-            w.u32(O.recordBytes, UInt32(FindingLayout.recordBytes))
-            w.u16(O.tool, FindingTool.heapcheck.rawValue)
-            w.u16(O.kind, kind.rawValue)
             var flags: UInt32 = write ? FindingLayout.Flags.write : 0
             if object.origin == HeapObject.fromNamedCache && object.start != 0 { flags |= FindingLayout.Flags.namedCache }
             if object.origin == HeapObject.fromPages { flags |= FindingLayout.Flags.pageBacked }
             w.u32(O.flags, flags)
-            w.u64(O.address, address)
-            w.u64(O.pc, pc)
-            w.u32(O.accessSize, UInt32(truncatingIfNeeded: size))
-            var pid: UInt32 = 0
-            let cpu = s.pointee.host.currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
-            w.u32(O.cpu, cpu)
-            w.u32(O.pid, pid)
             w.u64(O.objectStart, object.start)
             w.u64(O.objectSize, object.size)
             w.u64(O.cacheObjectSize, object.slot)

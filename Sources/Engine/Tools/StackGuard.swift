@@ -239,18 +239,9 @@ public enum StackGuard {
             }
             if repeated { return }
             withUnsafeTemporaryAllocation(byteCount: FindingLayout.recordBytes, alignment: 8) { bytes in
-                bytes.initializeMemory(as: UInt8.self, repeating: 0)
+                FindingsRing.writeHead(bytes, tool: .stackguard, kind: StackBugKind.nearOverflow.rawValue, address: sp,
+                                       pc: pc, size: down, currentTask: s.pointee.host.currentTask)
                 let w = LayoutWriter(bytes)
-                w.u32(O.recordBytes, UInt32(FindingLayout.recordBytes))
-                w.u16(O.tool, FindingTool.stackguard.rawValue)
-                w.u16(O.kind, StackBugKind.nearOverflow.rawValue)
-                w.u64(O.address, sp)
-                w.u64(O.pc, pc)
-                w.u32(O.accessSize, UInt32(truncatingIfNeeded: down))
-                var pid: UInt32 = 0
-                let cpu = s.pointee.host.currentTask(&pid, (bytes.baseAddress! + O.comm).assumingMemoryBound(to: UInt8.self))
-                w.u32(O.cpu, cpu)
-                w.u32(O.pid, pid)
                 w.u64(O.objectStart, base)
                 w.u64(O.objectSize, size)
                 w.u64(O.cacheObjectSize, free)
