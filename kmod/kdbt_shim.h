@@ -76,7 +76,8 @@ u64 kdbt_host_kernel_cs(void);
 u64 kdbt_host_kernel_ss(void);
 void *kdbt_host_return_page(void);
 int kdbt_host_is_function_start(u64 address);
-void kdbt_return_page_free(void);
+bool kdbt_return_page_in_use(void);
+void kdbt_return_page_free(bool in_use);
 
 /* heapcheck (heapcheck.c). */
 int kdbt_heapcheck_init(unsigned long (*lookup)(const char *name));

@@ -322,8 +322,21 @@ void *kdbt_host_return_page(void)
 	return return_page;
 }
 
-void kdbt_return_page_free(void)
+/*
+ * Whether kdbt's functions return through the page now: then the caller of the
+ * function asking (the module's exit, run by rmmod while attached) returns
+ * through it too, and it must stay.
+ */
+bool kdbt_return_page_in_use(void)
 {
-	vfree(return_page);
+	return return_page && READ_ONCE(*(u64 *)return_page) != 0;
+}
+
+/* At unload. `in_use` (sampled on entry to the exit function): left allocated,
+ * one page, because the exit function itself will return through it. */
+void kdbt_return_page_free(bool in_use)
+{
+	if (!in_use)
+		vfree(return_page);
 	return_page = NULL;
 }

@@ -223,13 +223,17 @@ static int __init kdbt_init(void)
 
 static void __exit kdbt_exit(void)
 {
+	/* Unloaded while attached: this function was called from translated code
+	 * and returns through kdbt's return page (see kdbt_host_return_page). */
+	bool returning_through_page = kdbt_return_page_in_use();
+
 	/* No ioctl can be running: misc_deregister waits for none, but the module
 	 * reference held by every open file keeps us from being unloaded before. */
 	misc_deregister(&kdbt_device);
 	kdbt_engine_destroy(engine);
 	engine = NULL;
 	kdbt_findings_exit();
-	kdbt_return_page_free();
+	kdbt_return_page_free(returning_through_page);
 	pr_info("kdbt: unloaded, live allocations %lld (%lld bytes)\n",
 		(long long)atomic64_read(&live_allocations),
 		(long long)atomic64_read(&live_bytes));
