@@ -105,12 +105,20 @@ for command in [KdbtCommand.version, .status, .readText, .selfTest, .detach, .cp
     check("\(command): size 0 -> EINVAL", r == -Errno.EINVAL, describe(r))
     r = ioctlOn(command, size: first - 8, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(first - 8), as: UInt32.self) })
     check("\(command): short size -> EINVAL", r == -Errno.EINVAL, describe(r))
+    // The module knows the current layout (it may be longer than the first):
+    // beyond it, bytes must be zero, and it writes back no more than it knows.
+    let known = command.currentLayoutSize
     var written: UInt32 = 0
-    r = ioctlOn(command, size: first + 64, prepare: { makeValid(command, $0) }, inspect: { p in written = p.load(as: UInt32.self) })
+    r = ioctlOn(command, size: known + 64, prepare: { makeValid(command, $0) }, inspect: { p in written = p.load(as: UInt32.self) })
     check("\(command): oversized with zero tail succeeds", r == 0, describe(r))
-    check("\(command): oversized reply writes only the known size", written == UInt32(first), "\(written)")
-    r = ioctlOn(command, size: first + 64, prepare: { p in makeValid(command, p); p.storeBytes(of: UInt8(1), toByteOffset: first + 63, as: UInt8.self) })
+    check("\(command): oversized reply writes only the known size", written == UInt32(known), "\(written)")
+    r = ioctlOn(command, size: known + 64, prepare: { p in makeValid(command, p); p.storeBytes(of: UInt8(1), toByteOffset: known + 63, as: UInt8.self) })
     check("\(command): oversized with non-zero tail -> E2BIG", r == -Errno.E2BIG, describe(r))
+    if known > first {
+        // An older caller's first layout is still served, and only that much is written back.
+        r = ioctlOn(command, size: first, prepare: { makeValid(command, $0) }, inspect: { p in written = p.load(as: UInt32.self) })
+        check("\(command): the first layout is still accepted", r == 0 && written == UInt32(first), "\(describe(r)) \(written)")
+    }
     r = ioctlOn(command, size: kdbtMaxRequestSize + 1, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(kdbtMaxRequestSize + 1), as: UInt32.self) })
     check("\(command): larger than a page -> E2BIG", r == -Errno.E2BIG, describe(r))
     r = ioctlOn(command, size: first, prepare: { p in makeValid(command, p); p.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self) })
