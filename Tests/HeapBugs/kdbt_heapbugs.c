@@ -165,7 +165,7 @@ static noinline void correct(void)
 
 /* stackguard's seeded case: a recursion as deep as `depth`, each level with a
  * 256-byte frame, deep enough to cross a threshold without overflowing. */
-static unsigned int depth = 40;
+static unsigned int depth = 44;
 module_param(depth, uint, 0644);
 MODULE_PARM_DESC(depth, "levels of the deep-recursion trigger (each about 300 bytes of stack)");
 
