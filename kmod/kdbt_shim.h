@@ -47,7 +47,6 @@ u64 kdbt_host_selftest_stack_top(void);
 void kdbt_host_preempt_disable(void);
 void kdbt_host_preempt_enable(void);
 u32 kdbt_host_cpu(void);
-int kdbt_host_has_bmi2(void);
 long kdbt_host_selftest_native(long workload, long argument);
 u64 kdbt_host_selftest_entry(void);
 

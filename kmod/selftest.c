@@ -183,11 +183,6 @@ u32 kdbt_host_cpu(void)
 	return smp_processor_id();
 }
 
-int kdbt_host_has_bmi2(void)
-{
-	return boot_cpu_has(X86_FEATURE_BMI2);
-}
-
 /* ---- the workloads ---- */
 
 static noinline long selftest_fib(long n)

@@ -99,13 +99,6 @@ long kdbt_sys_xsave_size(void)
 	return b;
 }
 
-int kdbt_sys_has_bmi2(void)
-{
-	unsigned a, b, c, d;
-	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-	return (b >> 8) & 1;
-}
-
 void *kdbt_sys_map_anonymous(long bytes)
 {
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -90,7 +90,6 @@ public final class ProcessHost: @unchecked Sendable {
         var limits = TranslatorLimits()
         limits.saveExtendedState = true
         limits.extendedStateBytes = Int32(kdbt_sys_xsave_size())
-        limits.inlineLookup = kdbt_sys_has_bmi2() != 0
         limits.lookupEntries = 1 << 20
         let bytes = limits.arenaBytes
         // Low, so the inline indirect lookup addresses its table with a disp32.

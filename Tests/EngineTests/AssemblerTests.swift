@@ -81,14 +81,22 @@ struct AssemblerTests {
     @Test("flag-free lookup helpers match GNU as")
     func flagFree() {
         let (bytes, a) = assemble { a in
-            a.pext(.rdx, .rcx, .rax)      // pext rdx, rcx, rax
-            a.pext(.r10, .r11, .r9)       // pext r10, r11, r9
+            a.movzxWord(.rdx, .rcx)       // movzx edx, cx
+            a.movzxWord(.r10, .r11)       // movzx r10d, r11w
             a.not(.rax)                   // not rax
             a.jrcxz(3)                    // jrcxz .+5
             a.lea(.rax, AsmMemory(base: .register(.rax), index: .rcx, scale: 1, displacement: 1))
         }
         #expect(!a.failed)
-        #expect(bytes == hex("c4e2f2f5d0" + "c442a2f5d1" + "48f7d0" + "e303" + "488d440801"))
+        #expect(bytes == hex("0fb7d1" + "450fb7d3" + "48f7d0" + "e303" + "488d440801"))
+    }
+
+    @Test("padding is one NOP instruction of each length (SDM recommended forms)")
+    func nops() {
+        let (bytes, a) = assemble { a in for length in 1...9 { a.nop(length) } }
+        #expect(!a.failed)
+        #expect(bytes == hex("90" + "6690" + "0f1f00" + "0f1f4000" + "0f1f440000" + "660f1f440000"
+                             + "0f1f8000000000" + "0f1f840000000000" + "660f1f840000000000"))
     }
 
     @Test("rel32 branches are relative to the end of the instruction")

@@ -21,8 +21,6 @@ long kdbt_sys_read_own_memory(void *dst, uint64_t addr, long n);
 void *kdbt_sys_map_code_near(long bytes, uint64_t near);
 /// Bytes XSAVE writes for the features the OS enabled (CPUID 0xD, ECX=0: EBX).
 long kdbt_sys_xsave_size(void);
-/// Whether the CPU has BMI2 (pext), CPUID 7.0:EBX bit 8.
-int kdbt_sys_has_bmi2(void);
 /// Anonymous read-write memory, or NULL.
 void *kdbt_sys_map_anonymous(long bytes);
 /// Zeroed read-write memory in the low 2 GiB when there is room (MAP_32BIT), so

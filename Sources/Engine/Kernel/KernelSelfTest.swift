@@ -34,8 +34,6 @@ func kdbt_host_preempt_disable()
 func kdbt_host_preempt_enable()
 @_extern(c, "kdbt_host_cpu")
 func kdbt_host_cpu() -> UInt32
-@_extern(c, "kdbt_host_has_bmi2")
-func kdbt_host_has_bmi2() -> Int32
 @_extern(c, "kdbt_host_selftest_native")
 func kdbt_host_selftest_native(_ workload: Int, _ argument: Int) -> Int
 @_extern(c, "kdbt_host_selftest_entry")
@@ -64,7 +62,6 @@ extension KernelHost {
         limits.maxStubs = 1 << 15
         limits.maxBoundaries = 1 << 19
         limits.lookupEntries = 1 << 15
-        limits.inlineLookup = kdbt_host_has_bmi2() != 0
         limits.saveExtendedState = false  // the Engine is built without SSE/x87
         limits.enterStackGap = 1024  // kernel stacks are 16 KiB
         return limits

@@ -150,7 +150,7 @@ extension KernelHost {
         // every task may have an allocation in flight.
         limits.postSiteEntries = 1 << 16
         limits.wrapFrameEntries = 1 << 16
-        limits.inlineLookup = kdbt_host_has_bmi2() != 0
+        limits.lookupInCodeMemory = true
         limits.saveExtendedState = false
         limits.maskInterruptsInDispatcher = true
         return limits
@@ -180,9 +180,11 @@ extension KernelHost {
         else { return .unexpectedSyscallEntry }
 
         let limits = KernelHost.takeoverLimits
-        // Past the cache: inscount's per-block counters and heapcheck's page table.
+        // Past the cache: the lookup table, inscount's per-block counters and
+        // heapcheck's page table.
         let heapCheckTable = request.tools & ToolBits.heapcheck != 0 ? Int(kdbt_hc_direct_map_pages()) * 8 : 0
-        guard kdbt_host_code_pool_create(limits.maxUnits * limits.unitBytes + (2 << 20) + heapCheckTable) == 0
+        let poolBytes = limits.maxUnits * limits.unitBytes + LookupTable.indirectBytes + limits.maxFragments * 8 + heapCheckTable
+        guard kdbt_host_code_pool_create(poolBytes) == 0
         else { return .outOfMemory }
         guard let idt = kdbt_host_idt_copy() else { kdbt_host_takeover_free(); return .unexpectedIDT }
         let arenaBytes = limits.arenaBytes + MemoryLayout<TakeoverState>.stride + 3 * 256 * 8 + 256 + KernelFindings.arenaBytes
@@ -258,6 +260,8 @@ extension KernelHost {
         _ = t.addNativeExit(iretTail, end: iretTail &+ 1)
         // kdbt's functions that translated code calls (its file operations, IPI
         // callbacks, exported symbols) return into the cache, not natively.
+        // Retpolines run as the indirect branches they stand for.
+        _ = t.setBranchThunks(indirect: { symbol(KernelHost.retpolineThunk($0)) }, return: symbol("__x86_return_thunk"))
         guard let returnRoutine = emitReturnRoutine(t) else { return outOfMemory() }
         _ = t.addNativeExit(kdbt_host_module_text_start(), end: kdbt_host_module_text_end(), returnThrough: returnRoutine)
 
@@ -372,6 +376,28 @@ extension KernelHost {
     }
 
     func symbol(_ name: StaticString) -> UInt64 { kdbt_host_symbol(name.utf8Start) }
+
+    /// arch/x86/lib/retpoline.S: one thunk per register but rsp.
+    static func retpolineThunk(_ r: GPR) -> StaticString {
+        switch r {
+        case .rax: return "__x86_indirect_thunk_rax"
+        case .rcx: return "__x86_indirect_thunk_rcx"
+        case .rdx: return "__x86_indirect_thunk_rdx"
+        case .rbx: return "__x86_indirect_thunk_rbx"
+        case .rsp: return "__x86_indirect_thunk_rsp"
+        case .rbp: return "__x86_indirect_thunk_rbp"
+        case .rsi: return "__x86_indirect_thunk_rsi"
+        case .rdi: return "__x86_indirect_thunk_rdi"
+        case .r8: return "__x86_indirect_thunk_r8"
+        case .r9: return "__x86_indirect_thunk_r9"
+        case .r10: return "__x86_indirect_thunk_r10"
+        case .r11: return "__x86_indirect_thunk_r11"
+        case .r12: return "__x86_indirect_thunk_r12"
+        case .r13: return "__x86_indirect_thunk_r13"
+        case .r14: return "__x86_indirect_thunk_r14"
+        case .r15: return "__x86_indirect_thunk_r15"
+        }
+    }
 
     func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
         guard let raw = slot.pointee else { return 0 }

@@ -178,6 +178,29 @@ extension Translator {
         return true
     }
 
+    /// Names the kernel's branch thunks: `call`/`jmp` to the retpoline thunk of
+    /// register r (`__x86_indirect_thunk_r`) is translated as `call`/`jmp *r`, and
+    /// `jmp` to the return thunk as `ret`. That is what they mean; run literally, a
+    /// retpoline costs a call, a store and a second lookup per indirect call, and the
+    /// cache's own indirect jumps are not retpolined anyway. The thunks' own
+    /// instructions then do not run (inscount does not count them). Before the
+    /// first translation; false otherwise.
+    public func setBranchThunks(indirect: (GPR) -> UInt64, return returnThunk: UInt64) -> Bool {
+        guard state.pointee.fragmentCount == 0 else { return false }
+        for r in 0..<16 where r != Int(GPR.rsp.rawValue) {
+            state.pointee.indirectThunks[r] = indirect(GPR(rawValue: UInt8(r))!)
+        }
+        state.pointee.returnThunk = returnThunk
+        return true
+    }
+
+    /// The register whose retpoline thunk is at `target`, if any.
+    func thunkRegister(_ target: UInt64) -> GPR? {
+        guard target != 0 else { return nil }
+        for r in 0..<16 where state.pointee.indirectThunks[r] == target { return GPR(rawValue: UInt8(r)) }
+        return nil
+    }
+
     public func isNativeExit(_ pc: UInt64) -> Bool { nativeExitRange(pc) != nil }
 
     func nativeExitRange(_ pc: UInt64) -> Int? {
@@ -258,11 +281,17 @@ struct BlockExits {
 
 extension Translator {
     /// Emits `jmp rel32` (or `jcc rel32`) to a stub for `target`, with the rel32
-    /// field 4-byte aligned so linking can rewrite it with one atomic store.
+    /// field inside one aligned quadword so linking can rewrite it with one atomic
+    /// store.
     func emitExitJump(_ a: inout Assembler, _ exits: inout BlockExits, target: UInt64, condition: Condition?,
                       syscall: Bool = false) {
         let opcodeBytes = condition == nil ? 1 : 2
-        while (a.address &+ UInt64(opcodeBytes)) & 3 != 0 { a.byte(0x90) }
+        // Linking rewrites the rel32 with one 4-byte store while other CPUs may run
+        // it: atomic when it stays within a naturally aligned quadword (the Intel
+        // SDM's "guaranteed atomic operations" ask for a cache line, the AMD APM
+        // for the quadword). One NOP instruction pads when it would not.
+        let field = Int((a.address &+ UInt64(opcodeBytes)) & 7)
+        if field > 4 { a.nop(8 - field) }
         exits.fields[exits.count] = a.count + opcodeBytes
         exits.targets[exits.count] = target
         exits.syscall[exits.count] = syscall
@@ -326,9 +355,8 @@ extension Translator {
                 state.pointee.stubs[i].linked = false
             }
         }
-        let slots = state.pointee.limits.lookupEntries + TranslatorLimits.lookupTail
-        for i in 0..<slots { state.pointee.lookup[2 * i] = 0 }
-        state.pointee.lookupUsed = 0
+        state.pointee.lookup.clear()
+        state.pointee.indirect.clear()
     }
 
     /// The dispatcher for hosts without policy of their own: continue at the exit's
@@ -373,8 +401,13 @@ extension Translator {
     /// branch to it; 0 when translation failed.
     public func resume(at target: UInt64, after exit: CacheExit) -> UInt64 {
         let cachePC = translate(target)
-        if cachePC != 0 && exit.stub >= 0 && !exit.isSyscall && exit.target == target {
+        guard cachePC != 0, exit.target == target else { return cachePC }
+        if exit.stub >= 0 && !exit.isSyscall {
             link(stub: exit.stub, to: cachePC)
+        } else if exit.stub < 0 && !exit.isIret {
+            // An indirect branch's target: from now on the probes find it. (A full
+            // table only means more trips through here.)
+            _ = state.pointee.indirect.insert(target, cachePC - UInt64(Translator.indirectEntryBytes))
         }
         return cachePC
     }

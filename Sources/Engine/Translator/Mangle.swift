@@ -17,8 +17,16 @@ extension Translator {
     func mangleTransfer(_ insn: Instruction, _ bytes: UnsafeRawBufferPointer, _ a: inout Assembler,
                         _ exits: inout BlockExits, _ literal: inout ReturnAddressLiteral) -> Bool {
         switch insn.controlFlow {
+        case .jmp where directTarget(insn) == state.pointee.returnThunk:
+            mangleReturn(popping: 0, &a)
         case .jmp:
-            emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+            if let r = thunkRegister(directTarget(insn)) {
+                a.mov(gs(ContextField.spillRCX), .rcx)
+                a.mov(.rcx, r)
+                emitInlineLookup(&a)
+            } else {
+                emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+            }
         case .jcc:
             emitExitJump(&a, &exits, target: directTarget(insn), condition: Condition(rawValue: insn.opcode & 0xF)!)
             emitExitJump(&a, &exits, target: insn.nextAddress, condition: nil)
@@ -34,8 +42,15 @@ extension Translator {
             a.base.storeBytes(of: UInt8(taken - (rel8At + 1)), toByteOffset: rel8At, as: UInt8.self)
             emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
         case .call:
-            pushReturnAddress(insn.nextAddress, &a, &literal)
-            emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+            if let r = thunkRegister(directTarget(insn)) {
+                a.mov(gs(ContextField.spillRCX), .rcx)
+                a.mov(.rcx, r)
+                pushReturnAddress(insn.nextAddress, &a, &literal)
+                emitInlineLookup(&a)
+            } else {
+                pushReturnAddress(insn.nextAddress, &a, &literal)
+                emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
+            }
         case .callIndirect:
             a.mov(gs(ContextField.spillRCX), .rcx)
             guard loadTarget(insn, into: .rcx, &a) else { return false }
@@ -46,12 +61,7 @@ extension Translator {
             guard loadTarget(insn, into: .rcx, &a) else { return false }
             emitInlineLookup(&a)
         case .ret:
-            a.mov(gs(ContextField.spillRCX), .rcx)
-            a.pop(.rcx)
-            if insn.immSize == 2 && insn.imm != 0 {
-                a.lea(.rsp, .at(.rsp, Int32(insn.imm & 0xFFFF)))
-            }
-            emitInlineLookup(&a)
+            mangleReturn(popping: insn.immSize == 2 ? Int32(insn.imm & 0xFFFF) : 0, &a)
         case .iret:
             // The host decides where the frame's return goes (kernel: back into
             // the cache when it returns to kernel code). indirectTarget gets the
@@ -78,9 +88,17 @@ extension Translator {
         return true
     }
 
+    /// `ret` / `ret imm16`: the native return address is popped and looked up.
+    func mangleReturn(popping extra: Int32, _ a: inout Assembler) {
+        a.mov(gs(ContextField.spillRCX), .rcx)
+        a.pop(.rcx)
+        if extra != 0 { a.lea(.rsp, .at(.rsp, extra)) }
+        emitInlineLookup(&a)
+    }
+
     /// The first probe of the indirect-branch lookup, inline at each site so that
     /// each site's final indirect jump has its own branch-predictor entry. It
-    /// touches no flags (pext, lea, not, jrcxz), so it needs no lahf/sahf; a
+    /// touches no flags (movzx, lea, not, jrcxz), so it needs no lahf/sahf; a
     /// collision or miss continues in the shared routine. Entered with the native
     /// target in rcx and the application's rcx in spillRCX. A hit jumps to the
     /// fragment's indirect entry, which restores rcx (`emitIndirectEntry`).
@@ -89,28 +107,27 @@ extension Translator {
             a.jmp(gs(ContextField.indirectLookup))
             return
         }
+        let table = state.pointee.indirect
         // The table at an absolute disp32 when the host placed it low (user mode)
-        // or in the top 2 GiB; else its address comes from the context.
-        let table = Int64(Int(bitPattern: state.pointee.lookup))
-        let absolute = table >= Int64(Int32.min) && table + 16 * Int64(state.pointee.limits.lookupEntries + 64) <= Int64(Int32.max)
+        // or in the top 2 GiB (kernel: in the code pool); else its address comes
+        // from the context.
+        let tags = Int64(Int(bitPattern: table.tags))
+        let absolute = tags >= Int64(Int32.min) && tags + Int64(LookupTable.indirectBytes) <= Int64(Int32.max)
         a.mov(gs(ContextField.spillRAX), .rax)
         a.mov(gs(ContextField.spillRDX), .rdx)
-        a.mov(.rax, imm64: UInt64(state.pointee.limits.lookupEntries - 1))
-        a.pext(.rdx, .rcx, .rax)  // slot = target & mask (the mask is contiguous low bits)
-        a.lea(.rdx, AsmMemory(base: .register(.rdx), index: .rdx, scale: 1))  // 2 * slot: 16-byte slots
+        a.movzxWord(.rdx, .rcx)  // the slot: the target's low 16 bits
         let tag: AsmMemory
         let entry: AsmMemory
         if absolute {
-            tag = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(table))
-            entry = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(table + 8))
+            tag = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(tags))
+            entry = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(tags) + LookupTable.indirectTargetsOffset)
         } else {
             a.mov(.rax, gs(ContextField.lookupTable))
-            a.lea(.rdx, AsmMemory(base: .register(.rax), index: .rdx, scale: 8))  // &table[slot]
+            a.lea(.rdx, AsmMemory(base: .register(.rax), index: .rdx, scale: 8))  // &tags[slot]
             tag = .at(.rdx)
-            entry = .at(.rdx, 8)
+            entry = .at(.rdx, LookupTable.indirectTargetsOffset)
         }
-        a.mov(.rax, tag)
-        a.not(.rax)
+        a.mov(.rax, tag)  // ~tag
         a.lea(.rcx, AsmMemory(base: .register(.rcx), index: .rax, scale: 1, displacement: 1))  // target - tag
         let jrcxz = a.count
         a.jrcxz(0)  // to `hit`, patched below

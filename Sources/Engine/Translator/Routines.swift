@@ -157,10 +157,10 @@ extension Translator {
         a.lahf()
         a.seto(.rax)
         a.mov(gs(ContextField.spillRDX), .rdx)
-        a.mov(.rdx, .rcx)
-        a.and(.rdx, gs(ContextField.lookupMask))
-        a.shl(.rdx, 4)
-        a.add(.rdx, gs(ContextField.lookupTable))
+        a.movzxWord(.rdx, .rcx)
+        a.shl(.rdx, 3)
+        a.add(.rdx, gs(ContextField.lookupTable))  // &tags[slot]
+        a.not(.rcx)  // tags hold ~pc (LookupTable)
         let loop = a.address
         a.cmp(.rcx, .at(.rdx))
         let hitBranch = a.count
@@ -168,12 +168,12 @@ extension Translator {
         a.cmp(.at(.rdx), imm8: 0)
         let missBranch = a.count
         a.jcc(.e, to: a.address)  // patched below
-        a.add(.rdx, imm32: 16)
+        a.add(.rdx, imm32: 8)
         a.jmp(to: loop)
 
         // Hit: jump to the fragment's indirect entry, which restores rcx.
         let hit = a.address
-        a.mov(.rcx, .at(.rdx, 8))
+        a.mov(.rcx, .at(.rdx, LookupTable.indirectTargetsOffset))
         a.addAL(0x7F)  // OF back from al (seto), then the rest from ah
         a.sahf()
         a.mov(.rax, gs(ContextField.spillRAX))
@@ -182,6 +182,7 @@ extension Translator {
 
         // Miss: record the target and leave through fcache_return.
         let miss = a.address
+        a.not(.rcx)
         a.mov(gs(ContextField.indirectTarget), .rcx)
         a.addAL(0x7F)
         a.sahf()

@@ -131,12 +131,17 @@ public struct TranslatorLimits {
     public var maxStubs: Int = 1 << 17
     /// Boundary entries for all fragments (two per application instruction).
     public var maxBoundaries: Int = 1 << 21
-    /// Power of two; the indirect lookup table keeps at most half of it full.
+    /// Power of two: slots of the fragment index and of the indirect-branch table
+    /// (each keeps at most half of its slots full).
     public var lookupEntries: Int = 1 << 17
     public var maxBlockInstructions: Int = 96
     public var maxTools: Int = 8
-    /// Probe the lookup table inline at each indirect branch (uses BMI2 pext).
-    public var inlineLookup: Bool = false
+    /// Probe the indirect-branch table inline at each indirect branch.
+    public var inlineLookup: Bool = true
+    /// Take the indirect-branch table from the host's code memory rather than the
+    /// arena, so that the inline probe reaches it with an absolute disp32 (kernel:
+    /// the code pool is in the top 2 GiB; the arena is not).
+    public var lookupInCodeMemory: Bool = false
     /// Clear IF and TF while the dispatcher and clean calls run (kernel: they use
     /// per-CPU state that an interrupt handler on the same CPU must not see
     /// half-written; the flags come back with the application's).
@@ -163,9 +168,12 @@ public struct TranslatorLimits {
     public var extendedStateBytes: Int32 = 0
     public init() {}
 
-    /// Padding entries after the lookup table, always empty, so the emitted probe
-    /// stops without wrapping.
+    /// Padding entries after a lookup table, always empty, so a probe stops
+    /// without wrapping.
     static let lookupTail = 64
+
+    /// The fragment index's bytes.
+    var lookupBytes: Int { LookupTable.bytes(entries: lookupEntries) }
 
     public var arenaBytes: Int {
         MemoryLayout<TranslatorState>.stride + 64
@@ -173,7 +181,7 @@ public struct TranslatorLimits {
             + maxFragments * MemoryLayout<Fragment>.stride
             + maxStubs * MemoryLayout<LinkStub>.stride
             + maxBoundaries * MemoryLayout<Boundary>.stride
-            + (lookupEntries + TranslatorLimits.lookupTail) * 16
+            + lookupBytes + (lookupInCodeMemory ? 0 : LookupTable.indirectBytes)
             + maxBlockInstructions * MemoryLayout<Instruction>.stride
             + maxTools * MemoryLayout<ToolRegistration>.stride
             + maxMetaPerBlock * MemoryLayout<MetaEntry>.stride
@@ -200,10 +208,14 @@ public struct TranslatorState {
     public var stubCount: Int
     public var boundaries: UnsafeMutablePointer<Boundary>
     public var boundaryCount: Int
-    /// (native PC, cache PC of the fragment's indirect entry) pairs; native PC 0
-    /// marks an empty slot.
-    public var lookup: UnsafeMutablePointer<UInt64>
-    public var lookupUsed: Int
+    /// Every fragment: (native PC, cache PC of the fragment's indirect entry)
+    /// pairs; native PC 0 marks an empty slot. The dispatcher's index.
+    public var lookup: LookupTable
+    /// The same pairs for the targets indirect branches have reached: what the
+    /// emitted probes search. Kept apart from the index so that it stays sparse
+    /// (every block start in it would make a hot return address find its slot
+    /// taken, and the probe fall back to the shared routine, one time in five).
+    public var indirect: LookupTable
     /// Scratch for the block being translated.
     var blockInstructions: UnsafeMutablePointer<Instruction>
     var blockBytes: UnsafeMutableRawPointer
@@ -252,6 +264,10 @@ public struct TranslatorState {
     /// Per native-exit range: 0, or the native routine its calls return through
     /// (see `addNativeExit(_:end:returnThrough:)`).
     var nativeExitReturn: InlineArray<8, UInt64> = InlineArray(repeating: 0)
+    /// Retpoline thunks by register number (0: none) and the return thunk
+    /// (`setBranchThunks`).
+    var indirectThunks: InlineArray<16, UInt64> = InlineArray(repeating: 0)
+    var returnThunk: UInt64 = 0
     /// An `iretq` instruction: resuming here with the application state restored
     /// returns through the frame at the application's rsp.
     public var iretRoutine: UInt64 = 0
@@ -273,7 +289,9 @@ public struct Translator {
               let fragments = arena.allocate(bytes: limits.maxFragments * MemoryLayout<Fragment>.stride, alignment: 16),
               let stubs = arena.allocate(bytes: limits.maxStubs * MemoryLayout<LinkStub>.stride, alignment: 16),
               let boundaries = arena.allocate(bytes: limits.maxBoundaries * MemoryLayout<Boundary>.stride, alignment: 16),
-              let lookup = arena.allocate(bytes: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16, alignment: 64),
+              let indexMemory = arena.allocate(bytes: limits.lookupBytes, alignment: 64),
+              let indirectMemory = limits.lookupInCodeMemory ? host.allocateCode(LookupTable.indirectBytes, 0)
+                                                             : arena.allocate(bytes: LookupTable.indirectBytes, alignment: 64),
               let instructions = arena.allocate(
                   bytes: limits.maxBlockInstructions * MemoryLayout<Instruction>.stride,
                   alignment: MemoryLayout<Instruction>.alignment),
@@ -287,15 +305,16 @@ public struct Translator {
         postSites.initializeMemory(as: UInt8.self, repeating: 0, count: limits.postSiteEntries * 8)
         wrapFrames.initializeMemory(as: UInt8.self, repeating: 0,
                                     count: limits.wrapFrameEntries * MemoryLayout<WrapFrame>.stride)
-        lookup.initializeMemory(as: UInt8.self, repeating: 0, count: (limits.lookupEntries + TranslatorLimits.lookupTail) * 16)
+        indexMemory.initializeMemory(as: UInt8.self, repeating: 0, count: limits.lookupBytes)
+        indirectMemory.initializeMemory(as: UInt8.self, repeating: 0, count: LookupTable.indirectBytes)
         statePointer.initialize(to: TranslatorState(
             host: host, limits: limits, contextGSOffset: contextGSOffset,
             units: units.bindMemory(to: CodeUnit.self, capacity: limits.maxUnits), unitCount: 0,
             fragments: fragments.bindMemory(to: Fragment.self, capacity: limits.maxFragments), fragmentCount: 0,
             stubs: stubs.bindMemory(to: LinkStub.self, capacity: limits.maxStubs), stubCount: 0,
             boundaries: boundaries.bindMemory(to: Boundary.self, capacity: limits.maxBoundaries), boundaryCount: 0,
-            lookup: lookup.bindMemory(to: UInt64.self, capacity: (limits.lookupEntries + TranslatorLimits.lookupTail) * 2),
-            lookupUsed: 0,
+            lookup: LookupTable(memory: indexMemory, entries: limits.lookupEntries),
+            indirect: LookupTable(memory: indirectMemory, entries: LookupTable.indirectEntries),
             blockInstructions: instructions.bindMemory(to: Instruction.self, capacity: limits.maxBlockInstructions),
             blockBytes: blockBytes,
             tools: tools.bindMemory(to: ToolRegistration.self, capacity: limits.maxTools),
@@ -318,8 +337,8 @@ public struct Translator {
         set(ContextField.dispatchFunction, dispatch)
         set(ContextField.fcacheReturn, state.pointee.fcacheReturn)
         set(ContextField.indirectLookup, state.pointee.indirectLookup)
-        set(ContextField.lookupTable, UInt64(UInt(bitPattern: state.pointee.lookup)))
-        set(ContextField.lookupMask, UInt64(state.pointee.limits.lookupEntries - 1))
+        set(ContextField.lookupTable, UInt64(UInt(bitPattern: state.pointee.indirect.tags)))
+        set(ContextField.lookupMask, UInt64(LookupTable.indirectEntries - 1))
         set(ContextField.translator, UInt64(UInt(bitPattern: state)))
         set(ContextField.sentinel, sentinel)
         set(ContextField.cleanCallRoutine, state.pointee.cleanCall)
@@ -416,51 +435,24 @@ public struct Translator {
         index < state.pointee.toolCount ? state.pointee.tools[index].storageOffset : -1
     }
 
-    // MARK: lookup table
-
-    @inline(__always) func lookupSlot(_ pc: UInt64) -> Int { Int(pc & UInt64(state.pointee.limits.lookupEntries - 1)) }
+    // MARK: lookup tables
 
     /// The cache PC of the fragment for `pc` (its body, past the indirect entry
     /// the table holds), or 0.
     public func lookup(_ pc: UInt64) -> UInt64 {
-        let table = state.pointee.lookup
-        var i = lookupSlot(pc)
-        let end = state.pointee.limits.lookupEntries + TranslatorLimits.lookupTail
-        while i < end {
-            let tag = table[2 * i]
-            if tag == pc { return table[2 * i + 1] + UInt64(Translator.indirectEntryBytes) }
-            if tag == 0 { return 0 }
-            i += 1
-        }
-        return 0
+        let entry = state.pointee.lookup.find(pc)
+        return entry == 0 ? 0 : entry + UInt64(Translator.indirectEntryBytes)
     }
 
-    /// Maps `pc` to `cachePC`, replacing an older translation's entry in place
-    /// (one aligned store: a concurrent probe sees the old or the new fragment).
+    /// Indexes a new fragment; a retranslation also moves the indirect-branch
+    /// entry, if the old fragment had one.
     func insertLookup(_ pc: UInt64, _ cachePC: UInt64) -> Bool {
-        let limits = state.pointee.limits
-        let table = state.pointee.lookup
-        var i = lookupSlot(pc)
-        // The last lookupTail slots stay empty so the emitted probe always stops.
-        let end = limits.lookupEntries + TranslatorLimits.lookupTail - 1
-        while i < end {
-            if table[2 * i] == pc {
-                table[2 * i + 1] = cachePC
-                return true
-            }
-            if table[2 * i] == 0 {
-                if state.pointee.lookupUsed * 2 >= limits.lookupEntries { return false }
-                // Target before tag: a concurrent probe never sees a tag without it.
-                table[2 * i + 1] = cachePC
-                table[2 * i] = pc
-                state.pointee.lookupUsed += 1
-                return true
-            }
-            i += 1
-        }
-        return false
+        guard state.pointee.lookup.insert(pc, cachePC) else { return false }
+        if state.pointee.indirect.find(pc) != 0 { _ = state.pointee.indirect.insert(pc, cachePC) }
+        return true
     }
 
+    // MARK: code units
     // MARK: code units
 
     /// A unit with `bytes` free within rel32 reach of `pc` (a new one if needed).
@@ -498,5 +490,81 @@ public struct Translator {
         state.pointee.lastError = error
         state.pointee.lastErrorPC = pc
         return 0
+    }
+}
+
+/// An open-addressing hash table from native PC to cache PC (the slot is the
+/// PC's low bits, linear probing), in host memory: the tags, then the cache PCs,
+/// each an array of 8-byte words so that one scaled index reaches both. A tag
+/// holds ~pc, so that the emitted probe compares with one `lea` (and 0, no PC,
+/// is an empty slot). The emitted indirect-branch probes read the table
+/// concurrently: an entry is written cache PC first, tag second, and replaced
+/// with one aligned store.
+public struct LookupTable {
+    public let tags: UnsafeMutablePointer<UInt64>
+    public let targets: UnsafeMutablePointer<UInt64>
+    public let entries: Int
+    public var used = 0
+
+    /// The indirect-branch table's size: its probe takes the slot from the
+    /// target's low 16 bits with one `movzx`.
+    public static let indirectEntries = 1 << 16
+    static var indirectBytes: Int { bytes(entries: indirectEntries) }
+    /// From a tag to its cache PC, in the indirect-branch table.
+    static var indirectTargetsOffset: Int32 { Int32((indirectEntries + TranslatorLimits.lookupTail) * 8) }
+
+    static func bytes(entries: Int) -> Int { 2 * (entries + TranslatorLimits.lookupTail) * 8 }
+
+    /// `memory`: `bytes(entries:)`, zeroed; `entries` a power of two.
+    init(memory: UnsafeMutableRawPointer, entries: Int) {
+        let slots = entries + TranslatorLimits.lookupTail
+        tags = memory.bindMemory(to: UInt64.self, capacity: 2 * slots)
+        targets = tags + slots
+        self.entries = entries
+    }
+
+    @inline(__always) func home(_ pc: UInt64) -> Int { Int(pc & UInt64(entries - 1)) }
+
+    /// The cache PC stored for `pc`, or 0.
+    public func find(_ pc: UInt64) -> UInt64 {
+        var i = home(pc)
+        let end = entries + TranslatorLimits.lookupTail
+        while i < end {
+            let tag = tags[i]
+            if tag == ~pc { return targets[i] }
+            if tag == 0 { return 0 }
+            i += 1
+        }
+        return 0
+    }
+
+    /// Maps `pc` to `cachePC`, replacing an entry for `pc` in place. False when
+    /// the table is half full.
+    mutating func insert(_ pc: UInt64, _ cachePC: UInt64) -> Bool {
+        var i = home(pc)
+        // The last lookupTail slots stay empty so that every probe stops.
+        let end = entries + TranslatorLimits.lookupTail - 1
+        while i < end {
+            if tags[i] == ~pc {
+                targets[i] = cachePC
+                return true
+            }
+            if tags[i] == 0 {
+                if used * 2 >= entries { return false }
+                // Target before tag: a concurrent probe never sees a tag without it.
+                targets[i] = cachePC
+                tags[i] = ~pc
+                used += 1
+                return true
+            }
+            i += 1
+        }
+        return false
+    }
+
+    /// Every entry removed (tags only: a concurrent probe misses).
+    mutating func clear() {
+        for i in 0..<(entries + TranslatorLimits.lookupTail) { tags[i] = 0 }
+        used = 0
     }
 }

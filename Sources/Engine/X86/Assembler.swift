@@ -332,13 +332,11 @@ public struct Assembler {
         regReg(0x81, w: true, reg: 4, rm: r.rawValue)
         u32(UInt32(bitPattern: v))
     }
-    /// pext dst, src, mask (BMI2; leaves the flags alone): VEX.LZ.F3.0F38.W1 F5 /r.
-    public mutating func pext(_ dst: GPR, _ src: GPR, _ mask: GPR) {
-        byte(0xC4)
-        byte((dst.extended ? 0 : 0x80) | 0x40 | (mask.extended ? 0 : 0x20) | 0x02)
-        byte(0x80 | ((~src.rawValue & 0xF) << 3) | 0x02)
-        byte(0xF5)
-        byte(0xC0 | dst.low3 << 3 | mask.low3)
+    /// movzx r32, r/m16 (register form; zero-extends into the whole register, no flags).
+    public mutating func movzxWord(_ dst: GPR, _ src: GPR) {
+        rex(w: false, r: dst.extended, b: src.extended)
+        byte(0x0F); byte(0xB7)
+        byte(0xC0 | dst.low3 << 3 | src.low3)
     }
     /// not r64 (no flags).
     public mutating func not(_ r: GPR) { regReg(0xF7, w: true, reg: 2, rm: r.rawValue) }
@@ -381,6 +379,25 @@ public struct Assembler {
 
     /// Pads with multi-byte NOPs to `alignment` (a power of two).
     public mutating func align(_ alignment: Int) {
-        while Int(address & UInt64(alignment - 1)) != 0 && !overflowed { byte(0x90) }
+        while Int(address & UInt64(alignment - 1)) != 0 && !overflowed {
+            nop(min(9, alignment - Int(address & UInt64(alignment - 1))))
+        }
+    }
+
+    /// One NOP instruction of `length` bytes, 1 to 9 (the SDM's recommended
+    /// forms): padding that executes costs one instruction, not one per byte.
+    public mutating func nop(_ length: Int) {
+        switch length {
+        case 1: byte(0x90)
+        case 2: byte(0x66); byte(0x90)
+        case 3: byte(0x0F); byte(0x1F); byte(0x00)
+        case 4: byte(0x0F); byte(0x1F); byte(0x40); byte(0x00)
+        case 5: byte(0x0F); byte(0x1F); byte(0x44); byte(0x00); byte(0x00)
+        case 6: byte(0x66); byte(0x0F); byte(0x1F); byte(0x44); byte(0x00); byte(0x00)
+        case 7: byte(0x0F); byte(0x1F); byte(0x80); u32(0)
+        case 8: byte(0x0F); byte(0x1F); byte(0x84); byte(0x00); u32(0)
+        case 9: byte(0x66); byte(0x0F); byte(0x1F); byte(0x84); byte(0x00); u32(0)
+        default: break
+        }
     }
 }
