@@ -9,7 +9,8 @@
 #   make vm-run SCRIPT=F [VMFILES=DIR]   run a script as root in the guest
 #   make decoder-diff         the decoder against Zydis and Capstone on the whole corpus
 #   make fuzz [FUZZ_CASES=N] [SEED=S]    random bytes into the decoder next to guard pages
-#   make bench                decoder speed: kdbt vs Zydis vs Capstone on vmlinux .text
+#   make bench                decoder speed (kdbt vs Zydis vs Capstone), user-mode and
+#                             kernel overhead ratios (ICOUNT=1: instruction counts)
 #
 # KVER/KDIR pick the guest kernel (default: newest /boot/vmlinuz-* with headers).
 
@@ -126,8 +127,9 @@ bench-user: deps
 	$(SWIFT_BUILD) -c release --product kdbt-preload
 	scripts/bench-user
 
-# Kernel: syscall microbenchmarks and a tmpfs workload in one guest boot, natively,
-# attached (null) and attached (inscount), as ratios; attach/detach latency.
+# Kernel: syscall microbenchmarks and a tmpfs workload in one guest boot, natively
+# and attached with each tool (TOOLS, ROUNDS), as ratios; attach/detach latency.
+# ICOUNT=1: instruction-count ratios under QEMU -icount, free of host noise.
 bench-kernel: build kmod
 	$(SWIFT_BUILD) --product kdbt-guest-bench
 	scripts/bench-kernel

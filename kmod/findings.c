@@ -29,7 +29,8 @@ void kdbt_findings_unlock(void)
 	raw_spin_unlock_irqrestore(&findings_lock, findings_lock_flags);
 }
 
-void kdbt_findings_keep(const void *records, long count, long record_bytes, u64 dropped)
+/* The records, then their keys (FindingsRing), so that a later attach can take them over. */
+void kdbt_findings_keep(const void *records, const void *keys, long count, long record_bytes, u64 dropped)
 {
 	kvfree(kept_findings);
 	kept_findings = NULL;
@@ -38,12 +39,13 @@ void kdbt_findings_keep(const void *records, long count, long record_bytes, u64 
 	kept_any = true;
 	if (count <= 0)
 		return;
-	kept_findings = kvmalloc_array(count, record_bytes, GFP_KERNEL);
+	kept_findings = kvmalloc_array(count, record_bytes + sizeof(u64), GFP_KERNEL);
 	if (!kept_findings) {
 		kept_dropped += count;
 		return;
 	}
 	memcpy(kept_findings, records, count * record_bytes);
+	memcpy((u8 *)kept_findings + count * record_bytes, keys, count * sizeof(u64));
 	kept_count = count;
 }
 

@@ -100,7 +100,7 @@ int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int ca
 /* The report ring (findings.c). */
 void kdbt_findings_lock(void);
 void kdbt_findings_unlock(void);
-void kdbt_findings_keep(const void *records, long count, long record_bytes, u64 dropped);
+void kdbt_findings_keep(const void *records, const void *keys, long count, long record_bytes, u64 dropped);
 long kdbt_findings_kept(const void **records, u64 *dropped);
 void kdbt_findings_exit(void);
 #endif

@@ -43,6 +43,9 @@ public protocol EngineHost {
     /// Takes the kernel over (`slot` keeps the host's takeover state between
     /// requests); fills `refusal` instead of failing when it must not attach.
     func attach(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
+    /// Changes the tool set: detach (when attached) and attach with `request`'s tools
+    /// and settings, the findings so far carried into the new attach.
+    func retool(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
     /// Gives the kernel back; nothing to do when `slot` is nil.
     func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32
     func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32
@@ -60,6 +63,9 @@ extension EngineHost {
         -Errno.EOPNOTSUPP
     }
     public func detach(_ request: inout DetachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        -Errno.EOPNOTSUPP
+    }
+    public func retool(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
         -Errno.EOPNOTSUPP
     }
     public func cpuStats(_ request: inout CPUStatsRequest, takeover: UnsafeMutableRawPointer?) -> Int32 {

@@ -65,6 +65,14 @@ extension Engine {
             if result != 0 { return result }
             state.pointee.attached = state.pointee.takeover != nil
             request.encode(writer)
+        case .retool:
+            let bad = AttachRequest.validate(reader)
+            if bad != 0 { return -bad }
+            var request = AttachRequest(decoding: reader)
+            let result = host.retool(&request, slot: &state.pointee.takeover)
+            state.pointee.attached = state.pointee.takeover != nil
+            if result != 0 { return result }
+            request.encode(writer)
         case .detach:
             let bad = DetachRequest.validate(reader)
             if bad != 0 { return -bad }

@@ -25,7 +25,7 @@ public struct KdbtClient<Device: DeviceConnection> {
     }
 
     public func status() throws(DeviceError) -> StatusReply {
-        try request(.status, size: StatusReply.sizeV2) { StatusReply(decoding: $0) }
+        try request(.status, size: StatusReply.sizeV3) { StatusReply(decoding: $0) }
     }
 
     /// `length` bytes of live kernel text at `address`, as the CPU runs them now
@@ -60,6 +60,12 @@ public struct KdbtClient<Device: DeviceConnection> {
         return try self.request(.attach, size: AttachRequest.sizeV2, encode: { request.encode($0) }) {
             AttachRequest(decoding: $0)
         }
+    }
+
+    /// Changes the tool set: detach and attach again in one request, findings kept
+    /// (KDBT_IOC_RETOOL); attaches when not attached.
+    public func retool(_ tools: AttachRequest) throws(DeviceError) -> AttachRequest {
+        try request(.retool, size: AttachRequest.sizeV2, encode: { tools.encode($0) }) { AttachRequest(decoding: $0) }
     }
 
     public func detach() throws(DeviceError) -> DetachRequest {

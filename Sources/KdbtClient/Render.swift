@@ -61,6 +61,19 @@ public func renderVersion(cliVersion: String, module: VersionReply?, format: Out
     }
 }
 
+/// "heapcheck (quarantine 4194304 bytes, redzone 16 bytes), stackguard (threshold 4096 bytes)", or "none".
+public func renderTools(_ t: AttachRequest) -> String {
+    let names = ToolBits.names(t.tools)
+    if names.isEmpty { return "none" }
+    return names.map { name -> String in
+        switch name {
+        case "heapcheck": return "heapcheck (quarantine \(t.quarantineBytes) bytes, redzone \(t.redzoneBytes) bytes)"
+        case "stackguard": return "stackguard (threshold \(t.stackThreshold) bytes)"
+        default: return name
+        }
+    }.joined(separator: ", ")
+}
+
 public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format: OutputFormat) -> String {
     let state = s.state == .attached ? "attached" : "detached"
     switch format {
@@ -77,6 +90,7 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
         if s.state == .attached {
             out += """
                 attached for:       \(formatDuration(nanoseconds: s.attachedNanoseconds))
+                tools:              \(renderTools(s.tools))
                 blocks translated:  \(s.blocks)
                 code cache:         \(s.cacheBytes) bytes for \(s.nativeBytes) native bytes
 
@@ -115,6 +129,12 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
         json.add("loaded_ns", .uint(s.loadedNanoseconds))
         if s.state == .attached {
             json.add("attached_ns", .uint(s.attachedNanoseconds))
+            json.add("tools", .array(ToolBits.names(s.tools.tools).map { .string($0) }))
+            if s.tools.tools & ToolBits.heapcheck != 0 {
+                json.add("quarantine_limit", .uint(s.tools.quarantineBytes))
+                json.add("redzone", .uint(UInt64(s.tools.redzoneBytes)))
+            }
+            if s.tools.tools & ToolBits.stackguard != 0 { json.add("stack_threshold", .uint(UInt64(s.tools.stackThreshold))) }
             json.add("blocks", .uint(s.blocks))
             json.add("cache_bytes", .uint(s.cacheBytes))
             json.add("native_bytes", .uint(s.nativeBytes))
@@ -155,7 +175,7 @@ public func renderStatus(_ s: StatusReply, cpus: [CPUStatsRequest] = [], format:
 }
 
 /// Right-aligns `s` in `width` columns.
-func pad(_ s: String, _ width: Int) -> String {
+public func pad(_ s: String, _ width: Int) -> String {
     s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
 }
 

@@ -47,6 +47,8 @@ public enum KdbtCommand: UInt32, Sendable {
     case cpuStats = 7
     case profile = 8
     case findings = 9
+    /// Changes the attached tool set (AttachRequest v2 layout): KDBT_IOC_RETOOL.
+    case retool = 10
 
     /// `_IOWR(0xDB, nr, <first layout>)`.
     @inlinable
@@ -69,6 +71,7 @@ public enum KdbtCommand: UInt32, Sendable {
         case .cpuStats: return CPUStatsRequest.sizeV1
         case .profile: return ProfileRequest.sizeV1
         case .findings: return FindingsRequest.sizeV1
+        case .retool: return AttachRequest.sizeV2
         }
     }
 
@@ -78,7 +81,7 @@ public enum KdbtCommand: UInt32, Sendable {
     public var currentLayoutSize: Int {
         switch self {
         case .attach: return AttachRequest.sizeV2
-        case .status: return StatusReply.sizeV2
+        case .status: return StatusReply.sizeV3
         case .cpuStats: return CPUStatsRequest.sizeV2
         default: return firstLayoutSize
         }

@@ -112,10 +112,16 @@ public struct FeatureBits: Equatable, Sendable {
 ///   152  u64 hc_slow_paths      out: inline checks that went to the slow path
 ///   160  u64 hc_findings        out: findings, repeats included
 ///   168  u64 wrap_frames_dropped out: wrapped calls whose return could not be followed
-///        (64...175 must be 0 on input)
+///   (v3: the attached tools and their settings, defaults resolved; 0 when detached)
+///   176  u64 tools              out: ToolBits
+///   184  u64 quarantine_bytes   out: heapcheck's quarantine
+///   192  u32 redzone_bytes      out: heapcheck's minimum redzone
+///   196  u32 stack_threshold    out: stackguard's threshold
+///        (64...199 must be 0 on input)
 public struct StatusReply: Equatable, Sendable {
     public static let sizeV1 = 96
     public static let sizeV2 = 176
+    public static let sizeV3 = 200
 
     public enum State: UInt32, Sendable {
         case detached = 0
@@ -135,6 +141,9 @@ public struct StatusReply: Equatable, Sendable {
     public var nativeBytes: UInt64 = 0
     public var attachedNanoseconds: UInt64 = 0
     public var heapCheck = HeapCheckStatus()
+    /// The tools attached, with their settings in effect (the reply of an attach
+    /// request, as the module resolved it).
+    public var tools = AttachRequest(tools: 0)
 
     public init(state: State, cpus: UInt32, ioctlCalls: UInt64, arenaBytes: UInt64,
                 arenaUsed: UInt64, liveAllocations: UInt64, liveBytes: UInt64,
@@ -168,6 +177,12 @@ public struct StatusReply: Equatable, Sendable {
         w.u64(80, nativeBytes)
         w.u64(88, attachedNanoseconds)
         if w.bytes.count >= StatusReply.sizeV2 { heapCheck.encode(w, at: 96) }
+        if w.bytes.count >= StatusReply.sizeV3 {
+            w.u64(176, tools.tools)
+            w.u64(184, tools.quarantineBytes)
+            w.u32(192, tools.redzoneBytes)
+            w.u32(196, tools.stackThreshold)
+        }
     }
 
     /// nil when the module reports a state this CLI does not know.
@@ -186,6 +201,10 @@ public struct StatusReply: Equatable, Sendable {
         nativeBytes = r.u64(80)
         attachedNanoseconds = r.u64(88)
         if r.bytes.count >= StatusReply.sizeV2 { heapCheck = HeapCheckStatus(r, at: 96) }
+        if r.bytes.count >= StatusReply.sizeV3 {
+            tools = AttachRequest(tools: r.u64(176), quarantineBytes: r.u64(184), redzoneBytes: r.u32(192),
+                                  stackThreshold: r.u32(196))
+        }
     }
 }
 
@@ -382,6 +401,11 @@ public enum SelfTestWorkload: UInt32, Sendable {
 /// `KDBT_IOC_ATTACH`: every CPU's IDT and syscall entry point at kdbt's stubs; the
 /// kernel runs from the code cache until detach.
 ///
+/// `KDBT_IOC_RETOOL` takes the same layout (v2 and up): attached, it detaches and
+/// attaches again with the tools and settings it names, in one request (the code
+/// cache is rebuilt; findings carry over; inscount starts counting afresh); not
+/// attached, it attaches.
+///
 ///     0  u32 size               in/out as for every request
 ///     4  u32 flags              in: must be 0
 ///     8  u64 tools              in: ToolBits to enable
@@ -461,6 +485,17 @@ public enum ToolBits {
     /// Tools that report findings.
     public static let checking: UInt64 = heapcheck | stackguard
 }
+
+#if !hasFeature(Embedded)
+extension ToolBits {
+    /// Each tool's name, as the CLI spells it.
+    public static let named: [(name: String, bit: UInt64)] = [
+        ("inscount", inscount), ("null", null), ("heapcheck", heapcheck), ("stackguard", stackguard),
+    ]
+    /// The names of the tools in `bits`, in `named` order.
+    public static func names(_ bits: UInt64) -> [String] { named.filter { bits & $0.bit != 0 }.map(\.name) }
+}
+#endif
 
 /// Why attach refused (the module changed nothing).
 public enum AttachRefusal: UInt32, Sendable {

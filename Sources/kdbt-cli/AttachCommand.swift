@@ -16,6 +16,87 @@ enum KernelTool: String, ExpressibleByArgument, CaseIterable {
         case .stackguard: return ToolBits.stackguard
         }
     }
+
+    var summary: String {
+        switch self {
+        case .inscount: return "exact per-CPU instruction counts, top functions"
+        case .null: return "no instrumentation (the translator's own cost)"
+        case .heapcheck: return "use-after-free, out-of-bounds and bad frees in the slab heap"
+        case .stackguard: return "kernel stacks about to overflow, per-CPU high-water marks"
+        }
+    }
+}
+
+/// The tools' settings, shared by `kdbt attach` and `kdbt tool enable`.
+struct ToolSettings: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "heapcheck: bytes of freed objects held back before the allocator reuses them (default 4 MiB).",
+        valueName: "bytes"))
+    var quarantine: UInt64?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "heapcheck: the least poisoned bytes after each kmalloc object, 8 to \(AttachRequest.maxRedzone) (default 16).",
+        valueName: "bytes"))
+    var redzone: UInt32?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "stackguard: report a stack with fewer free bytes than this, up to \(AttachRequest.maxStackThreshold) (default 4096).",
+        valueName: "bytes"))
+    var threshold: UInt32?
+
+    /// Each setting must belong to a tool being enabled, and be in range.
+    func check(enabling tools: [KernelTool], how: String) throws {
+        if threshold != nil && !tools.contains(.stackguard) {
+            throw ValidationError("--threshold is stackguard's option (\(how) stackguard)")
+        }
+        if let t = threshold, t == 0 || t > AttachRequest.maxStackThreshold {
+            throw ValidationError("--threshold must be between 1 and \(AttachRequest.maxStackThreshold) bytes")
+        }
+        if (quarantine != nil || redzone != nil) && !tools.contains(.heapcheck) {
+            throw ValidationError("--quarantine and --redzone are heapcheck's options (\(how) heapcheck)")
+        }
+        if let r = redzone, r < 8 || r > AttachRequest.maxRedzone {
+            throw ValidationError("--redzone must be between 8 and \(AttachRequest.maxRedzone) bytes")
+        }
+        if let q = quarantine, q == 0 {
+            throw ValidationError("--quarantine must be more than 0 bytes")
+        }
+    }
+
+    /// `request` with the settings given here (0 asks the module for its default).
+    func apply(to request: AttachRequest) -> AttachRequest {
+        var r = request
+        if let q = quarantine { r.quarantineBytes = q }
+        if let z = redzone { r.redzoneBytes = z }
+        if let t = threshold { r.stackThreshold = t }
+        return r
+    }
+}
+
+/// Prints an attach (or retool) reply; throws the environment status when the
+/// module refused.
+func reportAttached(_ reply: AttachRequest, format: OutputFormat) throws {
+    let context = CLIContext.current
+    guard reply.refusal == 0 else {
+        let reason = AttachRefusal(rawValue: reply.refusal)?.message ?? "refused (reason \(reply.refusal))"
+        context.writeError("kdbt: cannot attach: \(reason)\n")
+        throw ExitStatus.environment
+    }
+    switch format {
+    case .text:
+        let tools = ToolBits.names(reply.tools)
+        let ms = formatMilliseconds(reply.attachNanoseconds)
+        context.write("attached: \(reply.cpus) CPUs, \(reply.blocks) entry blocks translated, "
+                      + "tools: \(tools.isEmpty ? "none" : tools.joined(separator: ",")), in \(ms)\n")
+    case .json:
+        var json = JSONObject()
+        json.add("attached", .bool(true))
+        json.add("cpus", .int(Int64(reply.cpus)))
+        json.add("blocks", .uint(reply.blocks))
+        json.add("attach_ns", .uint(reply.attachNanoseconds))
+        json.add("tools", .array(ToolBits.names(reply.tools).map { .string($0) }))
+        context.write(json.value.serialized() + "\n")
+    }
 }
 
 struct AttachCommand: ParsableCommand {
@@ -37,64 +118,17 @@ struct AttachCommand: ParsableCommand {
                                             valueName: "name"))
     var tool: [KernelTool] = []
 
-    @Option(name: .long, help: ArgumentHelp(
-        "heapcheck: bytes of freed objects held back before the allocator reuses them (default 4 MiB).",
-        valueName: "bytes"))
-    var quarantine: UInt64?
+    @OptionGroup var settings: ToolSettings
 
-    @Option(name: .long, help: ArgumentHelp(
-        "heapcheck: the least poisoned bytes after each kmalloc object, 8 to \(AttachRequest.maxRedzone) (default 16).",
-        valueName: "bytes"))
-    var redzone: UInt32?
-
-    @Option(name: .long, help: ArgumentHelp(
-        "stackguard: report a stack with fewer free bytes than this, up to \(AttachRequest.maxStackThreshold) (default 4096).",
-        valueName: "bytes"))
-    var threshold: UInt32?
-
-    func validate() throws {
-        if threshold != nil && !tool.contains(.stackguard) {
-            throw ValidationError("--threshold is stackguard's option: add --tool stackguard")
-        }
-        if let t = threshold, t == 0 || t > AttachRequest.maxStackThreshold {
-            throw ValidationError("--threshold must be between 1 and \(AttachRequest.maxStackThreshold) bytes")
-        }
-        if (quarantine != nil || redzone != nil) && !tool.contains(.heapcheck) {
-            throw ValidationError("--quarantine and --redzone are heapcheck's options: add --tool heapcheck")
-        }
-        if let r = redzone, r < 8 || r > AttachRequest.maxRedzone {
-            throw ValidationError("--redzone must be between 8 and \(AttachRequest.maxRedzone) bytes")
-        }
-        if let q = quarantine, q == 0 {
-            throw ValidationError("--quarantine must be more than 0 bytes")
-        }
-    }
+    func validate() throws { try settings.check(enabling: tool, how: "add --tool") }
 
     func run() throws {
-        let tools = tool.reduce(UInt64(0)) { $0 | $1.bit }
+        let request = settings.apply(to: AttachRequest(tools: tool.reduce(UInt64(0)) { $0 | $1.bit }))
         let reply = try global.withClient { client, _ throws(DeviceError) in
-            try client.attach(tools: tools, quarantineBytes: quarantine ?? 0, redzoneBytes: redzone ?? 0,
-                              stackThreshold: threshold ?? 0)
+            try client.attach(tools: request.tools, quarantineBytes: request.quarantineBytes,
+                              redzoneBytes: request.redzoneBytes, stackThreshold: request.stackThreshold)
         }
-        let context = CLIContext.current
-        guard reply.refusal == 0 else {
-            let reason = AttachRefusal(rawValue: reply.refusal)?.message ?? "refused (reason \(reply.refusal))"
-            context.writeError("kdbt: cannot attach: \(reason)\n")
-            throw ExitStatus.environment
-        }
-        switch output.format {
-        case .text:
-            let tools = tool.isEmpty ? "none" : tool.map(\.rawValue).joined(separator: ",")
-            let ms = formatMilliseconds(reply.attachNanoseconds)
-            context.write("attached: \(reply.cpus) CPUs, \(reply.blocks) entry blocks translated, tools: \(tools), in \(ms)\n")
-        case .json:
-            var json = JSONObject()
-            json.add("attached", .bool(true))
-            json.add("cpus", .int(Int64(reply.cpus)))
-            json.add("blocks", .uint(reply.blocks))
-            json.add("attach_ns", .uint(reply.attachNanoseconds))
-            context.write(json.value.serialized() + "\n")
-        }
+        try reportAttached(reply, format: output.format)
     }
 }
 

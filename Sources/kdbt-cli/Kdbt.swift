@@ -17,7 +17,7 @@ struct Kdbt: ParsableCommand {
             mismatch), 64 usage error.
             """,
         version: cliVersion,
-        subcommands: [VersionCommand.self, StatusCommand.self, AttachCommand.self, DetachCommand.self, ReportCommand.self, SelfTestCommand.self, DisasmCommand.self, UserCommand.self]
+        subcommands: [VersionCommand.self, StatusCommand.self, AttachCommand.self, DetachCommand.self, ToolCommand.self, ReportCommand.self, SelfTestCommand.self, DisasmCommand.self, UserCommand.self]
     )
 
     // Declared here too so that `kdbt --device P status` parses; subcommands that

@@ -99,6 +99,19 @@ func makeValid(_ command: KdbtCommand, _ p: UnsafeMutableRawPointer) {
         .encode(LayoutWriter(UnsafeMutableRawBufferPointer(start: p, count: ReadTextRequest.sizeV1)))
 }
 
+// A well-formed retool changes the attachment; only its refusals are exercised.
+r = ioctlOn(.retool, size: AttachRequest.sizeV1)
+check("retool: the attach v1 size is short for it -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = ioctlOn(.retool, size: AttachRequest.sizeV2, prepare: { $0.storeBytes(of: UInt32(1), toByteOffset: 4, as: UInt32.self) })
+check("retool: flags set -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = ioctlOn(.retool, size: AttachRequest.sizeV2, prepare: { $0.storeBytes(of: UInt64(1) << 40, toByteOffset: 8, as: UInt64.self) })
+check("retool: an unknown tool bit -> EINVAL", r == -Errno.EINVAL, describe(r))
+r = ioctlOn(.retool, size: AttachRequest.sizeV2, prepare: {
+    $0.storeBytes(of: ToolBits.stackguard, toByteOffset: 8, as: UInt64.self)
+    $0.storeBytes(of: UInt32(1 << 20), toByteOffset: 60, as: UInt32.self)
+})
+check("retool: a threshold past the stack -> EINVAL", r == -Errno.EINVAL, describe(r))
+
 for command in [KdbtCommand.version, .status, .readText, .selfTest, .detach, .cpuStats] {
     let first = command.firstLayoutSize
     r = ioctlOn(command, size: 0, bufferBytes: first, prepare: { makeValid(command, $0); $0.storeBytes(of: UInt32(0), as: UInt32.self) })

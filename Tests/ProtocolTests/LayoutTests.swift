@@ -54,6 +54,24 @@ struct LayoutTests {
         }
     }
 
+    @Test("status v3 carries the tool set and its settings; a v2 reply leaves them zero")
+    func statusTools() {
+        var reply = StatusReply(state: .attached, cpus: 2, ioctlCalls: 7, arenaBytes: 65536, arenaUsed: 64,
+                                liveAllocations: 1, liveBytes: 65536, loadedNanoseconds: 123)
+        reply.tools = AttachRequest(tools: ToolBits.heapcheck | ToolBits.stackguard, quarantineBytes: 1 << 20,
+                                    redzoneBytes: 32, stackThreshold: 8192)
+        withBuffer(StatusReply.sizeV3) { buffer in
+            reply.encode(LayoutWriter(buffer))
+            #expect(StatusReply(decoding: LayoutReader(UnsafeRawBufferPointer(buffer))) == reply)
+        }
+        withBuffer(StatusReply.sizeV2) { buffer in
+            reply.encode(LayoutWriter(buffer))
+            #expect(StatusReply(decoding: LayoutReader(UnsafeRawBufferPointer(buffer)))?.tools == AttachRequest(tools: 0))
+        }
+        #expect(KdbtCommand.retool.firstLayoutSize == AttachRequest.sizeV2)
+        #expect(KdbtCommand(number: KdbtCommand.retool.number) == .retool)
+    }
+
     @Test("every reserved byte and the flags are checked", arguments: Array(4..<VersionReply.sizeV1))
     func versionReserved(offset: Int) {
         let inputChecked = (4..<8).contains(offset) || offset >= 36

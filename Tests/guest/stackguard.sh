@@ -3,7 +3,8 @@
 # stackguard: the seeded deep recursion of kdbt_heapbugs.ko caught before it
 # overflows, naming the recursive function and its frame sizes; a workload that
 # stays within bounds produces no finding; stackguard, heapcheck and inscount
-# stacked on one attach all do their work.
+# stacked on one attach all do their work, and `kdbt tool enable|disable` change
+# the set while attached.
 . /test/files/lib.sh
 trigger() { echo "$1" > /sys/module/kdbt_heapbugs/parameters/trigger; }
 
@@ -46,7 +47,8 @@ check "KDBT-STACK-NEAR-OVERFLOW" "sarif: the rule" /tmp/report.sarif
 check "kdbt_heapbugs.c:[0-9]+" "symbolized: file:line" /tmp/symbolized.txt
 expect_status 0 "kdbt detach" -- kdbt detach
 
-# Three tools on one attach.
+# Three tools on one attach, then tools enabled and disabled while attached: the
+# cache is rebuilt, findings carry over.
 expect_status 0 "kdbt attach --tool stackguard --tool heapcheck --tool inscount" -- \
 	kdbt attach --tool stackguard --tool heapcheck --tool inscount
 expect_status 0 "workload under three tools" -- kdbt-guest-workload 5
@@ -58,6 +60,22 @@ check '"kind":"use-after-free"' "heapcheck found the use after free" /tmp/three.
 check '"kind":"stack-near-overflow"' "stackguard found the deep recursion" /tmp/three.json
 expect_status 0 "kdbt report" -- kdbt report
 check "^inscount: [1-9][0-9]* kernel instructions" "inscount counted" /tmp/out
+expect_status 0 "kdbt tool disable heapcheck" -- kdbt tool disable heapcheck
+check "tools: inscount,stackguard" "  ... inscount and stackguard remain" /tmp/out
+expect_status 0 "kdbt tool enable heapcheck --quarantine 2097152" -- kdbt tool enable heapcheck --quarantine 2097152
+check "tools: inscount,heapcheck,stackguard" "  ... all three again" /tmp/out
+expect_status 0 "kdbt status" -- kdbt status
+check "heapcheck \\(quarantine 2097152 bytes" "  ... status shows the new quarantine" /tmp/out
+check "stackguard \\(threshold 4096 bytes" "  ... and stackguard's threshold" /tmp/out
+expect_status 0 "kdbt report --format json (after the changes)" -- kdbt report --format json
+cp /tmp/out /tmp/retooled.json
+check '"kind":"use-after-free"' "  ... the use after free is still reported" /tmp/retooled.json
+check '"kind":"stack-near-overflow"' "  ... and the deep recursion" /tmp/retooled.json
+expect_status 0 "trigger double-free (heapcheck enabled afresh)" -- trigger double-free
+expect_status 0 "kdbt report --format json" -- kdbt report --format json
+check '"kind":"double-free"' "  ... found by the re-enabled heapcheck" /tmp/out
+expect_status 64 "kdbt tool enable nosuch: usage error" -- kdbt tool enable nosuch
+expect_status 64 "kdbt tool enable inscount --threshold 1: usage error" -- kdbt tool enable inscount --threshold 1
 expect_status 0 "kdbt detach" -- kdbt detach
 expect_status 0 "rmmod kdbt_heapbugs" -- rmmod kdbt_heapbugs
 expect_status 0 "rmmod kdbt" -- rmmod kdbt

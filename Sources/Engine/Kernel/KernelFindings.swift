@@ -15,7 +15,8 @@ func kdbt_findings_lock()
 @_extern(c, "kdbt_findings_unlock")
 func kdbt_findings_unlock()
 @_extern(c, "kdbt_findings_keep")
-func kdbt_findings_keep(_ records: UnsafeRawPointer, _ count: Int, _ recordBytes: Int, _ dropped: UInt64)
+func kdbt_findings_keep(_ records: UnsafeRawPointer, _ keys: UnsafeRawPointer, _ count: Int, _ recordBytes: Int,
+                        _ dropped: UInt64)
 @_extern(c, "kdbt_findings_kept")
 func kdbt_findings_kept(_ records: UnsafeMutablePointer<UnsafeRawPointer?>, _ dropped: UnsafeMutablePointer<UInt64>) -> Int
 
@@ -69,7 +70,19 @@ enum KernelFindings {
 
     /// At detach, every CPU native: the ring no longer changes.
     static func keep(_ ring: UnsafeMutablePointer<FindingsRing>) {
-        kdbt_findings_keep(ring.pointee.recordBytes, ring.pointee.count, FindingLayout.recordBytes, ring.pointee.dropped)
+        kdbt_findings_keep(ring.pointee.recordBytes, ring.pointee.keyBytes, ring.pointee.count, FindingLayout.recordBytes,
+                           ring.pointee.dropped)
+    }
+
+    /// What the last attach kept, into a new attach's ring (before any CPU runs
+    /// translated: no lock needed): a tool enabled or disabled loses no finding.
+    static func adoptKept(_ ring: UnsafeMutablePointer<FindingsRing>) {
+        var records: UnsafeRawPointer? = nil
+        var dropped: UInt64 = 0
+        let count = kdbt_findings_kept(&records, &dropped)
+        guard count > 0, let kept = records else { return }
+        ring.pointee.adopt(records: kept, keys: (kept + count * FindingLayout.recordBytes).assumingMemoryBound(to: UInt64.self),
+                           count: count, dropped: dropped)
     }
 
     /// Serves KDBT_IOC_FINDINGS: from the attached tools' ring, else what the last

@@ -119,6 +119,8 @@ struct TakeoverState {
     var findings: UnsafeMutablePointer<FindingsRing>? = nil
     /// stackguard, when it runs.
     var stackGuard: UnsafeMutablePointer<StackGuardState>? = nil
+    /// The tools attached and their settings, defaults resolved (for `status`).
+    var tools = AttachRequest(tools: 0)
 }
 
 /// RFLAGS bits the trap handler changes.
@@ -157,10 +159,25 @@ extension KernelHost {
     }
 
     func attach(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        attach(&request, slot: slot, carryFindings: false)
+    }
+
+    func retool(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> Int32 {
+        if kdbt_host_pti_enabled() != 0 { request.refusal = AttachRefusal.pageTableIsolation.rawValue; return 0 }
+        if slot.pointee != nil {
+            var detached = DetachRequest()
+            let result = detach(&detached, slot: slot)
+            if result != 0 { return result }
+        }
+        return attach(&request, slot: slot, carryFindings: true)
+    }
+
+    private func attach(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+                        carryFindings: Bool) -> Int32 {
         let started = kdbt_host_ktime_ns()
         guard slot.pointee == nil else { request.refusal = AttachRefusal.alreadyAttached.rawValue; return 0 }
         if kdbt_host_pti_enabled() != 0 { request.refusal = AttachRefusal.pageTableIsolation.rawValue; return 0 }
-        let refusal = setUp(&request, slot: slot)
+        let refusal = setUp(&request, slot: slot, carryFindings: carryFindings)
         if refusal != .none {
             request.refusal = refusal.rawValue
             return 0
@@ -169,7 +186,8 @@ extension KernelHost {
         return 0
     }
 
-    private func setUp(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> AttachRefusal {
+    private func setUp(_ request: inout AttachRequest, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+                       carryFindings: Bool) -> AttachRefusal {
         let lstar = kdbt_host_read_lstar()
         let entrySyscall = symbol("entry_SYSCALL_64")
         let sysretTail = symbol("entry_SYSRETQ_unsafe_stack")
@@ -239,11 +257,15 @@ extension KernelHost {
         var findings: UnsafeMutablePointer<FindingsRing>? = nil
         if request.tools & ToolBits.checking != 0 {
             findings = KernelFindings.create(in: &arena)
-            guard findings != nil else { return outOfMemory() }
+            guard let ring = findings else { return outOfMemory() }
+            if carryFindings { KernelFindings.adoptKept(ring) }
         }
+        var resolved = AttachRequest(tools: request.tools)
         if request.tools & ToolBits.heapcheck != 0, let ring = findings {
             let redzone = request.redzoneBytes != 0 ? UInt64(request.redzoneBytes) : KernelHeapCheck.defaultRedzone
             let quarantine = request.quarantineBytes != 0 ? request.quarantineBytes : KernelHeapCheck.defaultQuarantine
+            resolved.redzoneBytes = UInt32(redzone)
+            resolved.quarantineBytes = quarantine
             heapCheck = KernelHeapCheck.create(t, redzone: redzone, quarantine: quarantine, findings: ring,
                                                allocate: { allocateArena(bytes: $0) }, free: { freeArena($0) })
             guard heapCheck != nil else { return outOfMemory() }
@@ -251,6 +273,7 @@ extension KernelHost {
         var stackGuard: UnsafeMutablePointer<StackGuardState>? = nil
         if request.tools & ToolBits.stackguard != 0, let ring = findings {
             let threshold = request.stackThreshold != 0 ? UInt64(request.stackThreshold) : KernelStackGuard.defaultThreshold
+            resolved.stackThreshold = UInt32(threshold)
             stackGuard = KernelStackGuard.create(t, in: &arena, threshold: threshold, findings: ring)
             guard stackGuard != nil else { return outOfMemory() }
         }
@@ -275,7 +298,8 @@ extension KernelHost {
             translator: t.state, arena: block, detaching: 0, poolStart: kdbt_host_code_pool_base(),
             poolBytes: UInt64(kdbt_host_code_pool_bytes()), attachedAt: 0, insCountOffset: insCountOffset,
             nativeHandler: nativeHandler, cacheHandler: cacheHandler, stubAddress: stubAddress,
-            insCountData: insCountData, heapCheck: heapCheck, findings: findings, stackGuard: stackGuard))
+            insCountData: insCountData, heapCheck: heapCheck, findings: findings, stackGuard: stackGuard,
+            tools: resolved))
         if let kh = heapCheck { KernelHeapCheck.wrapAllocator(t, kh, symbol: { symbol($0) }) }
 
         // Cache consistency: the kernel's text patching runs translated, so its
@@ -518,6 +542,7 @@ extension KernelHost {
         reply.nativeBytes = s.nativeBytes
         reply.attachedNanoseconds = kdbt_host_ktime_ns() &- ts.pointee.attachedAt
         reply.heapCheck.wrapFramesDropped = s.wrapFramesDropped
+        reply.tools = ts.pointee.tools
         if let kh = ts.pointee.heapCheck { KernelHeapCheck.status(kh.pointee.state, into: &reply.heapCheck) }
     }
 }

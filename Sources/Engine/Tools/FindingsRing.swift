@@ -84,9 +84,29 @@ public struct FindingsRing {
         return true
     }
 
-    /// The records, for keeping them past the attach (callers hold no lock; the
-    /// ring no longer changes then).
+    /// The records and their keys, for keeping them past the attach (callers hold
+    /// no lock; the ring no longer changes then).
     public var recordBytes: UnsafeRawPointer { UnsafeRawPointer(records) }
+    public var keyBytes: UnsafeRawPointer { UnsafeRawPointer(keys) }
+
+    /// Takes over another ring's findings (records with their counts, keys, drops),
+    /// as many as fit; the rest count as dropped.
+    public mutating func adopt(records from: UnsafeRawPointer, keys fromKeys: UnsafePointer<UInt64>, count n: Int,
+                               dropped d: UInt64) {
+        lock()
+        defer { unlock() }
+        dropped &+= d
+        for i in 0..<n {
+            guard count < capacity else {
+                dropped &+= 1
+                continue
+            }
+            (records + count * FindingLayout.recordBytes).copyMemory(from: from + i * FindingLayout.recordBytes,
+                                                                     byteCount: FindingLayout.recordBytes)
+            keys[count] = fromKeys[i]
+            count += 1
+        }
+    }
 
     private func index(of key: UInt64) -> Int? {
         for i in 0..<count where keys[i] == key { return i }
