@@ -17,7 +17,7 @@ show kdbt detach
 
 # heapcheck: seeded heap bugs (Tests/HeapBugs) found in a kernel built without KASAN.
 show insmod /kdbt/kdbt_heapbugs.ko
-show kdbt attach --tool heapcheck
+show kdbt tool enable heapcheck
 for bug in uaf-read uaf-write oob-right-read oob-left-read double-free invalid-free cache-uaf; do
 	show sh -c "echo $bug > /sys/module/kdbt_heapbugs/parameters/trigger"
 done
@@ -28,10 +28,13 @@ show sh -c 'kdbt report --format sarif | head -c 800; echo'
 show sh -c 'kdbt report --fail-on-findings >/dev/null; echo "kdbt report --fail-on-findings: exit $?"'
 show kdbt detach
 
-# stackguard: a seeded deep recursion caught before the stack overflows, with
-# heapcheck and inscount on the same attach.
-show kdbt attach --tool stackguard --tool heapcheck --tool inscount
+# stackguard: a seeded deep recursion caught before the stack overflows; then
+# heapcheck and inscount enabled on the running attach (the finding is kept).
+show kdbt attach --tool stackguard
 show sh -c 'echo deep-recursion > /sys/module/kdbt_heapbugs/parameters/trigger'
+show kdbt tool enable heapcheck
+show kdbt tool enable inscount
+show kdbt tool list
 show kdbt report --symbolize --modules /kdbt --top 5
 show kdbt detach
 show rmmod kdbt_heapbugs

@@ -79,14 +79,16 @@ struct IoctlDispatchTests {
     @Test("a longer struct with a zero tail is accepted; only the known size is written back")
     func oversizedZero() {
         let h = Harness()
-        #expect(h.call(.status, size: StatusReply.sizeV1 + 100) == 0)
-        #expect(h.user.load(as: UInt32.self) == UInt32(StatusReply.sizeV2))
+        let known = KdbtCommand.status.currentLayoutSize
+        #expect(h.call(.status, size: known + 100) == 0)
+        #expect(h.user.load(as: UInt32.self) == UInt32(known))
     }
 
     @Test("a longer struct with a non-zero tail is E2BIG")
     func oversizedNonZero() {
         let h = Harness()
-        let r = h.call(.status, size: StatusReply.sizeV1 + 100) { $0[StatusReply.sizeV1 + 99] = 1 }
+        let known = KdbtCommand.status.currentLayoutSize
+        let r = h.call(.status, size: known + 100) { $0[known + 99] = 1 }
         #expect(r == -Errno.E2BIG)
     }
 
