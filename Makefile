@@ -68,7 +68,7 @@ test check: unit-test kmod guest-test decoder-slice
 # the guest as a new user would.
 demo: build kmod
 	@echo "# on the host: kdbt status"; .build/debug/kdbt status || echo "(exit status $$?)"
-	scripts/vm-run $(GUEST_EXTRA) scripts/demo-guest.sh
+	VM_TIMEOUT=$${VM_TIMEOUT:-900} scripts/vm-run $(GUEST_EXTRA) scripts/demo-guest.sh
 
 vm-run: build kmod
 	@test -n "$(SCRIPT)" || { echo "usage: make vm-run SCRIPT=FILE [VMFILES=DIR]" >&2; exit 64; }
