@@ -33,9 +33,9 @@ public enum ContextField {
     /// Shared routines, reached with `jmp *%gs:field` so stubs work from any unit.
     public static let fcacheReturn: Int32 = 0xF0
     public static let indirectLookup: Int32 = 0xF8
-    /// Indirect-branch table (native PC -> cache PC) and its index mask.
+    /// The indirect-branch table's tags (LookupTable; the probes take the slot from
+    /// the target's low 16 bits). 0x108 is free.
     public static let lookupTable: Int32 = 0x100
-    public static let lookupMask: Int32 = 0x108
     /// The native caller's callee-saved registers while the in-process host runs a
     /// function translated (rbx rbp r12 r13 r14 r15 rsp).
     public static let nativeSaved: Int32 = 0x110

@@ -338,7 +338,6 @@ public struct Translator {
         set(ContextField.fcacheReturn, state.pointee.fcacheReturn)
         set(ContextField.indirectLookup, state.pointee.indirectLookup)
         set(ContextField.lookupTable, UInt64(UInt(bitPattern: state.pointee.indirect.tags)))
-        set(ContextField.lookupMask, UInt64(LookupTable.indirectEntries - 1))
         set(ContextField.translator, UInt64(UInt(bitPattern: state)))
         set(ContextField.sentinel, sentinel)
         set(ContextField.cleanCallRoutine, state.pointee.cleanCall)
