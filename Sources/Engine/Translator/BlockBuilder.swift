@@ -289,9 +289,12 @@ extension Translator {
         // it: the field is kept 4-byte aligned. (With only an aligned quadword
         // around it, which the SDM and the APM call atomic for data, attach cycles
         // under load crashed in 3 of 4 guest runs, in zeroed code-pool memory; the
-        // cause was not found.) The padding is one NOP instruction.
+        // cause was not found.) The padding is up to three CS segment-override
+        // prefixes on the branch itself, which 64-bit mode ignores for branches
+        // (assemblers pad branches the same way): no instruction of its own, so
+        // every exit costs one instruction, whereas a NOP ran on every path.
         let misaligned = Int((a.address &+ UInt64(opcodeBytes)) & 3)
-        if misaligned != 0 { a.nop(4 - misaligned) }
+        if misaligned != 0 { for _ in misaligned..<4 { a.byte(Assembler.ignoredPrefix) } }
         exits.fields[exits.count] = a.count + opcodeBytes
         exits.targets[exits.count] = target
         exits.syscall[exits.count] = syscall

@@ -377,6 +377,11 @@ public struct Assembler {
     public mutating func xsave64(_ m: AsmMemory) { regMem(0xAE, w: true, reg: 4, m, twoByte: true) }
     public mutating func xrstor64(_ m: AsmMemory) { regMem(0xAE, w: true, reg: 5, m, twoByte: true) }
 
+    /// CS segment override: ignored on branches in 64-bit mode (0x3E there is a
+    /// taken hint on some parts, 0x66 changes the operand size on AMD), so it pads
+    /// a branch without adding an instruction.
+    public static let ignoredPrefix: UInt8 = 0x2E
+
     /// Pads with multi-byte NOPs to `alignment` (a power of two).
     public mutating func align(_ alignment: Int) {
         while Int(address & UInt64(alignment - 1)) != 0 && !overflowed {
