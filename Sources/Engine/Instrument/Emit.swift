@@ -17,6 +17,10 @@ extension Translator {
         var phase: UInt8 = 0
         while phase <= InstrumentationPhase.instrumentationToInstrumentation.rawValue {
             block.phase = InstrumentationPhase(rawValue: phase)!
+            if block.phase == .analysis {
+                // The block's end is final once app-to-app ran (it may truncate).
+                block.flagsLiveAtEnd = flagsLive(after: block.instructions[block.count - 1])
+            }
             // Ascending priority, ties in registration order: a selection over the
             // small tool table, no sorting storage needed.
             var done: UInt32 = 0
@@ -40,31 +44,43 @@ extension Translator {
     /// Encodes the meta instructions inserted before application instruction
     /// `index` (in insertion order).
     func emitMeta(_ block: InstrumentedBlock, before index: Int, appPC: UInt64, _ a: inout Assembler) {
+        var adds = FlagPreservingAdds()
         for m in 0..<block.metaCount where block.meta[m].before == index {
-            if case .inlineCheck(let check) = block.meta[m].instruction {
+            let instruction = block.meta[m].instruction
+            if case .addPreservingFlags(let memory, let value) = instruction {
+                adds.add(memory, value, self, &a)
+                continue
+            }
+            adds.finish(self, &a)
+            if case .inlineCheck(let check) = instruction {
                 let flagsLive = !block.arithmeticFlagsDead(before: index)
                 emitInlineCheck(check, live: block.liveRegisters(before: index), flagsLive: flagsLive, &a)
             } else {
-                emit(block.meta[m].instruction, appPC: appPC, &a)
+                emit(instruction, appPC: appPC, &a)
             }
         }
+        adds.finish(self, &a)
     }
 
     /// Meta instructions of positions `from...through` emitted later, at a point
     /// where the arithmetic flags may be live: flag-writing adds become
     /// flag-preserving ones.
     func emitDeferredMeta(_ block: InstrumentedBlock, from: Int, through: Int, appPC: UInt64, _ a: inout Assembler) {
+        var adds = FlagPreservingAdds()
         for m in 0..<block.metaCount where block.meta[m].before >= from && block.meta[m].before <= through {
-            if case .add(let memory, let value) = block.meta[m].instruction {
-                emit(.addPreservingFlags(memory, value), appPC: appPC, &a)
-            } else if case .inlineCheck = block.meta[m].instruction {
+            switch block.meta[m].instruction {
+            case .add(let memory, let value), .addPreservingFlags(let memory, let value):
+                adds.add(memory, value, self, &a)
+            case .inlineCheck:
                 // Its operand belongs to an instruction already emitted; checks
                 // between a swapgs pair (entry code, no heap) are dropped.
                 continue
-            } else {
+            default:
+                adds.finish(self, &a)
                 emit(block.meta[m].instruction, appPC: appPC, &a)
             }
         }
+        adds.finish(self, &a)
     }
 
     func emit(_ instruction: MetaInstruction, appPC: UInt64, _ a: inout Assembler) {
@@ -72,11 +88,9 @@ extension Translator {
         case .add(let m, let v):
             a.add(m, imm32: v)
         case .addPreservingFlags(let m, let v):
-            a.mov(gs(ContextField.metaSpill), .rax)
-            a.mov(.rax, m)
-            a.lea(.rax, .at(.rax, v))
-            a.mov(m, .rax)
-            a.mov(.rax, gs(ContextField.metaSpill))
+            var adds = FlagPreservingAdds()
+            adds.add(m, v, self, &a)
+            adds.finish(self, &a)
         case .movRegisterImmediate(let r, let v):
             a.mov(r, imm64: v)
         case .movMemoryRegister(let m, let r):
@@ -165,5 +179,29 @@ extension Translator {
             let end = a.origin + UInt64(b.offset + 6)
             a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: (b.slow ? slow : fine) &- end))
         }
+    }
+}
+
+/// Adds that leave the flags alone: `mov`, `lea`, `mov` through rax, which is
+/// spilled once for a run of them (inscount's counter and its profile slot).
+/// The memory operands must not use rax.
+struct FlagPreservingAdds {
+    var raxSpilled = false
+
+    mutating func add(_ m: AsmMemory, _ value: Int32, _ t: Translator, _ a: inout Assembler) {
+        if !raxSpilled {
+            a.mov(t.gs(ContextField.metaSpill), .rax)
+            raxSpilled = true
+        }
+        a.mov(.rax, m)
+        a.lea(.rax, .at(.rax, value))
+        a.mov(m, .rax)
+    }
+
+    /// Gives rax back, if a run is open.
+    mutating func finish(_ t: Translator, _ a: inout Assembler) {
+        guard raxSpilled else { return }
+        a.mov(.rax, t.gs(ContextField.metaSpill))
+        raxSpilled = false
     }
 }

@@ -194,6 +194,9 @@ public struct InstrumentedBlock {
     public private(set) var metaCount = 0
     /// Set when a tool inserted more than the block can hold.
     public private(set) var overflowed = false
+    /// The arithmetic flags that may be read after the block (all of them unless
+    /// the translator read its successor ahead: `Translator.flagsLive(after:)`).
+    public internal(set) var flagsLiveAtEnd: UInt16 = Flag.status
     var phase: InstrumentationPhase = .appToApp
     let contextGSOffset: Int32
 
@@ -244,13 +247,13 @@ public struct InstrumentedBlock {
 
     /// Whether the arithmetic flags (CF PF AF ZF SF OF) are all dead before
     /// instruction `index`: each is overwritten in the block before being read.
-    /// Conservative: at the block's end every flag is live.
+    /// At the block's end the flags in `flagsLiveAtEnd` are live.
     public func arithmeticFlagsDead(before index: Int) -> Bool {
-        var live: UInt16 = Flag.status
+        var live = flagsLiveAtEnd
         var i = count - 1
         while i >= index {
             let insn = instructions[i]
-            live = (live & ~killedFlags(insn)) | insn.flagsRead
+            live = (live & ~Self.killedFlags(insn)) | insn.flagsRead
             i -= 1
         }
         return live & Flag.status == 0
@@ -260,12 +263,12 @@ public struct InstrumentedBlock {
     /// or nil.
     public func firstFlagsDeadPosition(from index: Int = 0) -> Int? {
         // One backward pass computes liveness before every instruction.
-        var live: UInt16 = Flag.status
+        var live = flagsLiveAtEnd
         var best: Int? = nil
         var i = count - 1
         while i >= index {
             let insn = instructions[i]
-            live = (live & ~killedFlags(insn)) | insn.flagsRead
+            live = (live & ~Self.killedFlags(insn)) | insn.flagsRead
             if live & Flag.status == 0 { best = i }
             i -= 1
         }
@@ -303,7 +306,7 @@ public struct InstrumentedBlock {
 
     /// Flags an instruction certainly overwrites. Shifts and rotates leave the
     /// flags alone when the count is zero, so they never certainly kill them.
-    func killedFlags(_ insn: Instruction) -> UInt16 {
+    static func killedFlags(_ insn: Instruction) -> UInt16 {
         switch insn.mnemonic {
         case .shl, .shr, .sar, .rol, .ror, .rcl, .rcr, .shld, .shrd: return 0
         default: return insn.flagsWritten

@@ -659,7 +659,7 @@ public enum HeapCheck {
         guard let raw = t.toolData(named: name) else { return }
         let s = raw.assumingMemoryBound(to: HeapCheckState.self)
         var insn = Instruction()
-        guard decode(t, pc, &insn) else { return }
+        guard t.decodeOne(at: pc, into: &insn) else { return }
         func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
         let element = UInt64(elementSize(insn.mnemonic))
         let count = reg(.rcx)
@@ -690,18 +690,9 @@ public enum HeapCheck {
         }
     }
 
-    static func decode(_ t: Translator, _ pc: UInt64, _ insn: inout Instruction) -> Bool {
-        var bytes: InlineArray<16, UInt8> = InlineArray(repeating: 0)
-        let n = withUnsafeMutableBytes(of: &bytes) { t.state.pointee.host.readCode($0.baseAddress!, pc, 15) }
-        guard n > 0 else { return false }
-        return withUnsafeBytes(of: &bytes) {
-            Decoder.decode(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n]), address: pc, into: &insn) == .ok
-        }
-    }
-
     static func decodeAccess(_ t: Translator, _ pc: UInt64) -> (size: Int, write: Bool)? {
         var insn = Instruction()
-        guard decode(t, pc, &insn) else { return nil }
+        guard t.decodeOne(at: pc, into: &insn) else { return nil }
         var operands = Operands()
         Decoder.decodeOperands(insn, into: &operands)
         for k in 0..<operands.count where operands[k].type == .memory {
