@@ -20,6 +20,13 @@ extension Translator {
             if block.phase == .analysis {
                 // The block's end is final once app-to-app ran (it may truncate).
                 block.flagsLiveAtEnd = flagsLive(after: block.instructions[block.count - 1])
+                var k = 0
+                var exit = block.sideExit()
+                while let i = exit, k < InstrumentedBlock.maxSideExits {
+                    block.sideExitFlags[k] = flagsLive(at: directTarget(block.instructions[i]))
+                    k += 1
+                    exit = block.sideExit(from: i + 1)
+                }
             }
             // Ascending priority, ties in registration order: a selection over the
             // small tool table, no sorting storage needed.
@@ -45,7 +52,7 @@ extension Translator {
     /// `index` (in insertion order).
     func emitMeta(_ block: InstrumentedBlock, before index: Int, appPC: UInt64, _ a: inout Assembler) {
         var adds = FlagPreservingAdds()
-        for m in 0..<block.metaCount where block.meta[m].before == index {
+        for m in 0..<block.metaCount where block.meta[m].before == index && !block.meta[m].onSideExit {
             let instruction = block.meta[m].instruction
             if case .addPreservingFlags(let memory, let value) = instruction {
                 adds.add(memory, value, self, &a)
@@ -67,7 +74,8 @@ extension Translator {
     /// flag-preserving ones.
     func emitDeferredMeta(_ block: InstrumentedBlock, from: Int, through: Int, appPC: UInt64, _ a: inout Assembler) {
         var adds = FlagPreservingAdds()
-        for m in 0..<block.metaCount where block.meta[m].before >= from && block.meta[m].before <= through {
+        for m in 0..<block.metaCount
+        where block.meta[m].before >= from && block.meta[m].before <= through && !block.meta[m].onSideExit {
             switch block.meta[m].instruction {
             case .add(let memory, let value), .addPreservingFlags(let memory, let value):
                 adds.add(memory, value, self, &a)
@@ -81,6 +89,34 @@ extension Translator {
             }
         }
         adds.finish(self, &a)
+    }
+
+    /// Encodes the meta instructions on the taken path of side exit `index`.
+    /// Inline checks have no place there (no operand of their own) and are left out.
+    func emitSideExitMeta(_ block: InstrumentedBlock, _ index: Int, appPC: UInt64, _ a: inout Assembler) {
+        var adds = FlagPreservingAdds()
+        for m in 0..<block.metaCount where block.meta[m].before == index && block.meta[m].onSideExit {
+            switch block.meta[m].instruction {
+            case .addPreservingFlags(let memory, let value):
+                adds.add(memory, value, self, &a)
+            case .inlineCheck:
+                continue
+            default:
+                adds.finish(self, &a)
+                emit(block.meta[m].instruction, appPC: appPC, &a)
+            }
+        }
+        adds.finish(self, &a)
+    }
+
+    /// Room the block's side exits may take beyond its body: a trampoline with
+    /// its meta instructions, and a stub, each.
+    func sideExitBytes(_ block: InstrumentedBlock) -> Int {
+        var exits = 0
+        var metas = 0
+        for i in 0..<block.count where block.isSideExit(i) { exits += 1 }
+        for m in 0..<block.metaCount where block.meta[m].onSideExit { metas += 1 }
+        return exits * 96 + metas * 64
     }
 
     func emit(_ instruction: MetaInstruction, appPC: UInt64, _ a: inout Assembler) {

@@ -173,10 +173,12 @@ public struct InlineCheckSite {
     }
 }
 
-/// Meta instructions are inserted before application instruction `before`.
+/// Meta instructions are inserted before application instruction `before`, or,
+/// with `onSideExit`, on the taken path of the side exit at `before`.
 public struct MetaEntry: Sendable {
     public var before: Int
     public var instruction: MetaInstruction
+    public var onSideExit = false
 }
 
 /// The block handed to tools.
@@ -197,6 +199,8 @@ public struct InstrumentedBlock {
     /// The arithmetic flags that may be read after the block (all of them unless
     /// the translator read its successor ahead: `Translator.flagsLive(after:)`).
     public internal(set) var flagsLiveAtEnd: UInt16 = Flag.status
+    /// The same for the target of each side exit, in block order.
+    var sideExitFlags: InlineArray<4, UInt16> = InlineArray(repeating: Flag.status)
     var phase: InstrumentationPhase = .appToApp
     let contextGSOffset: Int32
 
@@ -228,6 +232,53 @@ public struct InstrumentedBlock {
         metaCount += 1
     }
 
+    // MARK: side exits
+    //
+    // A block runs on past conditional branches (up to `maxSideExits` of them):
+    // each is a side exit, whose taken path leaves the block and whose
+    // fall-through continues in it. Code inserted before an instruction runs only
+    // when execution gets that far; code on a side exit runs only when it is taken.
+
+    public static let maxSideExits = 4
+
+    /// Whether instruction `index` is a side exit.
+    public func isSideExit(_ index: Int) -> Bool {
+        index >= 0 && index < count - 1 && instructions[index].controlFlow == .jcc
+    }
+
+    /// The first side exit at or after `index`, or nil.
+    public func sideExit(from index: Int = 0) -> Int? {
+        var i = max(index, 0)
+        while i < count - 1 {
+            if instructions[i].controlFlow == .jcc { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Inserts `instruction` on the taken path of side exit `index` (after the
+    /// branch, before the block is left). Such code must not write the flags that
+    /// `flagsLive(atSideExit:)` reports live.
+    public mutating func insert(_ instruction: MetaInstruction, onSideExit index: Int) {
+        guard isSideExit(index), phase != .appToApp, phase != .analysis else { return }
+        guard metaCount < metaCapacity else { overflowed = true; return }
+        meta[metaCount] = MetaEntry(before: index, instruction: instruction, onSideExit: true)
+        metaCount += 1
+    }
+
+    func hasSideExitMeta(_ index: Int) -> Bool {
+        for m in 0..<metaCount where meta[m].onSideExit && meta[m].before == index { return true }
+        return false
+    }
+
+    /// The arithmetic flags that may be read at side exit `index`'s target.
+    public func flagsLive(atSideExit index: Int) -> UInt16 {
+        guard isSideExit(index) else { return Flag.status }
+        var k = 0
+        for i in 0..<index where instructions[i].controlFlow == .jcc { k += 1 }
+        return k < Self.maxSideExits ? sideExitFlags[k] : Flag.status
+    }
+
     /// The translator's own instrumentation (function wrapping): goes in whatever
     /// the phase, before the first application instruction.
     mutating func insertAtStart(_ instruction: MetaInstruction) {
@@ -253,6 +304,7 @@ public struct InstrumentedBlock {
         var i = count - 1
         while i >= index {
             let insn = instructions[i]
+            if isSideExit(i) { live |= flagsLive(atSideExit: i) }
             live = (live & ~Self.killedFlags(insn)) | insn.flagsRead
             i -= 1
         }
@@ -268,6 +320,7 @@ public struct InstrumentedBlock {
         var i = count - 1
         while i >= index {
             let insn = instructions[i]
+            if isSideExit(i) { live |= flagsLive(atSideExit: i) }
             live = (live & ~Self.killedFlags(insn)) | insn.flagsRead
             if live & Flag.status == 0 { best = i }
             i -= 1
@@ -277,7 +330,7 @@ public struct InstrumentedBlock {
 
     /// General-purpose registers (bit = GPR raw value) whose values may still be
     /// read at or after instruction `index`: every register is live at the block's
-    /// end; a full-width (32/64-bit) explicit write kills, narrower and
+    /// end and at each side exit; a full-width (32/64-bit) explicit write kills, narrower and
     /// conditional writes (cmovcc, bsf/bsr) do not.
     public func liveRegisters(before index: Int) -> UInt16 {
         var live: UInt16 = 0xFFFF
@@ -285,6 +338,7 @@ public struct InstrumentedBlock {
         var i = count - 1
         while i >= index {
             let insn = instructions[i]
+            if isSideExit(i) { live = 0xFFFF }
             Decoder.decodeOperands(insn, into: &operands)
             var killed: UInt16 = 0
             // cmovcc writes only when its condition holds; bsf/bsr leave the

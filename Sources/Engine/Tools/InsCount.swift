@@ -3,7 +3,8 @@
 // inscount: exact instruction counts per thread (user mode) or per CPU (kernel).
 // Each block adds its instruction count once per execution, inline, to a counter in
 // the tool's per-context storage: with `add` where the arithmetic flags are dead,
-// else with a flags-preserving mov/lea/mov sequence.
+// else with a flags-preserving mov/lea/mov sequence. A block left by a side exit
+// counts what ran up to it, on the way out.
 
 public struct InsCountStatistics {
     /// Blocks whose counter update went where the flags are dead.
@@ -87,14 +88,49 @@ public enum InsCount {
                 p.pointee.overflow += 1
             }
         }
-        if let position = block.pointee.firstFlagsDeadPosition() {
-            block.pointee.insert(.add(counter, n), before: position)
-            if let m = slot { block.pointee.insert(.add(m, n), before: position) }
+        // Counted where the block is left: a side exit taken adds the
+        // instructions up to it on its way out, and the last stretch (after the
+        // last side exit, which only runs when none was taken) adds them all, so
+        // that each execution pays for one update. Adds go where the flags are
+        // dead: when the last stretch has no such place, the whole count goes to
+        // the latest earlier stretch that has one, and the side exits after it
+        // take back what they skipped instead.
+        var stretchStarts: InlineArray<8, Int> = InlineArray(repeating: 0)
+        var stretches = 1
+        var exit = block.pointee.sideExit()
+        while let e = exit, stretches < 8 {
+            stretchStarts[stretches] = e + 1
+            stretches += 1
+            exit = block.pointee.sideExit(from: e + 1)
+        }
+        var position: Int? = nil
+        var k = stretches - 1
+        while k >= 0 && position == nil {
+            position = block.pointee.firstFlagsDeadPosition(from: stretchStarts[k])
+            k -= 1
+        }
+        let at = position ?? stretchStarts[stretches - 1]
+        if position != nil {
+            block.pointee.insert(.add(counter, n), before: at)
+            if let m = slot { block.pointee.insert(.add(m, n), before: at) }
             statistics?.pointee.blocksFlagsDead += 1
         } else {
-            block.pointee.insert(.addPreservingFlags(counter, n), before: 0)
-            if let m = slot { block.pointee.insert(.addPreservingFlags(m, n), before: 0) }
+            block.pointee.insert(.addPreservingFlags(counter, n), before: at)
+            if let m = slot { block.pointee.insert(.addPreservingFlags(m, n), before: at) }
             statistics?.pointee.blocksFlagsLive += 1
+        }
+        exit = block.pointee.sideExit()
+        while let e = exit {
+            // Taken: instructions 0...e ran, and the whole count was added if
+            // its place came before the branch.
+            let adjustment = Int32(e + 1) - (at <= e ? n : 0)
+            let flagsDead = block.pointee.flagsLive(atSideExit: e) == 0
+            func update(_ m: AsmMemory) -> MetaInstruction {
+                flagsDead ? .add(m, adjustment) : .addPreservingFlags(m, adjustment)
+            }
+            block.pointee.insert(update(counter), onSideExit: e)
+            if let m = slot { block.pointee.insert(update(m), onSideExit: e) }
+            exit = block.pointee.sideExit(from: e + 1)
         }
     }
 }

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //
-// Translating one basic block: decode from the native PC up to and including the
-// first control transfer, copy the instructions (RIP-relative displacements
-// re-encoded for their new address), mangle the final transfer, emit exit stubs.
+// Translating one block: decode from the native PC up to and including the first
+// control transfer other than a conditional branch, copy the instructions
+// (RIP-relative displacements re-encoded for their new address), mangle the final
+// transfer, emit exit stubs. Conditional branches on the way (up to
+// `InstrumentedBlock.maxSideExits`) are side exits: their fall-through continues
+// in the block, so a branch not taken costs no jump of its own.
 
 extension Translator {
     /// The cache PC for native `pc`, translating it if needed; 0 on failure (see
@@ -48,6 +51,8 @@ extension Translator {
         let instructions = state.pointee.blockInstructions
         var offset = 0
         var count = 0
+        var sideExits = 0
+        var sawSwapgs = false
         while count < limits.maxBlockInstructions {
             let window = UnsafeRawBufferPointer(start: buffer + offset, count: readable - offset)
             let address = pc &+ UInt64(offset)
@@ -56,9 +61,21 @@ extension Translator {
                 if count > 0 { break }  // end the block before it; the next block reports it
                 return Int(fail(status == .truncated ? .unreadableCode : .undecodable, at: address))
             }
+            // A swapgs pair is emitted as one unit (emitBlock): none past a side
+            // exit, and no side exit after one.
+            if instructions[count].mnemonic == .swapgs {
+                if sideExits > 0 { break }
+                sawSwapgs = true
+            }
             offset += Int(instructions[count].length)
             count += 1
-            if instructions[count - 1].controlFlow != .none || offset + 15 > readable { break }
+            let flow = instructions[count - 1].controlFlow
+            if flow == .jcc && sideExits < InstrumentedBlock.maxSideExits && !sawSwapgs {
+                sideExits += 1
+            } else if flow != .none {
+                break
+            }
+            if offset + 15 > readable { break }
             // Code the host runs natively starts a fragment of its own.
             if state.pointee.nativeExitCount > 0 && isNativeExit(pc &+ UInt64(offset)) { break }
         }
@@ -76,7 +93,7 @@ extension Translator {
         // Generous bound: copies, mangling, meta instructions (an inline check
         // with its spills and slow-path clean call is the largest, about 300
         // bytes) and at most three exit stubs.
-        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + block.metaCount * 384 + 256
+        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + block.metaCount * 384 + 256 + sideExitBytes(block)
         guard let u = unit(near: pc, bytes: worstCase) else { return fail(.cacheFull, at: pc) }
         guard state.pointee.fragmentCount < state.pointee.limits.maxFragments else {
             return fail(.tooManyFragments, at: pc)
@@ -100,6 +117,10 @@ extension Translator {
         // positions between the two moves after the second.
         var swappedUntil = -1
         var deferredFrom = -1
+        // Side exits with code on their taken path: the branch goes to a
+        // trampoline after the block's body, which runs that code and leaves.
+        var trampolines = SideExitTrampolines()
+        var sideExitCount = -1  // exits before the final transfer's (-1: no final transfer)
         for i in 0..<count {
             let insn = instructions[i]
             let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
@@ -123,7 +144,16 @@ extension Translator {
                 swappedUntil = closing
             }
             if i == count - 1 && insn.controlFlow != .none {
+                sideExitCount = exits.count
                 if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
+            } else if insn.controlFlow == .jcc {
+                let condition = Condition(rawValue: insn.opcode & 0xF)!
+                if block.hasSideExitMeta(i) {
+                    a.jcc(condition, to: a.address)  // to the trampoline, patched below
+                    trampolines.add(instruction: i, field: a.count - 4)
+                } else {
+                    emitExitJump(&a, &exits, target: directTarget(insn), condition: condition)
+                }
             } else {
                 let error = copy(insn, bytes, &a)
                 if error != .none { return fail(error, at: insn.address) }
@@ -131,10 +161,18 @@ extension Translator {
         }
         if deferredFrom >= 0 { emitDeferredMeta(block, from: deferredFrom, through: count - 1, appPC: nativeEnd, &a) }
         if block.overflowed { return fail(.cacheFull, at: pc) }
-        if (last.controlFlow == .none || falls(through: last.controlFlow)) && exits.count == 0 {
+        let finalExits = sideExitCount < 0 ? 0 : exits.count - sideExitCount
+        if (last.controlFlow == .none || falls(through: last.controlFlow)) && finalExits == 0 {
             // The block was cut (length limit, undecodable next) or ends in an
             // instruction that continues: exit to the next native PC.
             emitExitJump(&a, &exits, target: nativeEnd, condition: nil)
+        }
+        for k in 0..<trampolines.count {
+            let i = trampolines.instruction[k]
+            let field = trampolines.field[k]
+            a.patch32(at: field, UInt32(bitPattern: Int32(truncatingIfNeeded: a.count - (field + 4))))
+            emitSideExitMeta(block, i, appPC: instructions[i].address, &a)
+            emitExitJump(&a, &exits, target: directTarget(instructions[i]), condition: nil)
         }
         guard emitStubs(&a, &exits) else { return fail(state.pointee.lastError, at: pc) }
         if a.overflowed { return fail(.cacheFull, at: pc) }
@@ -272,11 +310,26 @@ extension Translator {
 
 /// The exits of the block being emitted: where each jump to a stub sits.
 struct BlockExits {
+    // Room for the side exits and two more (a final conditional branch's).
     var count = 0
-    var targets: InlineArray<3, UInt64> = InlineArray(repeating: 0)
-    var syscall: InlineArray<3, Bool> = InlineArray(repeating: false)
+    var targets: InlineArray<7, UInt64> = InlineArray(repeating: 0)
+    var syscall: InlineArray<7, Bool> = InlineArray(repeating: false)
     /// Offset (in the assembler) of each branch's rel32 field.
-    var fields: InlineArray<3, Int> = InlineArray(repeating: 0)
+    var fields: InlineArray<7, Int> = InlineArray(repeating: 0)
+}
+
+/// The side exits of the block being emitted that have a trampoline: the
+/// instruction's index and where its branch's rel32 is.
+struct SideExitTrampolines {
+    var count = 0
+    var instruction: InlineArray<4, Int> = InlineArray(repeating: 0)
+    var field: InlineArray<4, Int> = InlineArray(repeating: 0)
+
+    mutating func add(instruction i: Int, field f: Int) {
+        instruction[count] = i
+        field[count] = f
+        count += 1
+    }
 }
 
 extension Translator {

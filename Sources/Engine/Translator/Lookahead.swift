@@ -30,8 +30,14 @@ extension Translator {
             // handler sees the flags in its frame).
             return Flag.status
         }
+        return flagsLive(at: successor)
+    }
+
+    /// The arithmetic flags that may be read by the native code at `pc` before
+    /// it overwrites them.
+    func flagsLive(at pc: UInt64) -> UInt16 {
         var undetermined = Flag.status
-        var pc = successor
+        var pc = pc
         var insn = Instruction()
         for _ in 0..<Translator.lookaheadInstructions {
             // Straight-line code only; an unreadable or undecodable instruction, a
