@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //
 // stackguard: catches a kernel stack about to overflow while it is still intact.
-// Every instruction that moves the stack pointer down (push, call, enter,
-// sub/lea rsp) is preceded by an inline check of where the stack pointer will be.
+// Instructions that move the stack pointer down (push, call, enter, sub/lea rsp)
+// are preceded by an inline check of where the stack pointer will be: one check
+// for each run of such moves in a block, at the deepest point the run reaches.
 // Kernel stacks are 16 KiB and (task stacks) 16 KiB-aligned, so the low 14 bits
 // of the new stack pointer are the bytes left below it; when they drop below a
 // per-CPU trigger, the slow path finds the real stack (task, IRQ, exception) and
@@ -108,17 +109,87 @@ public enum StackGuard {
         let s = data!.assumingMemoryBound(to: StackGuardState.self)
         let block = InstrumentedBlock.from(raw)
         var operands = Operands()
+        // One check per run of stack-pointer moves whose amounts are known (a
+        // prologue's pushes and `sub rsp`, a call with the pushes before it): it
+        // goes before the run's first descent and checks the deepest point the
+        // run reaches. A run ends at any other write of rsp and at a side exit,
+        // so it checks only descents that will happen.
+        var run = StackRun()
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
-            if insn.address &- s.pointee.excludedStart < s.pointee.excludedEnd &- s.pointee.excludedStart { continue }
+            if insn.address &- s.pointee.excludedStart < s.pointee.excludedEnd &- s.pointee.excludedStart {
+                run.flush(s, block)
+                continue
+            }
             Decoder.decodeOperands(insn, into: &operands)
-            guard let down = descent(insn, operands), down > 0, down < 1 << 16 else { continue }
+            if let down = descent(insn, operands), down > 0, down < 1 << 16 {
+                // The slow path gets the depth in 16 bits.
+                if run.offset - Int64(down) <= -(1 << 16) { run.flush(s, block) }
+                run.move(by: -Int64(down), at: i, address: insn.address)
+            } else if let up = ascent(insn, operands) {
+                run.move(by: Int64(up), at: i, address: insn.address)
+            } else if Decoder.registerAccesses(insn, operands: operands).gprWritten & (1 << GPR.rsp.rawValue) != 0 {
+                run.flush(s, block)
+            }
+            if block.pointee.isSideExit(i) { run.flush(s, block) }
+        }
+        run.flush(s, block)
+    }
+
+    /// Stack-pointer moves since a run's first descent, relative to rsp there.
+    struct StackRun {
+        var first = -1
+        var address: UInt64 = 0
+        var offset: Int64 = 0
+        var deepest: Int64 = 0
+
+        mutating func move(by delta: Int64, at i: Int, address pc: UInt64) {
+            if first < 0 {
+                guard delta < 0 else { return }  // a run starts with a descent
+                first = i
+                address = pc
+            }
+            offset += delta
+            deepest = min(deepest, offset)
+        }
+
+        /// Inserts the run's check, if it went down, and starts afresh.
+        mutating func flush(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>) {
+            defer { self = StackRun() }
+            guard first >= 0, deepest < 0 else { return }
+            let down = UInt64(-deepest)
             let check = InlineCheck(
-                memory: .at(.rsp, -Int32(down)), emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(s),
+                memory: .at(.rsp, Int32(deepest)), emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(s),
                 argument: 0, slowFunction: HeapCheck.address(of: slowPath),
-                slowArgument: (insn.address & 0xFFFF_FFFF_FFFF) | UInt64(down) << 48, temporaries: 0)
-            block.pointee.insert(.inlineCheck(check), before: i)
+                slowArgument: (address & 0xFFFF_FFFF_FFFF) | down << 48, temporaries: 0)
+            block.pointee.insert(.inlineCheck(check), before: first)
             s.pointee.checksInserted += 1
+        }
+    }
+
+    /// Bytes `insn` moves the stack pointer up by a known amount (pop, popf,
+    /// add rsp/lea rsp with a positive immediate), or nil.
+    static func ascent(_ insn: Instruction, _ operands: Operands) -> Int? {
+        switch insn.mnemonic {
+        case .pop, .popf, .popfq:
+            // pop rsp sets it from memory: not a known amount.
+            if operands.count >= 1, operands[0].type == .register, operands[0].reg.cls == .gpr64,
+               operands[0].reg.index == GPR.rsp.rawValue { return nil }
+            return Int(insn.operandSize) / 8
+        case .add:
+            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
+                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .immediate,
+                  operands[1].immediate > 0, operands[1].immediate < 1 << 16 else { return nil }
+            return Int(operands[1].immediate)
+        case .lea:
+            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
+                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .memory,
+                  operands[1].mem.base.cls == .gpr64, operands[1].mem.base.index == GPR.rsp.rawValue,
+                  operands[1].mem.index.cls == .none, operands[1].mem.disp > 0, operands[1].mem.disp < 1 << 16
+            else { return nil }
+            return Int(operands[1].mem.disp)
+        default:
+            return nil
         }
     }
 
