@@ -203,6 +203,8 @@ public struct InstrumentedBlock {
     var sideExitFlags: InlineArray<4, UInt16> = InlineArray(repeating: Flag.status)
     var phase: InstrumentationPhase = .appToApp
     let contextGSOffset: Int32
+    /// The translator, for `decodeNative` and `runsNatively` (nil: neither knows anything).
+    var translator: UnsafeMutablePointer<TranslatorState>? = nil
 
     init(startPC: UInt64, instructions: UnsafePointer<Instruction>, count: Int,
          meta: UnsafeMutablePointer<MetaEntry>, metaCapacity: Int, contextGSOffset: Int32) {
@@ -215,6 +217,21 @@ public struct InstrumentedBlock {
     }
 
     public subscript(i: Int) -> Instruction { instructions[i] }
+
+    /// Decodes the native instruction at `pc` (code outside the block, e.g. a
+    /// call's target: read, not translated); false when it cannot be read or
+    /// decoded.
+    public func decodeNative(at pc: UInt64, into insn: inout Instruction) -> Bool {
+        guard let t = translator else { return false }
+        return Translator(state: t).decodeOne(at: pc, into: &insn)
+    }
+
+    /// Whether code at `pc` runs natively, uninstrumented (the host's own code,
+    /// say); true when unknown.
+    public func runsNatively(_ pc: UInt64) -> Bool {
+        guard let t = translator else { return true }
+        return Translator(state: t).isNativeExit(pc)
+    }
 
     /// The block a BlockEventHandler received.
     @inline(__always) public static func from(_ raw: UnsafeMutableRawPointer) -> UnsafeMutablePointer<InstrumentedBlock> {

@@ -133,7 +133,39 @@ public enum StackGuard {
             }
             if block.pointee.isSideExit(i) { run.flush(s, block) }
         }
+        // A direct call alone in its run needs no check of its own when the
+        // function it calls goes deeper straight away (a prologue push or sub
+        // before any branch): that function's check, a few instructions later,
+        // covers the return address too.
+        let last = block.pointee.count - 1
+        if run.first == last, block.pointee[last].controlFlow == .call,
+           let callee = block.pointee[last].directBranchTarget, descendsAtOnce(s, block, callee: callee) {
+            run = StackRun()
+        }
         run.flush(s, block)
+    }
+
+    /// Instructions read ahead at a callee's entry.
+    static let calleeLookahead = 6
+
+    /// Whether the code at `callee` (translated, not excluded) moves the stack
+    /// pointer down by a known amount before any branch or other rsp write.
+    static func descendsAtOnce(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>,
+                               callee: UInt64) -> Bool {
+        guard callee &- s.pointee.excludedStart >= s.pointee.excludedEnd &- s.pointee.excludedStart,
+              !block.pointee.runsNatively(callee) else { return false }
+        var insn = Instruction()
+        var operands = Operands()
+        var pc = callee
+        for _ in 0..<calleeLookahead {
+            guard block.pointee.decodeNative(at: pc, into: &insn) else { return false }
+            Decoder.decodeOperands(insn, into: &operands)
+            if let down = descent(insn, operands), down > 0, down < 1 << 16 { return insn.controlFlow == .none }
+            if insn.controlFlow != .none { return false }
+            if Decoder.registerAccesses(insn, operands: operands).gprWritten & (1 << GPR.rsp.rawValue) != 0 { return false }
+            pc = insn.nextAddress
+        }
+        return false
     }
 
     /// Stack-pointer moves since a run's first descent, relative to rsp there.

@@ -3,18 +3,20 @@
 // stackguard's placement: one inline check per run of stack-pointer moves with
 // known amounts, before the run's first descent, at the deepest point it reaches.
 import Testing
+import UserHost
 @testable import Engine
 
 @Suite struct StackGuardPlacementTests {
     /// The checks stackguard inserts into the block decoded from `code`:
     /// (position, displacement from rsp there).
-    func checks(_ code: [UInt8]) -> [(Int, Int32)] {
+    func checks(_ code: [UInt8], at base: UInt64 = 0x1000, instructions limit: Int = .max,
+                translator: UnsafeMutablePointer<TranslatorState>? = nil) -> [(Int, Int32)] {
         var instructions: [Instruction] = []
         var offset = 0
-        while offset < code.count {
+        while offset < code.count && instructions.count < limit {
             var insn = Instruction()
             let status = code.withUnsafeBytes {
-                Decoder.decode(bytes: UnsafeRawBufferPointer(rebasing: $0[offset...]), address: 0x1000 + UInt64(offset),
+                Decoder.decode(bytes: UnsafeRawBufferPointer(rebasing: $0[offset...]), address: base + UInt64(offset),
                                into: &insn)
             }
             #expect(status == .ok)
@@ -32,6 +34,7 @@ import Testing
             var block = InstrumentedBlock(startPC: 0x1000, instructions: buffer.baseAddress!, count: buffer.count,
                                           meta: meta, metaCapacity: 16, contextGSOffset: 0)
             block.phase = .insertion
+            block.translator = translator
             withUnsafeMutablePointer(to: &block) { StackGuard.onBlock(state, UnsafeMutableRawPointer($0), 2) }
             return (0..<block.metaCount).map { m -> (Int, Int32) in
                 guard case .inlineCheck(let check) = block.meta[m].instruction else { return (-1, 0) }
@@ -66,5 +69,31 @@ import Testing
         let c = checks([0x50, 0x74, 0x00, 0x53, 0xC3])
         #expect(c.count == 2)
         #expect(c.count == 2 && c[0] == (0, -8) && c[1] == (2, -8))
+    }
+
+    /// `mov rax, rdi; call +3; int3 x3; ` then a callee: the call's own check
+    /// goes only when the callee does not go deeper at once.
+    func callChecks(callee: [UInt8]) -> [(Int, Int32)] {
+        let runner = InProcessRunner()
+        let code: [UInt8] = [0x48, 0x89, 0xF8, 0xE8, 3, 0, 0, 0, 0xCC, 0xCC, 0xCC] + callee + [UInt8](repeating: 0xCC, count: 16)
+        return code.withUnsafeBufferPointer { buffer in
+            checks(code, at: UInt64(UInt(bitPattern: buffer.baseAddress!)), instructions: 2,
+                   translator: runner.translator.state)
+        }
+    }
+
+    @Test func aCallIntoAPrologueLeavesTheCheckToIt() {
+        #expect(callChecks(callee: [0xF3, 0x0F, 0x1E, 0xFA, 0x55, 0xC3]).isEmpty)  // endbr64; push rbp; ret
+        #expect(callChecks(callee: [0x48, 0x83, 0xEC, 0x18, 0xC3]).isEmpty)  // sub rsp, 0x18; ret
+    }
+
+    @Test func aCallIntoALeafKeepsItsCheck() {
+        let leaf = callChecks(callee: [0xB8, 1, 0, 0, 0, 0xC3])  // mov eax, 1; ret
+        #expect(leaf.count == 1 && leaf.first! == (1, -8))
+        let branchy = callChecks(callee: [0x85, 0xFF, 0x74, 0x01, 0x55, 0xC3])  // test edi, edi; jz; push rbp
+        #expect(branchy.count == 1 && branchy.first! == (1, -8))
+        // Without a translator to read the callee with, the check stays.
+        let unknown = checks([0x48, 0x89, 0xF8, 0xE8, 0, 0, 0, 0])
+        #expect(unknown.count == 1 && unknown.first! == (1, -8))
     }
 }
