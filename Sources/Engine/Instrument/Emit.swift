@@ -51,8 +51,7 @@ extension Translator {
 
     /// Encodes the meta instructions inserted before application instruction
     /// `index` (in insertion order).
-    func emitMeta(_ block: InstrumentedBlock, before index: Int, appPC: UInt64, _ a: inout Assembler,
-                  tails: UnsafeMutablePointer<SlowPathTails>? = nil) {
+    func emitMeta(_ block: InstrumentedBlock, before index: Int, appPC: UInt64, _ a: inout Assembler) {
         var adds = FlagPreservingAdds()
         for m in 0..<block.metaCount where block.meta[m].before == index && !block.meta[m].onSideExit {
             let instruction = block.meta[m].instruction
@@ -63,7 +62,7 @@ extension Translator {
             adds.finish(self, &a)
             if case .inlineCheck(let check) = instruction {
                 let flagsLive = !block.arithmeticFlagsDead(before: index)
-                emitInlineCheck(check, live: block.liveRegisters(before: index), flagsLive: flagsLive, &a, tails: tails)
+                emitInlineCheck(check, live: block.liveRegisters(before: index), flagsLive: flagsLive, &a)
             } else {
                 emit(instruction, appPC: appPC, &a)
             }
@@ -163,23 +162,21 @@ extension Translator {
     /// An inline check: spill what is live, effective address to r11, the tool's
     /// fast path, then either restore and go on, or restore and make the slow
     /// clean call.
-    /// An inline check: its fast path here; its slow path (reached only when the
-    /// check fails) after the block's body when `tails` has room, so that the
-    /// path taken when all is well runs straight on, else right here behind a jump.
-    func emitInlineCheck(_ check: InlineCheck, live: UInt16, flagsLive: Bool, _ a: inout Assembler,
-                         tails: UnsafeMutablePointer<SlowPathTails>? = nil) {
+    func emitInlineCheck(_ check: InlineCheck, live: UInt16, flagsLive: Bool, _ a: inout Assembler) {
         let spill = ContextField.inlineCheckSpill
-        var tail = SlowPathTail(flagsLive: flagsLive, scratchCount: 1 + Int(check.temporaries),
-                                slowFunction: check.slowFunction, slowArgument: check.slowArgument)
+        // Scratch k (0: r11, 1: r10, 2: r9) spills to spill + 8k; rax (flags) to +24.
+        @inline(__always) func scratch(_ k: Int) -> GPR { k == 0 ? .r11 : (k == 1 ? .r10 : .r9) }
+        let scratchCount = 1 + Int(check.temporaries)
+        var saved: UInt8 = 0
         // The address first, computed from the application's own register values.
         if live & (1 << GPR.r11.rawValue) != 0 {
             a.mov(gs(spill), .r11)
-            tail.saved |= 1
+            saved |= 1
         }
         a.lea(.r11, check.memory)
-        for k in 1..<tail.scratchCount where live & (1 << SlowPathTail.scratch(k).rawValue) != 0 {
-            a.mov(gs(spill + Int32(8 * k)), SlowPathTail.scratch(k))
-            tail.saved |= 1 << UInt8(k)
+        for k in 1..<scratchCount where live & (1 << scratch(k).rawValue) != 0 {
+            a.mov(gs(spill + Int32(8 * k)), scratch(k))
+            saved |= 1 << UInt8(k)
         }
         if flagsLive {
             a.mov(gs(spill + 24), .rax)
@@ -193,90 +190,33 @@ extension Translator {
         }
         a = site.assembler
         if site.tooManyBranches { a.ud2() }  // an emitter bug must not pass silently
-        let fine = a.address
-        restoreAfterCheck(tail, &a)
-        for i in 0..<site.branchCount {
-            let b = site.branch(i)
-            if b.slow {
-                tail.branches[tail.branchCount] = Int32(b.offset)
-                tail.branchCount += 1
-            } else {
-                // jcc rel32 is 0F 8x disp32: the displacement ends it.
-                a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: fine &- (a.origin + UInt64(b.offset + 6))))
+
+        func restore(_ a: inout Assembler) {
+            if flagsLive {
+                a.addAL(0x7F)
+                a.sahf()
+                a.mov(.rax, gs(spill + 24))
             }
+            for k in 1..<scratchCount where saved & (1 << UInt8(k)) != 0 { a.mov(scratch(k), gs(spill + Int32(8 * k))) }
+            if saved & 1 != 0 { a.mov(.r11, gs(spill)) }
         }
-        if let t = tails, t.pointee.count < t.pointee.capacity {
-            tail.resume = Int32(a.count)
-            t.pointee.entries[t.pointee.count] = tail
-            t.pointee.count += 1
-            return
-        }
+        let fine = a.address
+        restore(&a)
         let skipSlow = a.count
         a.jmp(to: a.address)  // patched to `done`
-        emitSlowPath(tail, &a)
-        // jmp rel32 is E9 disp32.
-        a.patch32(at: skipSlow + 1, UInt32(truncatingIfNeeded: a.address &- (a.origin + UInt64(skipSlow + 5))))
-    }
-
-    /// The slow path of a check: the address for the tool, the application's
-    /// state back, the clean call; then back to `tail.resume` (when set, else
-    /// it falls through).
-    func emitSlowPath(_ tail: SlowPathTail, _ a: inout Assembler) {
         let slow = a.address
-        for i in 0..<tail.branchCount {
-            let offset = Int(tail.branches[i])
-            a.patch32(at: offset + 2, UInt32(truncatingIfNeeded: slow &- (a.origin + UInt64(offset + 6))))
-        }
         a.mov(gs(ContextField.inlineCheckAddress), .r11)
-        restoreAfterCheck(tail, &a)
-        emit(.cleanCall(function: tail.slowFunction, argument: .constant(tail.slowArgument)), appPC: 0, &a)
-        if tail.resume >= 0 { a.jmp(to: a.origin + UInt64(tail.resume)) }
-    }
-
-    func restoreAfterCheck(_ tail: SlowPathTail, _ a: inout Assembler) {
-        let spill = ContextField.inlineCheckSpill
-        if tail.flagsLive {
-            a.addAL(0x7F)
-            a.sahf()
-            a.mov(.rax, gs(spill + 24))
+        restore(&a)
+        emit(.cleanCall(function: check.slowFunction, argument: .constant(check.slowArgument)), appPC: 0, &a)
+        let done = a.address
+        // jmp rel32 is E9 disp32, jcc rel32 is 0F 8x disp32: the displacement ends each.
+        a.patch32(at: skipSlow + 1, UInt32(truncatingIfNeeded: done &- (a.origin + UInt64(skipSlow + 5))))
+        for i in 0..<site.branchCount {
+            let b = site.branch(i)
+            let end = a.origin + UInt64(b.offset + 6)
+            a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: (b.slow ? slow : fine) &- end))
         }
-        for k in 1..<tail.scratchCount where tail.saved & (1 << UInt8(k)) != 0 {
-            a.mov(SlowPathTail.scratch(k), gs(spill + Int32(8 * k)))
-        }
-        if tail.saved & 1 != 0 { a.mov(.r11, gs(spill)) }
     }
-}
-
-/// What an inline check's slow path needs when it is emitted after the block.
-struct SlowPathTail {
-    /// Offsets of the fast path's branches to the slow path.
-    var branches: InlineArray<8, Int32> = InlineArray(repeating: 0)
-    var branchCount = 0
-    /// Scratch registers spilled (bit k: scratch k); the flags too.
-    var saved: UInt8 = 0
-    var flagsLive: Bool
-    var scratchCount: Int
-    var slowFunction: UInt64
-    var slowArgument: UInt64
-    /// Where the fast path continues (assembler offset), or -1: inline.
-    var resume: Int32 = -1
-
-    init(flagsLive: Bool, scratchCount: Int, slowFunction: UInt64, slowArgument: UInt64) {
-        self.flagsLive = flagsLive
-        self.scratchCount = scratchCount
-        self.slowFunction = slowFunction
-        self.slowArgument = slowArgument
-    }
-
-    /// Scratch k (0: r11, 1: r10, 2: r9) spills to inlineCheckSpill + 8k; rax (flags) to +24.
-    static func scratch(_ k: Int) -> GPR { k == 0 ? .r11 : (k == 1 ? .r10 : .r9) }
-}
-
-/// The slow paths of the block being emitted, waiting for its end.
-struct SlowPathTails {
-    var entries: UnsafeMutablePointer<SlowPathTail>
-    var capacity: Int
-    var count = 0
 }
 
 /// Adds that leave the flags alone: `mov`, `lea`, `mov` through rax, which is

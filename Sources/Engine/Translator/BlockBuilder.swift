@@ -121,7 +121,6 @@ extension Translator {
         // trampoline after the block's body, which runs that code and leaves.
         var trampolines = SideExitTrampolines()
         var sideExitCount = -1  // exits before the final transfer's (-1: no final transfer)
-        var tails = SlowPathTails(entries: state.pointee.slowTails, capacity: state.pointee.limits.maxMetaPerBlock)
         for i in 0..<count {
             let insn = instructions[i]
             let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
@@ -134,7 +133,7 @@ extension Translator {
                         emitDeferredMeta(block, from: deferredFrom, through: i - 1, appPC: insn.address, &a)
                         deferredFrom = -1
                     }
-                    emitMeta(block, before: i, appPC: insn.address, &a, tails: &tails)
+                    emitMeta(block, before: i, appPC: insn.address, &a)
                     recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
                 }
             }
@@ -168,7 +167,6 @@ extension Translator {
             // instruction that continues: exit to the next native PC.
             emitExitJump(&a, &exits, target: nativeEnd, condition: nil)
         }
-        for k in 0..<tails.count { emitSlowPath(tails.entries[k], &a) }
         for k in 0..<trampolines.count {
             let i = trampolines.instruction[k]
             let field = trampolines.field[k]

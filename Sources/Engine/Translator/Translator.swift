@@ -185,7 +185,6 @@ public struct TranslatorLimits {
             + maxBlockInstructions * MemoryLayout<Instruction>.stride
             + maxTools * MemoryLayout<ToolRegistration>.stride
             + maxMetaPerBlock * MemoryLayout<MetaEntry>.stride
-            + maxMetaPerBlock * MemoryLayout<SlowPathTail>.stride
             + maxWraps * MemoryLayout<WrapRegistration>.stride
             + postSiteEntries * 8
             + wrapFrameEntries * MemoryLayout<WrapFrame>.stride
@@ -225,8 +224,6 @@ public struct TranslatorState {
     public var toolCount: Int = 0
     var toolStorageUsed: Int32 = 0
     var meta: UnsafeMutablePointer<MetaEntry>
-    /// Inline checks' slow paths waiting for the end of the block being emitted.
-    var slowTails: UnsafeMutablePointer<SlowPathTail>
     /// Function wrapping (Instrument/Wrap.swift).
     var wraps: UnsafeMutablePointer<WrapRegistration>
     public var wrapCount: Int = 0
@@ -301,8 +298,6 @@ public struct Translator {
               let blockBytes = arena.allocate(bytes: limits.blockBufferBytes, alignment: 16),
               let tools = arena.allocate(bytes: limits.maxTools * MemoryLayout<ToolRegistration>.stride, alignment: 16),
               let meta = arena.allocate(bytes: limits.maxMetaPerBlock * MemoryLayout<MetaEntry>.stride, alignment: 16),
-              let slowTails = arena.allocate(bytes: limits.maxMetaPerBlock * MemoryLayout<SlowPathTail>.stride,
-                                             alignment: 16),
               let wraps = arena.allocate(bytes: limits.maxWraps * MemoryLayout<WrapRegistration>.stride, alignment: 16),
               let postSites = arena.allocate(bytes: limits.postSiteEntries * 8, alignment: 64),
               let wrapFrames = arena.allocate(bytes: limits.wrapFrameEntries * MemoryLayout<WrapFrame>.stride, alignment: 64)
@@ -324,7 +319,6 @@ public struct Translator {
             blockBytes: blockBytes,
             tools: tools.bindMemory(to: ToolRegistration.self, capacity: limits.maxTools),
             meta: meta.bindMemory(to: MetaEntry.self, capacity: limits.maxMetaPerBlock),
-            slowTails: slowTails.bindMemory(to: SlowPathTail.self, capacity: limits.maxMetaPerBlock),
             wraps: wraps.bindMemory(to: WrapRegistration.self, capacity: limits.maxWraps),
             postSites: postSites.bindMemory(to: UInt64.self, capacity: limits.postSiteEntries),
             wrapFrames: wrapFrames.bindMemory(to: WrapFrame.self, capacity: limits.wrapFrameEntries)))
