@@ -27,6 +27,13 @@ import UserHost
         #expect(liveAfterJump(to: [0xB8, 1, 0, 0, 0, 0x31, 0xC9, 0xC3]) == 0)  // mov eax, 1; xor ecx, ecx; ret
     }
 
+    @Test func directJumpsAreFollowed() {
+        // jmp +2 (over int3 int3); xor ecx, ecx
+        #expect(liveAfterJump(to: [0xEB, 0x02, 0xCC, 0xCC, 0x31, 0xC9, 0xC3]) == 0)
+        // ... but not conditional ones: jz +0; xor ecx, ecx
+        #expect(liveAfterJump(to: [0x74, 0x00, 0x31, 0xC9, 0xC3]) == Flag.status)
+    }
+
     @Test func readFirstIsLive() {
         #expect(liveAfterJump(to: [0x83, 0xD0, 0x00, 0xC3]) & Flag.cf != 0)  // adc eax, 0
         #expect(liveAfterJump(to: [0x74, 0x00, 0xC3]) == Flag.status)  // jz

@@ -10,7 +10,7 @@
 
 extension Translator {
     /// Instructions read ahead at most; the code is read, not translated.
-    static let lookaheadInstructions = 8
+    static let lookaheadInstructions = 16
 
     /// The arithmetic flags that may be read after the block ending in `last`
     /// (a subset of `Flag.status`).
@@ -40,11 +40,16 @@ extension Translator {
         var pc = pc
         var insn = Instruction()
         for _ in 0..<Translator.lookaheadInstructions {
-            // Straight-line code only; an unreadable or undecodable instruction, a
-            // branch, or a read of a flag not yet overwritten ends the search
-            // with those flags live.
-            guard decodeOne(at: pc, into: &insn), insn.flagsRead & undetermined == 0,
-                  insn.controlFlow == .none else { break }
+            // Straight-line code and direct jumps only; an unreadable or
+            // undecodable instruction, another branch, or a read of a flag not yet
+            // overwritten ends the search with those flags live.
+            guard decodeOne(at: pc, into: &insn), insn.flagsRead & undetermined == 0 else { break }
+            if insn.controlFlow == .jmp, let target = insn.directBranchTarget, target != state.pointee.returnThunk,
+               thunkRegister(target) == nil {
+                pc = target  // a direct jump: its target is the only way on
+                continue
+            }
+            guard insn.controlFlow == .none else { break }
             undetermined &= ~InstrumentedBlock.killedFlags(insn)
             if undetermined == 0 { break }
             pc = insn.nextAddress
