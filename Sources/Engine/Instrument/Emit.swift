@@ -72,32 +72,30 @@ extension Translator {
 
     /// Meta instructions of positions `from...through` emitted later, at a point
     /// where the arithmetic flags may be live: flag-writing adds become
-    /// flag-preserving ones.
+    /// flag-preserving ones. Inline checks are dropped: their operands belong to
+    /// instructions already emitted (checks between a swapgs pair: entry code, no
+    /// heap).
     func emitDeferredMeta(_ block: InstrumentedBlock, from: Int, through: Int, appPC: UInt64, _ a: inout Assembler) {
-        var adds = FlagPreservingAdds()
-        for m in 0..<block.metaCount
-        where block.meta[m].before >= from && block.meta[m].before <= through && !block.meta[m].onSideExit {
-            switch block.meta[m].instruction {
-            case .add(let memory, let value), .addPreservingFlags(let memory, let value):
-                adds.add(memory, value, self, &a)
-            case .inlineCheck:
-                // Its operand belongs to an instruction already emitted; checks
-                // between a swapgs pair (entry code, no heap) are dropped.
-                continue
-            default:
-                adds.finish(self, &a)
-                emit(block.meta[m].instruction, appPC: appPC, &a)
-            }
+        emitMetaWithoutChecks(block, appPC: appPC, preservingFlags: true, &a) {
+            $0.before >= from && $0.before <= through && !$0.onSideExit
         }
-        adds.finish(self, &a)
     }
 
     /// Encodes the meta instructions on the taken path of side exit `index`.
     /// Inline checks have no place there (no operand of their own) and are left out.
     func emitSideExitMeta(_ block: InstrumentedBlock, _ index: Int, appPC: UInt64, _ a: inout Assembler) {
+        emitMetaWithoutChecks(block, appPC: appPC, preservingFlags: false, &a) { $0.before == index && $0.onSideExit }
+    }
+
+    /// The selected meta instructions but inline checks, in insertion order;
+    /// runs of flag-preserving adds share one spill.
+    func emitMetaWithoutChecks(_ block: InstrumentedBlock, appPC: UInt64, preservingFlags: Bool, _ a: inout Assembler,
+                               _ selected: (MetaEntry) -> Bool) {
         var adds = FlagPreservingAdds()
-        for m in 0..<block.metaCount where block.meta[m].before == index && block.meta[m].onSideExit {
+        for m in 0..<block.metaCount where selected(block.meta[m]) {
             switch block.meta[m].instruction {
+            case .add(let memory, let value) where preservingFlags:
+                adds.add(memory, value, self, &a)
             case .addPreservingFlags(let memory, let value):
                 adds.add(memory, value, self, &a)
             case .inlineCheck:
