@@ -57,6 +57,15 @@ import UserHost
         #expect(c.first?.0 == 0 && c.first?.1 == -16)
     }
 
+    @Test func addAndSubWorkEitherWay() {
+        // add rsp, -0x10; ret: a descent
+        let c = checks([0x48, 0x83, 0xC4, 0xF0, 0xC3])
+        #expect(c.count == 1 && c.first! == (0, -16))
+        // push rax; sub rsp, -8; push rax; ret: the sub gives the push's room back
+        let d = checks([0x50, 0x48, 0x83, 0xEC, 0xF8, 0x50, 0xC3])
+        #expect(d.count == 1 && d.first! == (0, -8))
+    }
+
     @Test func anUnknownWriteOfRspEndsARun() {
         // push rax; mov rsp, rbx; push rax; ret
         let c = checks([0x50, 0x48, 0x89, 0xDC, 0x50, 0xC3])

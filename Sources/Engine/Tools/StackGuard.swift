@@ -122,12 +122,10 @@ public enum StackGuard {
                 continue
             }
             Decoder.decodeOperands(insn, into: &operands)
-            if let down = descent(insn, operands), down > 0, down < 1 << 16 {
+            if let delta = stackMove(insn, operands) {
                 // The slow path gets the depth in 16 bits.
-                if run.offset - Int64(down) <= -(1 << 16) { run.flush(s, block) }
-                run.move(by: -Int64(down), at: i, address: insn.address)
-            } else if let up = ascent(insn, operands) {
-                run.move(by: Int64(up), at: i, address: insn.address)
+                if run.offset + Int64(delta) <= -(1 << 16) { run.flush(s, block) }
+                run.move(by: Int64(delta), at: i, address: insn.address)
             } else if Decoder.registerAccesses(insn, operands: operands).gprWritten & (1 << GPR.rsp.rawValue) != 0 {
                 run.flush(s, block)
             }
@@ -160,7 +158,7 @@ public enum StackGuard {
         for _ in 0..<calleeLookahead {
             guard block.pointee.decodeNative(at: pc, into: &insn) else { return false }
             Decoder.decodeOperands(insn, into: &operands)
-            if let down = descent(insn, operands), down > 0, down < 1 << 16 { return insn.controlFlow == .none }
+            if let delta = stackMove(insn, operands), delta < 0 { return insn.controlFlow == .none }
             if insn.controlFlow != .none { return false }
             if Decoder.registerAccesses(insn, operands: operands).gprWritten & (1 << GPR.rsp.rawValue) != 0 { return false }
             pc = insn.nextAddress
@@ -199,57 +197,39 @@ public enum StackGuard {
         }
     }
 
-    /// Bytes `insn` moves the stack pointer up by a known amount (pop, popf,
-    /// add rsp/lea rsp with a positive immediate), or nil.
-    static func ascent(_ insn: Instruction, _ operands: Operands) -> Int? {
-        switch insn.mnemonic {
-        case .pop, .popf, .popfq:
-            // pop rsp sets it from memory: not a known amount.
-            if operands.count >= 1, operands[0].type == .register, operands[0].reg.cls == .gpr64,
-               operands[0].reg.index == GPR.rsp.rawValue { return nil }
-            return Int(insn.operandSize) / 8
-        case .add:
-            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
-                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .immediate,
-                  operands[1].immediate > 0, operands[1].immediate < 1 << 16 else { return nil }
-            return Int(operands[1].immediate)
-        case .lea:
-            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
-                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .memory,
-                  operands[1].mem.base.cls == .gpr64, operands[1].mem.base.index == GPR.rsp.rawValue,
-                  operands[1].mem.index.cls == .none, operands[1].mem.disp > 0, operands[1].mem.disp < 1 << 16
-            else { return nil }
-            return Int(operands[1].mem.disp)
-        default:
-            return nil
+    /// How far `insn` moves the stack pointer, when the amount is known and under
+    /// 64 KiB (negative: down): push, pushf, call, enter, pop, popf, and add, sub
+    /// or lea of rsp with an immediate. nil for anything else, including other
+    /// writes of rsp (pop rsp, mov rsp, leave).
+    static func stackMove(_ insn: Instruction, _ operands: Operands) -> Int? {
+        func isRSP(_ k: Int) -> Bool {
+            operands.count > k && operands[k].type == .register && operands[k].reg.cls == .gpr64
+                && operands[k].reg.index == GPR.rsp.rawValue
         }
-    }
-
-    /// Bytes `insn` moves the stack pointer down, or nil.
-    static func descent(_ insn: Instruction, _ operands: Operands) -> Int? {
+        let delta: Int
         switch insn.mnemonic {
         case .push, .pushf, .pushfq:
-            return Int(insn.operandSize) / 8
+            delta = -Int(insn.operandSize) / 8
+        case .pop, .popf, .popfq:
+            guard !isRSP(0) else { return nil }  // pop rsp loads it from memory
+            delta = Int(insn.operandSize) / 8
         case .call:
-            return 8
+            delta = -8
         case .enter:
-            return Int(insn.imm & 0xFFFF) + 8
-        case .sub:
-            // sub rsp, imm
-            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
-                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .immediate else { return nil }
-            let v = operands[1].immediate
-            return v > 0 ? Int(v) : nil
+            delta = -(Int(insn.imm & 0xFFFF) + 8)
+        case .sub, .add:
+            guard operands.count == 2, isRSP(0), operands[1].type == .immediate else { return nil }
+            let v = Int(operands[1].immediate)
+            delta = insn.mnemonic == .sub ? -v : v
         case .lea:
-            // lea rsp, [rsp - n]
-            guard operands.count == 2, operands[0].type == .register, operands[0].reg.cls == .gpr64,
-                  operands[0].reg.index == GPR.rsp.rawValue, operands[1].type == .memory,
+            guard operands.count == 2, isRSP(0), operands[1].type == .memory,
                   operands[1].mem.base.cls == .gpr64, operands[1].mem.base.index == GPR.rsp.rawValue,
-                  operands[1].mem.index.cls == .none, operands[1].mem.disp < 0 else { return nil }
-            return Int(-operands[1].mem.disp)
+                  operands[1].mem.index.cls == .none else { return nil }
+            delta = Int(operands[1].mem.disp)
         default:
             return nil
         }
+        return delta != 0 && delta > -(1 << 16) && delta < 1 << 16 ? delta : nil
     }
 
     /// r11 = the new stack pointer: its offset in a 16 KiB stack below the CPU's
