@@ -232,6 +232,11 @@ extension Translator {
         return true
     }
 
+    /// Whether `target` is the return thunk or a retpoline thunk.
+    func isBranchThunk(_ target: UInt64) -> Bool {
+        target == state.pointee.returnThunk || thunkRegister(target) != nil
+    }
+
     /// The register whose retpoline thunk is at `target`, if any.
     func thunkRegister(_ target: UInt64) -> GPR? {
         guard target != 0 else { return nil }

@@ -22,7 +22,7 @@ extension Translator {
         case .jmp, .call:
             let target = directTarget(last)
             // Thunks run as the branches they stand for: the successor is not known.
-            guard target != state.pointee.returnThunk, thunkRegister(target) == nil else { return Flag.status }
+            guard !isBranchThunk(target) else { return Flag.status }
             successor = target
         default:
             // Indirect branches and returns (any target), conditional branches
@@ -44,8 +44,7 @@ extension Translator {
             // undecodable instruction, another branch, or a read of a flag not yet
             // overwritten ends the search with those flags live.
             guard decodeOne(at: pc, into: &insn), insn.flagsRead & undetermined == 0 else { break }
-            if insn.controlFlow == .jmp, let target = insn.directBranchTarget, target != state.pointee.returnThunk,
-               thunkRegister(target) == nil {
+            if insn.controlFlow == .jmp, let target = insn.directBranchTarget, !isBranchThunk(target) {
                 pc = target  // a direct jump: its target is the only way on
                 continue
             }
