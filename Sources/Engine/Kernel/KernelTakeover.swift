@@ -135,6 +135,15 @@ private let flagIF: UInt64 = 1 << 9
     }
 }
 
+/// Faults whose frame points at the faulting instruction, which runs again after
+/// the handler returns (traps, aborts and NMIs are not).
+@inline(__always) func isRestartableFault(_ v: UInt64) -> Bool {
+    switch v {
+    case 0, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19: return true
+    default: return false
+    }
+}
+
 extension KernelHost {
     var extraFeatures: FeatureBits { FeatureBits.selfTest.union(.attach) }
 
@@ -744,7 +753,14 @@ let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { conte
     let t = Translator(state: ts.pointee.translator)
     kdbt_host_translator_lock()
     let exit = t.exit(of: context)
-    if word(context, ContextField.stepping) != 0 {
+    let iretFrame = exit.isIret
+        ? UnsafeMutablePointer<UInt64>(bitPattern: UInt(word(context, ContextField.appRegister(.rsp))))! : nil
+    // Only code that was being stepped (TF in the flags it left with) delivers
+    // the delayed interrupt here. `stepping` stays set while an exception taken
+    // during the stepping is handled (the CPU clears TF for its handler and its
+    // iretq sets it again): delivering inside that handler would deliver where
+    // its interrupts may be off.
+    if word(context, ContextField.stepping) != 0 && word(context, ContextField.appFlags) & flagTF != 0 {
         // A delayed interrupt, and here the state is native: at the exit's target,
         // or (iretq) at the iretq itself, whose address the stub left. Deliver it
         // now rather than step on.
@@ -759,11 +775,12 @@ let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { conte
         return deliverDelayed(context, ts)
     }
     var next: UInt64
-    if exit.isIret {
-        let frame = UnsafeMutablePointer<UInt64>(bitPattern: UInt(word(context, ContextField.appRegister(.rsp))))!
+    if let frame = iretFrame {
         // Native-exit code stays native (kdbt's own functions are entered only
-        // by calls: see emitReturnRoutine).
-        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 && !t.isNativeExit(exit.target) {
+        // by calls: see emitReturnRoutine). A frame already in the cache (an
+        // exception taken inside instrumentation) goes back there as it is.
+        let inCache = exit.target &- ts.pointee.poolStart < ts.pointee.poolBytes
+        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 && !inCache && !t.isNativeExit(exit.target) {
             let cachePC = t.translate(exit.target)
             if cachePC != 0 { frame[0] = cachePC } else { bump(context, ContextField.nativeFallbacks) }
         }
@@ -847,6 +864,19 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
         return
     }
     bump(context, vector < 32 ? ContextField.kernelExceptions : ContextField.kernelInterrupts)
+    if inCache && word(context, ContextField.stepping) != 0 && frame[2] & flagTF != 0 && isRestartableFault(vector),
+       let native = boundary() {
+        // Stepping towards a delayed interrupt reached a native boundary in the
+        // cache whose instruction faulted. The CPU takes a pending interrupt
+        // before the instruction: deliver it here; the instruction runs, and
+        // faults, after. (Faults in kdbt's own code, which runs with TF clear
+        // while `stepping` stays set, are not this case.)
+        let sp = pushInterruptFrame(below: frame[3], rip: native, cs: frame[1], flags: frame[2], ss: frame[4])
+        setWord(context, ContextField.switchStack, sp)
+        setWord(context, ContextField.interruptTarget, deliverDelayed(context, ts))
+        setWord(context, ContextField.trapAction, 2)
+        return
+    }
     if let native = boundary() {
         frame[0] = native
     } else if vector < 32 {
@@ -858,6 +888,11 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
         setWord(context, ContextField.pendingSignal, vector)
         setWord(context, ContextField.stepping, 1)
         frame[2] = (frame[2] & ~flagIF) | flagTF
+        switch t.savedFlags(at: rip) {
+        case .stackTop: UnsafeMutablePointer<UInt64>(bitPattern: UInt(frame[3]))!.pointee |= flagTF
+        case .context: setWord(context, ContextField.appFlags, word(context, ContextField.appFlags) | flagTF)
+        case nil: break
+        }
         bump(context, ContextField.delayedInterrupts)
         setWord(context, ContextField.trapAction, 0)
         return

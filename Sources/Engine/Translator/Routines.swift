@@ -93,10 +93,19 @@ extension Translator {
         // data in the red zone below rsp.
         a.mov(.rsp, gs(ContextField.dispatcherStack))
         a.pushf()
+        let pushed = a.address
         a.pop(gs(ContextField.appFlags))
         if state.pointee.limits.maskInterruptsInDispatcher {
+            let popped = a.address
             a.push(imm32: 2)  // IF, TF and DF clear (bit 1 is always set)
             a.popf()
+            let n = state.pointee.flagsSaveWindowCount
+            if n < 2 {
+                state.pointee.flagsSaveWindows[3 * n] = pushed
+                state.pointee.flagsSaveWindows[3 * n + 1] = popped
+                state.pointee.flagsSaveWindows[3 * n + 2] = a.address
+                state.pointee.flagsSaveWindowCount = n + 1
+            }
         } else {
             a.cld()  // the C ABI wants DF clear
         }
@@ -107,6 +116,19 @@ extension Translator {
             a.mov(.rdx, imm64: 0)
             a.xsave64(.at(.rsp))
         }
+    }
+
+    /// Where the application's flags are when an interrupt arrives at `pc`, if `pc`
+    /// lies between a routine's `pushf` and its masking `popf`. An interrupt
+    /// delayed there must set TF in them too: the routine would otherwise restore
+    /// flags captured before the interrupt, and the stepping would end unseen.
+    public func savedFlags(at pc: UInt64) -> SavedFlags? {
+        for i in 0..<state.pointee.flagsSaveWindowCount {
+            let w = state.pointee.flagsSaveWindows
+            if pc >= w[3 * i] && pc < w[3 * i + 1] { return .stackTop }
+            if pc >= w[3 * i + 1] && pc < w[3 * i + 2] { return .context }
+        }
+        return nil
     }
 
     /// The inverse of emitSaveApplicationState, then `jmp *%gs:resume`.

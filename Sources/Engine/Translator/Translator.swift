@@ -271,6 +271,20 @@ public struct TranslatorState {
     /// An `iretq` instruction: resuming here with the application state restored
     /// returns through the frame at the application's rsp.
     public var iretRoutine: UInt64 = 0
+    /// Where the routines that mask interrupts hold the application's flags
+    /// between `pushf` and the `popf` that masks (`savedFlags(at:)`): per routine,
+    /// the addresses after the pushf, after the pop into the context, and after
+    /// the popf.
+    var flagsSaveWindows: InlineArray<6, UInt64> = InlineArray(repeating: 0)
+    var flagsSaveWindowCount = 0
+}
+
+/// Where the application's flags are while a routine saves them.
+public enum SavedFlags: UInt8 {
+    /// Pushed, at the stack pointer.
+    case stackTop
+    /// In the context's appFlags.
+    case context
 }
 
 /// A handle on a TranslatorState in host memory.
