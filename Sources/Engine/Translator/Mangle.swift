@@ -21,9 +21,7 @@ extension Translator {
             mangleReturn(popping: 0, &a)
         case .jmp:
             if let r = thunkRegister(directTarget(insn)) {
-                a.mov(gs(ContextField.spillRCX), .rcx)
-                a.mov(.rcx, r)
-                emitInlineLookup(&a)
+                emitInlineLookup(target: beginLookup(register: r, &a), &a)
             } else {
                 emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
             }
@@ -43,23 +41,20 @@ extension Translator {
             emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
         case .call:
             if let r = thunkRegister(directTarget(insn)) {
-                a.mov(gs(ContextField.spillRCX), .rcx)
-                a.mov(.rcx, r)
+                let target = beginLookup(register: r, &a)
                 pushReturnAddress(insn.nextAddress, &a, &literal)
-                emitInlineLookup(&a)
+                emitInlineLookup(target: target, &a)
             } else {
                 pushReturnAddress(insn.nextAddress, &a, &literal)
                 emitExitJump(&a, &exits, target: directTarget(insn), condition: nil)
             }
         case .callIndirect:
-            a.mov(gs(ContextField.spillRCX), .rcx)
-            guard loadTarget(insn, into: .rcx, &a) else { return false }
+            guard let target = beginLookup(insn, &a) else { return false }
             pushReturnAddress(insn.nextAddress, &a, &literal)
-            emitInlineLookup(&a)
+            emitInlineLookup(target: target, &a)
         case .jmpIndirect:
-            a.mov(gs(ContextField.spillRCX), .rcx)
-            guard loadTarget(insn, into: .rcx, &a) else { return false }
-            emitInlineLookup(&a)
+            guard let target = beginLookup(insn, &a) else { return false }
+            emitInlineLookup(target: target, &a)
         case .ret:
             mangleReturn(popping: insn.immSize == 2 ? Int32(insn.imm & 0xFFFF) : 0, &a)
         case .iret:
@@ -91,57 +86,86 @@ extension Translator {
     /// `ret` / `ret imm16`: the native return address is popped and looked up.
     func mangleReturn(popping extra: Int32, _ a: inout Assembler) {
         a.mov(gs(ContextField.spillRCX), .rcx)
-        a.pop(.rcx)
+        a.mov(gs(ContextField.spillRAX), .rax)
+        a.pop(.rax)
         if extra != 0 { a.lea(.rsp, .at(.rsp, extra)) }
-        emitInlineLookup(&a)
+        emitInlineLookup(target: .scratchRAX, &a)
+    }
+
+    /// The start of an indirect jmp/call's lookup: rcx spilled, and the target
+    /// where `emitInlineLookup` reads it, before anything changed the registers
+    /// or the stack the operand refers to.
+    func beginLookup(_ insn: Instruction, _ a: inout Assembler) -> LookupTarget? {
+        var operands = Operands()
+        Decoder.decodeOperands(insn, into: &operands)
+        guard operands.count >= 1 else { _ = failMangle(.unsupportedInstruction); return nil }
+        let op = operands[0]
+        switch op.type {
+        case .register:
+            guard op.reg.cls == .gpr64, let r = GPR(rawValue: op.reg.index) else {
+                _ = failMangle(.unsupportedInstruction); return nil
+            }
+            return beginLookup(register: r, &a)
+        case .memory:
+            guard let m = asmMemory(op.mem, insn) else { _ = failMangle(.unsupportedInstruction); return nil }
+            a.mov(gs(ContextField.spillRCX), .rcx)
+            a.mov(gs(ContextField.spillRAX), .rax)
+            a.mov(.rax, m)
+            return .scratchRAX
+        default:
+            _ = failMangle(.unsupportedInstruction); return nil
+        }
+    }
+
+    /// `register` holds the target: it is read in place unless the lookup needs it
+    /// (rcx) or the call's push moves it (rsp).
+    func beginLookup(register r: GPR, _ a: inout Assembler) -> LookupTarget {
+        a.mov(gs(ContextField.spillRCX), .rcx)
+        if r != .rcx && r != .rsp { return .register(r) }
+        a.mov(gs(ContextField.spillRAX), .rax)
+        a.mov(.rax, r)
+        return .scratchRAX
     }
 
     /// The first probe of the indirect-branch lookup, inline at each site so that
-    /// each site's final indirect jump has its own branch-predictor entry. It
-    /// touches no flags (movzx, lea, not, jrcxz), so it needs no lahf/sahf; a
-    /// collision or miss continues in the shared routine. Entered with the native
-    /// target in rcx and the application's rcx in spillRCX. A hit jumps to the
-    /// fragment's indirect entry, which restores rcx (`emitIndirectEntry`).
-    func emitInlineLookup(_ a: inout Assembler) {
-        guard state.pointee.limits.inlineLookup else {
-            a.jmp(gs(ContextField.indirectLookup))
-            return
+    /// each site's final indirect jump has its own branch-predictor entry. Entered
+    /// with the application's rcx in spillRCX and the target as `beginLookup` left
+    /// it. It needs only rcx: the slot is the target's low 16 bits (`movzx`), the
+    /// tag compare is a `lea` and `jrcxz` (no flags, so no lahf/sahf), and a hit
+    /// jumps through the table's cache-PC word to the fragment's indirect entry,
+    /// which restores rcx (`emitIndirectEntry`). A collision or miss continues in
+    /// the shared routine, entered with the target in rcx. The table must sit at
+    /// an absolute disp32 (the user host maps it low, the kernel host in the code
+    /// pool); otherwise every lookup takes the shared routine.
+    func emitInlineLookup(target: LookupTarget, _ a: inout Assembler) {
+        let t: GPR
+        switch target {
+        case .register(let r): t = r
+        case .scratchRAX: t = .rax
         }
-        let table = state.pointee.indirect
-        // The table at an absolute disp32 when the host placed it low (user mode)
-        // or in the top 2 GiB (kernel: in the code pool); else its address comes
-        // from the context.
-        let tags = Int64(Int(bitPattern: table.tags))
+        func restoreScratch(_ a: inout Assembler) {
+            if case .scratchRAX = target { a.mov(.rax, gs(ContextField.spillRAX)) }
+        }
+        let tags = Int64(Int(bitPattern: state.pointee.indirect.tags))
         let absolute = tags >= Int64(Int32.min) && tags + Int64(LookupTable.indirectBytes) <= Int64(Int32.max)
-        a.mov(gs(ContextField.spillRAX), .rax)
-        a.mov(gs(ContextField.spillRDX), .rdx)
-        a.movzxWord(.rdx, .rcx)  // the slot: the target's low 16 bits
-        let tag: AsmMemory
-        let entry: AsmMemory
-        if absolute {
-            tag = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(tags))
-            entry = AsmMemory(base: .absolute, index: .rdx, scale: 8, displacement: Int32(tags) + LookupTable.indirectTargetsOffset)
-        } else {
-            a.mov(.rax, gs(ContextField.lookupTable))
-            a.lea(.rdx, AsmMemory(base: .register(.rax), index: .rdx, scale: 8))  // &tags[slot]
-            tag = .at(.rdx)
-            entry = .at(.rdx, LookupTable.indirectTargetsOffset)
+        var jrcxz = -1
+        if state.pointee.limits.inlineLookup && absolute {
+            a.movzxWord(.rcx, t)  // the slot
+            a.mov(.rcx, AsmMemory(base: .absolute, index: .rcx, scale: 8, displacement: Int32(tags)))  // ~tag
+            a.lea(.rcx, AsmMemory(base: .register(.rcx), index: t, scale: 1, displacement: 1))  // target - tag
+            jrcxz = a.count
+            a.jrcxz(0)  // to the hit path, patched below
         }
-        a.mov(.rax, tag)  // ~tag
-        a.lea(.rcx, AsmMemory(base: .register(.rcx), index: .rax, scale: 1, displacement: 1))  // target - tag
-        let jrcxz = a.count
-        a.jrcxz(0)  // to `hit`, patched below
-        a.not(.rax)
-        a.lea(.rcx, AsmMemory(base: .register(.rcx), index: .rax, scale: 1))  // the target again
-        a.mov(.rax, gs(ContextField.spillRAX))
-        a.mov(.rdx, gs(ContextField.spillRDX))
+        a.mov(.rcx, t)
+        restoreScratch(&a)
         a.jmp(gs(ContextField.indirectLookup))
+        guard jrcxz >= 0 else { return }
         let hit = a.count
         if !a.overflowed { a.base.storeBytes(of: UInt8(hit - (jrcxz + 2)), toByteOffset: jrcxz + 1, as: UInt8.self) }
-        a.mov(.rcx, entry)
-        a.mov(.rax, gs(ContextField.spillRAX))
-        a.mov(.rdx, gs(ContextField.spillRDX))
-        a.jmp(.rcx)
+        a.movzxWord(.rcx, t)
+        restoreScratch(&a)
+        a.jmp(AsmMemory(base: .absolute, index: .rcx, scale: 8,
+                        displacement: Int32(tags) + LookupTable.indirectTargetsOffset))
     }
 
     /// A fragment's indirect entry, just before its body: the lookup table maps
@@ -210,28 +234,6 @@ extension Translator {
         }
     }
 
-    /// `mov dst, <target operand of an indirect jmp/call>`, before anything changed
-    /// the registers or the stack the operand refers to.
-    func loadTarget(_ insn: Instruction, into dst: GPR, _ a: inout Assembler) -> Bool {
-        var operands = Operands()
-        Decoder.decodeOperands(insn, into: &operands)
-        guard operands.count >= 1 else { return failMangle(.unsupportedInstruction) }
-        let op = operands[0]
-        switch op.type {
-        case .register:
-            guard op.reg.cls == .gpr64, let r = GPR(rawValue: op.reg.index) else {
-                return failMangle(.unsupportedInstruction)
-            }
-            a.mov(dst, r)
-        case .memory:
-            guard let m = asmMemory(op.mem, insn) else { return failMangle(.unsupportedInstruction) }
-            a.mov(dst, m)
-        default:
-            return failMangle(.unsupportedInstruction)
-        }
-        return true
-    }
-
     /// The decoder's memory operand as one the assembler can encode.
     func asmMemory(_ m: MemoryOperand, _ insn: Instruction) -> AsmMemory? {
         var segment = SegmentOverride.none
@@ -261,6 +263,14 @@ extension Translator {
             return nil
         }
     }
+}
+
+/// Where an indirect branch's native target is when its lookup starts.
+enum LookupTarget {
+    /// In an application register that the branch leaves unchanged (`jmp *%rdx`).
+    case register(GPR)
+    /// In rax, whose application value is in spillRAX.
+    case scratchRAX
 }
 
 /// The 8-byte literal a `push qword [rip+disp32]` of a return address reads.
