@@ -198,21 +198,52 @@ extension Translator {
             for k in 1..<scratchCount where saved & (1 << UInt8(k)) != 0 { a.mov(scratch(k), gs(spill + Int32(8 * k))) }
             if saved & 1 != 0 { a.mov(.r11, gs(spill)) }
         }
-        let fine = a.address
-        restore(&a)
-        let skipSlow = a.count
-        a.jmp(to: a.address)  // patched to `done`
-        let slow = a.address
-        a.mov(gs(ContextField.inlineCheckAddress), .r11)
-        restore(&a)
-        emit(.cleanCall(function: check.slowFunction, argument: .constant(check.slowArgument)), appPC: 0, &a)
+        // The passing path should take one branch, not fall through into a jump
+        // over the slow path: when the fast path ends in a branch to the slow
+        // path, that branch is inverted to jump to `fine`, and the slow path
+        // follows it (and jumps over `fine` instead).
+        var inverted = -1
+        if site.branchCount > 0 {
+            let last = site.branch(site.branchCount - 1)
+            if last.slow && last.offset + 6 == a.count { inverted = site.branchCount - 1 }
+        }
+        var fine: UInt64 = 0
+        var slow: UInt64 = 0
+        var skip = -1  // the jmp over the part that does not run, patched to `done`
+        func emitFine(_ a: inout Assembler) {
+            fine = a.address
+            restore(&a)
+        }
+        func emitSlow(_ a: inout Assembler) {
+            slow = a.address
+            a.mov(gs(ContextField.inlineCheckAddress), .r11)
+            restore(&a)
+            emit(.cleanCall(function: check.slowFunction, argument: .constant(check.slowArgument)), appPC: 0, &a)
+        }
+        if inverted >= 0 {
+            emitSlow(&a)
+            skip = a.count
+            a.jmp(to: a.address)
+            emitFine(&a)
+        } else {
+            emitFine(&a)
+            skip = a.count
+            a.jmp(to: a.address)
+            emitSlow(&a)
+        }
         let done = a.address
         // jmp rel32 is E9 disp32, jcc rel32 is 0F 8x disp32: the displacement ends each.
-        a.patch32(at: skipSlow + 1, UInt32(truncatingIfNeeded: done &- (a.origin + UInt64(skipSlow + 5))))
+        a.patch32(at: skip + 1, UInt32(truncatingIfNeeded: done &- (a.origin + UInt64(skip + 5))))
         for i in 0..<site.branchCount {
             let b = site.branch(i)
             let end = a.origin + UInt64(b.offset + 6)
-            a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: (b.slow ? slow : fine) &- end))
+            var toSlow = b.slow
+            if i == inverted, !a.overflowed {
+                let opcode = a.base.load(fromByteOffset: b.offset + 1, as: UInt8.self)
+                a.base.storeBytes(of: opcode ^ 1, toByteOffset: b.offset + 1, as: UInt8.self)  // cc ^ 1: the negation
+                toSlow = false
+            }
+            a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: (toSlow ? slow : fine) &- end))
         }
     }
 }
