@@ -213,17 +213,24 @@ public enum HeapCheck {
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let block = InstrumentedBlock.from(raw)
         var operands = Operands()
+        var covered = CoveredAccesses()
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
             Decoder.decodeOperands(insn, into: &operands)
-            if insn.isRepeated && isString(insn.mnemonic) {
+            defer { covered.forget(written: Decoder.registerAccesses(insn, operands: operands).gprWritten) }
+            if insn.isRepeated && RepString.kind(insn.mnemonic) != nil {
                 // A whole rep string operation: its ranges, in Swift, first.
-                block.pointee.insert(.cleanCall(function: address(of: repStringCheck), argument: .applicationPC), before: i)
+                block.pointee.insert(.cleanCall(function: address(of: repStringCheck), argument: RepString.argument(insn)),
+                                     before: i)
                 state.pointee.statistics.checksInserted += 1
                 continue
             }
-            guard state.pointee.redzone != 4096 else { continue }  // DEBUG
             guard let m = checkedOperand(insn, operands) else { continue }
+            // Bytes an earlier check in this block already covered, through the
+            // same registers unchanged since: shadow changes only in the
+            // allocator's hooks, which run at block starts.
+            if covered.contains(m.memory, size: m.size) { continue }
+            covered.add(m.memory, size: m.size)
             let check = InlineCheck(
                 memory: m.memory, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
                 argument: UInt64(m.size), slowFunction: address(of: slowPath), slowArgument: insn.address,
@@ -235,16 +242,6 @@ public enum HeapCheck {
 
     static func address(of function: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void) -> UInt64 {
         UInt64(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
-    }
-
-    static func isString(_ m: Mnemonic) -> Bool {
-        switch m {
-        case .movsb, .movsw, .movsd, .movsq, .stosb, .stosw, .stosd, .stosq, .lodsb, .lodsw, .lodsd, .lodsq,
-             .cmpsb, .cmpsw, .cmpsd, .cmpsq, .scasb, .scasw, .scasd, .scasq:
-            return true
-        default:
-            return false
-        }
     }
 
     /// The operand an instruction's check covers, with its size, or nil for
@@ -350,14 +347,18 @@ public enum HeapCheck {
     }
 
     /// Sets the shadow of [start, start+bytes) (granule-aligned start) to `value`
-    /// where shadow exists.
+    /// where shadow exists: one page's run of shadow bytes at a time, since
+    /// objects of a page or more (task_struct, names_cache) are common.
     static func fill(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64, _ bytes: UInt64, _ value: UInt8) {
         var a = start
-        while a < start &+ bytes {
+        let end = start &+ bytes
+        while a < end {
+            let stop = min(end, (a | 0xFFF) &+ 1)
             if let page = pageIndex(s, a), s.pointee.pageShadow[page] != 0 {
-                UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))![Int((a & 0xFFF) >> 3)] = value
+                let chunk = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))!
+                (chunk + Int((a & 0xFFF) >> 3)).update(repeating: value, count: Int((stop &- a &+ 7) >> 3))
             }
-            a &+= 8
+            a = stop
         }
     }
 
@@ -653,40 +654,30 @@ public enum HeapCheck {
     }
 
     /// Before a rep string instruction: its source and destination ranges.
-    static let repStringCheck: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void = { context, pc in
+    static let repStringCheck: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void = { context, argument in
         let context = context!
         let t = Translator(context: context)
         guard let raw = t.toolData(named: name) else { return }
         let s = raw.assumingMemoryBound(to: HeapCheckState.self)
-        var insn = Instruction()
-        guard t.decodeOne(at: pc, into: &insn) else { return }
+        guard let op = RepString(argument: argument, t) else { return }
         func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
-        let element = UInt64(elementSize(insn.mnemonic))
+        let element = UInt64(op.elementSize)
         let count = reg(.rcx)
-        guard count > 0, element > 0 else { return }
+        guard count > 0 else { return }
         let bytes = count &* element
         let down = context.load(fromByteOffset: Int(ContextField.appFlags), as: UInt64.self) & (1 << 10) != 0
         func range(_ r: GPR) -> UInt64 { down ? reg(r) &- bytes &+ element : reg(r) }
-        switch insn.mnemonic {
-        case .movsb, .movsw, .movsd, .movsq:
-            check(s, context, pc: pc, address: range(.rsi), size: bytes, write: false)
-            check(s, context, pc: pc, address: range(.rdi), size: bytes, write: true)
-        case .stosb, .stosw, .stosd, .stosq:
-            check(s, context, pc: pc, address: range(.rdi), size: bytes, write: true)
-        case .lodsb, .lodsw, .lodsd, .lodsq:
-            check(s, context, pc: pc, address: range(.rsi), size: bytes, write: false)
-        default:
+        switch op.kind {
+        case .move:
+            check(s, context, pc: op.pc, address: range(.rsi), size: bytes, write: false)
+            check(s, context, pc: op.pc, address: range(.rdi), size: bytes, write: true)
+        case .store:
+            check(s, context, pc: op.pc, address: range(.rdi), size: bytes, write: true)
+        case .load:
+            check(s, context, pc: op.pc, address: range(.rsi), size: bytes, write: false)
+        case .compare:
             // cmps/scas stop early; the first element is all that is certain.
-            check(s, context, pc: pc, address: reg(.rdi), size: element, write: false)
-        }
-    }
-
-    static func elementSize(_ m: Mnemonic) -> Int {
-        switch m {
-        case .movsb, .stosb, .lodsb, .cmpsb, .scasb: return 1
-        case .movsw, .stosw, .lodsw, .cmpsw, .scasw: return 2
-        case .movsd, .stosd, .lodsd, .cmpsd, .scasd: return 4
-        default: return 8
+            check(s, context, pc: op.pc, address: reg(.rdi), size: element, write: false)
         }
     }
 
@@ -714,7 +705,13 @@ public enum HeapCheck {
                 granule = (granule | 0xFFF) &+ 1  // no shadow on this page
                 continue
             }
-            let v = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))![Int((granule & 0xFFF) >> 3)]
+            let shadow = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))! + Int((granule & 0xFFF) >> 3)
+            if granule & 63 == 0 && end &- granule >= 64
+                && UnsafeRawPointer(shadow).load(as: UInt64.self) == 0 {
+                granule &+= 64  // eight clean granules at once (rep strings cover kilobytes)
+                continue
+            }
+            let v = shadow.pointee
             if v >= 0x80 {
                 bad = max(granule, address)
                 value = v
@@ -821,4 +818,108 @@ public enum HeapCheck {
         for k in 0..<depth { w.u64(at + FindingLayout.Offset.trackStack + FindingLayout.Offset.stackFrames + 8 * k, entry[2 + k]) }
     }
 
+}
+
+/// What repStringCheck needs of a rep string instruction. It travels in the clean
+/// call's argument when the PC fits (kernel text and modules lie in the top 2 GiB),
+/// so the check does not read and decode the instruction again on every run:
+/// bit 62 set (never in a canonical address), the kind and element size in bits
+/// 32-39, the PC sign-extended from its low 32 bits. Other PCs travel as they are.
+struct RepString {
+    enum Kind: UInt8 { case move, store, load, compare }
+    var kind: Kind
+    var elementSize: Int
+    var pc: UInt64
+
+    static let packed: UInt64 = 1 << 62
+
+    static func kind(_ m: Mnemonic) -> (Kind, Int)? {
+        switch m {
+        case .movsb: return (.move, 1)
+        case .movsw: return (.move, 2)
+        case .movsd: return (.move, 4)
+        case .movsq: return (.move, 8)
+        case .stosb: return (.store, 1)
+        case .stosw: return (.store, 2)
+        case .stosd: return (.store, 4)
+        case .stosq: return (.store, 8)
+        case .lodsb: return (.load, 1)
+        case .lodsw: return (.load, 2)
+        case .lodsd: return (.load, 4)
+        case .lodsq: return (.load, 8)
+        case .cmpsb, .scasb: return (.compare, 1)
+        case .cmpsw, .scasw: return (.compare, 2)
+        case .cmpsd, .scasd: return (.compare, 4)
+        case .cmpsq, .scasq: return (.compare, 8)
+        default: return nil
+        }
+    }
+
+    static func argument(_ insn: Instruction) -> CleanCallArgument {
+        let signed = Int64(bitPattern: insn.address)
+        guard let (kind, size) = kind(insn.mnemonic), signed >= Int64(Int32.min) && signed <= Int64(Int32.max) else {
+            return .applicationPC
+        }
+        let code = UInt64(kind.rawValue) << 4 | UInt64(size)
+        return .constant(packed | code << 32 | UInt64(UInt32(truncatingIfNeeded: insn.address)))
+    }
+
+    init?(argument: UInt64, _ t: Translator) {
+        if argument >> 62 == 1 {
+            let code = (argument >> 32) & 0xFF
+            guard let k = Kind(rawValue: UInt8(code >> 4)) else { return nil }
+            kind = k
+            elementSize = Int(code & 0xF)
+            pc = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: argument)))
+            return
+        }
+        var insn = Instruction()
+        guard t.decodeOne(at: argument, into: &insn), let (k, size) = RepString.kind(insn.mnemonic) else { return nil }
+        kind = k
+        elementSize = size
+        pc = argument
+    }
+}
+
+/// The accesses a block's checks covered so far: the same base, index and scale,
+/// and a displacement range; forgotten when an instruction writes one of the
+/// registers.
+struct CoveredAccesses {
+    static let capacity = 8
+    var memory: InlineArray<8, AsmMemory> = InlineArray(repeating: AsmMemory(base: .absolute))
+    var size: InlineArray<8, Int> = InlineArray(repeating: 0)
+    var count = 0
+
+    func contains(_ m: AsmMemory, size: Int) -> Bool {
+        for k in 0..<count {
+            let c = memory[k]
+            guard c.base == m.base && c.index == m.index && c.scale == m.scale && c.segment == m.segment else { continue }
+            let start = Int(c.displacement), end = start + self.size[k]
+            if Int(m.displacement) >= start && Int(m.displacement) + size <= end { return true }
+        }
+        return false
+    }
+
+    mutating func add(_ m: AsmMemory, size: Int) {
+        let k = count < CoveredAccesses.capacity ? count : CoveredAccesses.capacity - 1
+        memory[k] = m
+        self.size[k] = size
+        count = k + 1
+    }
+
+    mutating func forget(written: UInt16) {
+        guard written != 0 else { return }
+        var kept = 0
+        for k in 0..<count {
+            let m = memory[k]
+            var uses: UInt16 = 0
+            if case .register(let b) = m.base { uses |= 1 << UInt16(b.rawValue) }
+            if let x = m.index { uses |= 1 << UInt16(x.rawValue) }
+            if uses & written != 0 { continue }
+            memory[kept] = m
+            size[kept] = size[k]
+            kept += 1
+        }
+        count = kept
+    }
 }
