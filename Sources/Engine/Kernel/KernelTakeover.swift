@@ -17,7 +17,13 @@
 //                  see the native state; a cache PC inside instrumentation or
 //                  mangling delays an interrupt: the frame goes back with IF clear
 //                  and TF set, and the #DB stub delivers the interrupt, with a frame
-//                  built as the CPU builds it, at the first native boundary.
+//                  built as the CPU builds it, at the first native boundary (or
+//                  the dispatcher does, when the stepped code exits to it). The
+//                  stepping must survive: a routine that saved the flags before
+//                  the interrupt gets TF in the saved copy (`savedFlags(at:)`),
+//                  a faulting instruction at a boundary lets the interrupt in
+//                  first, and an exception handler entered meanwhile (TF cleared
+//                  for it) does not deliver: its iretq steps on.
 //   exceptions     raised in kernel mode outside the cache (native tails, which may
 //                  run with the user's GS) go straight to the native handler.
 // Returns: a translated kernel-bound iretq goes back into the cache (the frame's

@@ -276,8 +276,12 @@ public enum HeapCheck {
         return nil
     }
 
-    /// The fast path: page in the direct map, page has shadow, first and last
-    /// byte's granules clean. r11 = address; r10, r9 scratch.
+    /// The fast path: page in the direct map, page has shadow, the last byte's
+    /// granule clean, and for accesses over 8 bytes the first byte's too. Like
+    /// KASAN's checks of 1- to 8-byte accesses, one granule: the last byte's
+    /// catches overflows to the right, and a use after free or an access left
+    /// of an object has its last byte poisoned as well (only an unaligned access
+    /// straddling an object's left edge is missed). r11 = address; r10, r9 scratch.
     static let emitFastPath: InlineCheckEmitter = { data, raw in
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let site = InlineCheckSite.from(raw)
@@ -292,8 +296,8 @@ public enum HeapCheck {
         site.pointee.assembler.mov(page, AsmMemory(base: .absolute, index: page, scale: 8, displacement: table))
         site.pointee.assembler.test(page, page)
         site.pointee.done(if: .e)
-        for last in 0..<(size > 1 ? 2 : 1) {
-            if last == 0 {
+        for k in (size > 8 ? 0 : 1)..<2 {  // 0: the first byte's granule, 1: the last byte's
+            if k == 0 || size == 1 {
                 site.pointee.assembler.mov(granule, address)
             } else {
                 site.pointee.assembler.lea(granule, .at(address, size - 1))
