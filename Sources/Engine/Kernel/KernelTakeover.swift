@@ -785,8 +785,7 @@ let kernelDispatch: @convention(c) (UnsafeMutableRawPointer) -> UInt64 = { conte
         // Native-exit code stays native (kdbt's own functions are entered only
         // by calls: see emitReturnRoutine). A frame already in the cache (an
         // exception taken inside instrumentation) goes back there as it is.
-        let inCache = exit.target &- ts.pointee.poolStart < ts.pointee.poolBytes
-        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 && !inCache && !t.isNativeExit(exit.target) {
+        if frame[1] & 3 == 0 && ts.pointee.detaching == 0 && !isInPool(ts, exit.target) && !t.isNativeExit(exit.target) {
             let cachePC = t.translate(exit.target)
             if cachePC != 0 { frame[0] = cachePC } else { bump(context, ContextField.nativeFallbacks) }
         }
@@ -818,6 +817,11 @@ func pushInterruptFrame(below sp: UInt64, rip: UInt64, cs: UInt64, flags: UInt64
     return at
 }
 
+/// Whether `pc` lies in the code pool (fragments, routines, entry stubs).
+@inline(__always) func isInPool(_ ts: UnsafeMutablePointer<TakeoverState>, _ pc: UInt64) -> Bool {
+    pc &- ts.pointee.poolStart < ts.pointee.poolBytes
+}
+
 /// Ends stepping and returns where the delayed interrupt's handler starts.
 func deliverDelayed(_ context: UnsafeMutableRawPointer, _ ts: UnsafeMutablePointer<TakeoverState>) -> UInt64 {
     let pending = Int(word(context, ContextField.pendingSignal))
@@ -840,7 +844,7 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
     let vector = regs[16]
     let frame = regs + 17 + (hasErrorCode(vector) ? 1 : 0)
     let rip = frame[0]
-    let inCache = rip &- ts.pointee.poolStart < ts.pointee.poolBytes
+    let inCache = isInPool(ts, rip)
 
     func target(_ v: UInt64) -> UInt64 {
         let cached = ts.pointee.cacheHandler[Int(v)]
@@ -853,6 +857,14 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
         kdbt_host_translator_unlock()
         return native
     }
+    /// Delivers the delayed interrupt at `native` with the frame the CPU would
+    /// have pushed there, on the interrupted stack.
+    func deliverDelayedHere(_ native: UInt64) {
+        let sp = pushInterruptFrame(below: frame[3], rip: native, cs: frame[1], flags: frame[2], ss: frame[4])
+        setWord(context, ContextField.switchStack, sp)
+        setWord(context, ContextField.interruptTarget, deliverDelayed(context, ts))
+        setWord(context, ContextField.trapAction, 2)
+    }
 
     if vector == 1 {
         // Stepping towards a delayed interrupt (the stub checked `stepping`). Out
@@ -862,11 +874,7 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
             return
         }
         kdbt_host_clear_dr6()
-        // The frame the CPU would have pushed for it here, on the interrupted stack.
-        let sp = pushInterruptFrame(below: frame[3], rip: native, cs: frame[1], flags: frame[2], ss: frame[4])
-        setWord(context, ContextField.switchStack, sp)
-        setWord(context, ContextField.interruptTarget, deliverDelayed(context, ts))
-        setWord(context, ContextField.trapAction, 2)
+        deliverDelayedHere(native)
         return
     }
     bump(context, vector < 32 ? ContextField.kernelExceptions : ContextField.kernelInterrupts)
@@ -877,10 +885,7 @@ let kernelTrap: @convention(c) (UnsafeMutableRawPointer) -> Void = { raw in
         // before the instruction: deliver it here; the instruction runs, and
         // faults, after. (Faults in kdbt's own code, which runs with TF clear
         // while `stepping` stays set, are not this case.)
-        let sp = pushInterruptFrame(below: frame[3], rip: native, cs: frame[1], flags: frame[2], ss: frame[4])
-        setWord(context, ContextField.switchStack, sp)
-        setWord(context, ContextField.interruptTarget, deliverDelayed(context, ts))
-        setWord(context, ContextField.trapAction, 2)
+        deliverDelayedHere(native)
         return
     }
     if let native = boundary() {

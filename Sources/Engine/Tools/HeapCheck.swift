@@ -889,7 +889,6 @@ struct RepString {
 /// and a displacement range; forgotten when an instruction writes one of the
 /// registers.
 struct CoveredAccesses {
-    static let capacity = 8
     var memory: InlineArray<8, AsmMemory> = InlineArray(repeating: AsmMemory(base: .absolute))
     var size: InlineArray<8, Int> = InlineArray(repeating: 0)
     var count = 0
@@ -905,7 +904,7 @@ struct CoveredAccesses {
     }
 
     mutating func add(_ m: AsmMemory, size: Int) {
-        let k = count < CoveredAccesses.capacity ? count : CoveredAccesses.capacity - 1
+        let k = min(count, memory.count - 1)  // full: the newest replaces the last
         memory[k] = m
         self.size[k] = size
         count = k + 1

@@ -99,8 +99,9 @@ extension Translator {
             let popped = a.address
             a.push(imm32: 2)  // IF, TF and DF clear (bit 1 is always set)
             a.popf()
+            // Two routines save this way (fcache_return, the clean call).
             let n = state.pointee.flagsSaveWindowCount
-            if n < 2 {
+            if 3 * n < state.pointee.flagsSaveWindows.count {
                 state.pointee.flagsSaveWindows[3 * n] = pushed
                 state.pointee.flagsSaveWindows[3 * n + 1] = popped
                 state.pointee.flagsSaveWindows[3 * n + 2] = a.address
@@ -123,8 +124,8 @@ extension Translator {
     /// delayed there must set TF in them too: the routine would otherwise restore
     /// flags captured before the interrupt, and the stepping would end unseen.
     public func savedFlags(at pc: UInt64) -> SavedFlags? {
+        let w = state.pointee.flagsSaveWindows
         for i in 0..<state.pointee.flagsSaveWindowCount {
-            let w = state.pointee.flagsSaveWindows
             if pc >= w[3 * i] && pc < w[3 * i + 1] { return .stackTop }
             if pc >= w[3 * i + 1] && pc < w[3 * i + 2] { return .context }
         }
