@@ -157,31 +157,50 @@ extension Translator {
         }
     }
 
-    /// An inline check: spill what is live, effective address to r11, the tool's
-    /// fast path, then either restore and go on, or restore and make the slow
-    /// clean call.
+    /// An inline check: scratch registers (dead ones where there are, else
+    /// spilled), effective address into the first, the tool's fast path, then
+    /// either restore and go on, or restore and make the slow clean call.
     func emitInlineCheck(_ check: InlineCheck, live: UInt16, flagsLive: Bool, _ a: inout Assembler) {
         let spill = ContextField.inlineCheckSpill
-        // Scratch k (0: r11, 1: r10, 2: r9) spills to spill + 8k; rax (flags) to +24.
-        @inline(__always) func scratch(_ k: Int) -> GPR { k == 0 ? .r11 : (k == 1 ? .r10 : .r9) }
         let scratchCount = 1 + Int(check.temporaries)
-        var saved: UInt8 = 0
+        // A register the application overwrites before reading it again costs
+        // nothing to borrow.
+        let borrowable = InstrumentedBlock.borrowableRegisters(live: live, flagsLive: flagsLive)
+        var taken: UInt16 = 0
+        var scratch: InlineArray<3, GPR> = InlineArray(repeating: .r11)
+        var saved: UInt8 = 0  // bit k: scratch k is live, kept in spill + 8k
+        for k in 0..<scratchCount {
+            var pick: GPR? = nil
+            var order = Self.scratchPreference
+            while pick == nil, order != 0 {
+                let r = GPR(rawValue: UInt8(order & 0xF))!
+                if borrowable & ~taken & (1 << r.rawValue) != 0 { pick = r }
+                order >>= 4
+            }
+            if pick == nil {
+                // None dead: the first of r11, r10, r9 not already taken, spilled.
+                var order = Self.scratchPreference
+                while pick == nil {
+                    let r = GPR(rawValue: UInt8(order & 0xF))!
+                    if taken & (1 << r.rawValue) == 0 { pick = r }
+                    order >>= 4
+                }
+                saved |= 1 << UInt8(k)
+            }
+            scratch[k] = pick!
+            taken |= 1 << pick!.rawValue
+        }
         // The address first, computed from the application's own register values.
-        if live & (1 << GPR.r11.rawValue) != 0 {
-            a.mov(gs(spill), .r11)
-            saved |= 1
-        }
-        a.lea(.r11, check.memory)
-        for k in 1..<scratchCount where live & (1 << scratch(k).rawValue) != 0 {
-            a.mov(gs(spill + Int32(8 * k)), scratch(k))
-            saved |= 1 << UInt8(k)
-        }
+        if saved & 1 != 0 { a.mov(gs(spill), scratch[0]) }
+        a.lea(scratch[0], check.memory)
+        for k in 1..<scratchCount where saved & (1 << UInt8(k)) != 0 { a.mov(gs(spill + Int32(8 * k)), scratch[k]) }
         if flagsLive {
             a.mov(gs(spill + 24), .rax)
             a.lahf()
             a.seto(.rax)
         }
-        var site = InlineCheckSite(assembler: a, argument: check.argument)
+        var site = InlineCheckSite(assembler: a, argument: check.argument, address: scratch[0],
+                                   temporary0: scratch[1], temporary1: scratch[2])
         let emitter = unsafeBitCast(UnsafeRawPointer(bitPattern: UInt(check.emitter))!, to: InlineCheckEmitter.self)
         withUnsafeMutablePointer(to: &site) {
             emitter(UnsafeMutableRawPointer(bitPattern: UInt(check.emitterData)), UnsafeMutableRawPointer($0))
@@ -195,8 +214,9 @@ extension Translator {
                 a.sahf()
                 a.mov(.rax, gs(spill + 24))
             }
-            for k in 1..<scratchCount where saved & (1 << UInt8(k)) != 0 { a.mov(scratch(k), gs(spill + Int32(8 * k))) }
-            if saved & 1 != 0 { a.mov(.r11, gs(spill)) }
+            for k in 0..<scratchCount where saved & (1 << UInt8(k)) != 0 {
+                a.mov(scratch[k], gs(spill + Int32(8 * k)))
+            }
         }
         // The passing path should take one branch, not fall through into a jump
         // over the slow path: when the fast path ends in a branch to the slow
@@ -216,7 +236,7 @@ extension Translator {
         }
         func emitSlow(_ a: inout Assembler) {
             slow = a.address
-            a.mov(gs(ContextField.inlineCheckAddress), .r11)
+            a.mov(gs(ContextField.inlineCheckAddress), scratch[0])
             restore(&a)
             emit(.cleanCall(function: check.slowFunction, argument: .constant(check.slowArgument)), appPC: 0, &a)
         }
@@ -246,6 +266,14 @@ extension Translator {
             a.patch32(at: b.offset + 2, UInt32(truncatingIfNeeded: (toSlow ? slow : fine) &- end))
         }
     }
+}
+
+extension Translator {
+    /// Scratch registers for inline checks, in the order they are borrowed (a
+    /// nibble each, GPR numbers, first in the low nibble): r11, r10, r9, r8, rdi,
+    /// rsi, rdx, rcx, rax, rbx, r12 to r15. The first three are the ones spilled
+    /// when none is dead.
+    static let scratchPreference: UInt64 = 0xFEDC_3012_6789_AB
 }
 
 /// Adds that leave the flags alone: `mov`, `lea`, `mov` through rax, which is

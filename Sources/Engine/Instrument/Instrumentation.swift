@@ -132,10 +132,11 @@ public typealias InlineCheckEmitter = @convention(c) (UnsafeMutableRawPointer?, 
 /// flags may be clobbered.
 public struct InlineCheckSite {
     public var assembler: Assembler
-    /// Holds the effective address; keep it (the slow path reads it).
-    public let address: GPR = .r11
-    public let temporary0: GPR = .r10
-    public let temporary1: GPR = .r9
+    /// Holds the effective address; keep it (the slow path reads it). The
+    /// translator picks these registers per check (dead ones where it can).
+    public let address: GPR
+    public let temporary0: GPR
+    public let temporary1: GPR
     public let argument: UInt64
     /// Offsets of the emitted branches, and which of them go to the slow path.
     var branches: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
@@ -143,9 +144,12 @@ public struct InlineCheckSite {
     var branchCount = 0
     var tooManyBranches = false
 
-    init(assembler: Assembler, argument: UInt64) {
+    init(assembler: Assembler, argument: UInt64, address: GPR, temporary0: GPR, temporary1: GPR) {
         self.assembler = assembler
         self.argument = argument
+        self.address = address
+        self.temporary0 = temporary0
+        self.temporary1 = temporary1
     }
 
     @inline(__always) public static func from(_ raw: UnsafeMutableRawPointer) -> UnsafeMutablePointer<InlineCheckSite> {
@@ -312,6 +316,24 @@ public struct InstrumentedBlock {
     }
 
     // MARK: liveness service
+
+    /// What an inline check with `temporaries` temporaries costs in state saving
+    /// before instruction `index`, in instructions: the flags' save and restore
+    /// (6) when they are live, a spill and reload (2) for each scratch register
+    /// that is not dead there. Tools with a choice of places use the cheapest.
+    public func inlineCheckSavingCost(before index: Int, temporaries: Int) -> Int {
+        let flagsLive = !arithmeticFlagsDead(before: index)
+        let borrowable = Self.borrowableRegisters(live: liveRegisters(before: index), flagsLive: flagsLive)
+        let spills = max(0, 1 + temporaries - borrowable.nonzeroBitCount)
+        return (flagsLive ? 6 : 0) + 2 * spills
+    }
+
+    /// Registers an inline check may borrow without saving them: the dead ones,
+    /// but never rsp or rbp (rbp may anchor the unwind a slow path makes), nor
+    /// rax while it carries the flags.
+    static func borrowableRegisters(live: UInt16, flagsLive: Bool) -> UInt16 {
+        ~live & ~(1 << GPR.rsp.rawValue | 1 << GPR.rbp.rawValue | (flagsLive ? 1 << GPR.rax.rawValue : 0))
+    }
 
     /// Whether the arithmetic flags (CF PF AF ZF SF OF) are all dead before
     /// instruction `index`: each is overwritten in the block before being read.

@@ -2,8 +2,8 @@
 //
 // stackguard: catches a kernel stack about to overflow while it is still intact.
 // Instructions that move the stack pointer down (push, call, enter, sub/lea rsp)
-// are preceded by an inline check of where the stack pointer will be: one check
-// for each run of such moves in a block, at the deepest point the run reaches.
+// get an inline check of the deepest point they reach: one check for each run
+// of such moves in a block, placed where it is cheapest (see `StackRun.flush`).
 // Kernel stacks are 16 KiB and (task stacks) 16 KiB-aligned, so the low 14 bits
 // of the new stack pointer are the bytes left below it; when they drop below a
 // per-CPU trigger, the slow path finds the real stack (task, IRQ, exception) and
@@ -110,14 +110,13 @@ public enum StackGuard {
         let block = InstrumentedBlock.from(raw)
         var operands = Operands()
         // One check per run of stack-pointer moves whose amounts are known (a
-        // prologue's pushes and `sub rsp`, a call with the pushes before it): it
-        // goes before the run's first descent and checks the deepest point the
-        // run reaches. A run ends at any other write of rsp and at a side exit,
-        // so it checks only descents that will happen.
+        // prologue's pushes and `sub rsp`, a call with the pushes before it),
+        // checking the deepest point the run reaches. A run ends at any other
+        // write of rsp and at a side exit, so it checks only descents that happen.
         var run = StackRun()
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
-            if insn.address &- s.pointee.excludedStart < s.pointee.excludedEnd &- s.pointee.excludedStart {
+            if isExcluded(s, insn.address) {
                 run.flush(s, block)
                 continue
             }
@@ -125,7 +124,7 @@ public enum StackGuard {
             if let delta = stackMove(insn, operands) {
                 // The slow path gets the depth in 16 bits.
                 if run.offset + Int64(delta) <= -(1 << 16) { run.flush(s, block) }
-                run.move(by: Int64(delta), at: i, address: insn.address)
+                run.move(by: Int64(delta), at: i)
             } else if Decoder.registerAccesses(insn, operands: operands).gprWritten & (1 << GPR.rsp.rawValue) != 0 {
                 run.flush(s, block)
             }
@@ -150,8 +149,7 @@ public enum StackGuard {
     /// pointer down by a known amount before any branch or other rsp write.
     static func descendsAtOnce(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>,
                                callee: UInt64) -> Bool {
-        guard callee &- s.pointee.excludedStart >= s.pointee.excludedEnd &- s.pointee.excludedStart,
-              !block.pointee.runsNatively(callee) else { return false }
+        guard !isExcluded(s, callee), !block.pointee.runsNatively(callee) else { return false }
         var insn = Instruction()
         var operands = Operands()
         var pc = callee
@@ -169,32 +167,67 @@ public enum StackGuard {
     /// Stack-pointer moves since a run's first descent, relative to rsp there.
     struct StackRun {
         var first = -1
-        var address: UInt64 = 0
         var offset: Int64 = 0
         var deepest: Int64 = 0
+        /// The move that reaches the deepest point.
+        var deepestAt = -1
 
-        mutating func move(by delta: Int64, at i: Int, address pc: UInt64) {
+        mutating func move(by delta: Int64, at i: Int) {
             if first < 0 {
                 guard delta < 0 else { return }  // a run starts with a descent
                 first = i
-                address = pc
             }
             offset += delta
-            deepest = min(deepest, offset)
+            if offset < deepest {
+                deepest = offset
+                deepestAt = i
+            }
         }
 
         /// Inserts the run's check, if it went down, and starts afresh.
+        ///
+        /// Any point from the run's first descent to just after its deepest move
+        /// can check the deepest point (as a displacement from rsp there); the
+        /// moves before it wrote only what they pushed. The check goes where it is
+        /// cheapest: the flags dead, a register dead to borrow (a prologue's
+        /// pushed registers usually are, right after the pushes), the latest such
+        /// point. Not after a call (control leaves) or the block's last
+        /// instruction, nor into entry code.
         mutating func flush(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>) {
             defer { self = StackRun() }
             guard first >= 0, deepest < 0 else { return }
-            let down = UInt64(-deepest)
+            var last = deepestAt
+            if deepestAt + 1 < block.pointee.count, block.pointee[deepestAt].controlFlow == .none,
+               !isExcluded(s, block.pointee[deepestAt + 1].address) {
+                last = deepestAt + 1
+            }
+            var at = first, atOffset: Int64 = 0, bestCost = Int.max
+            var rspOffset: Int64 = 0  // rsp before instruction j, relative to the run's start
+            var operands = Operands()
+            for j in first...last {
+                let cost = block.pointee.inlineCheckSavingCost(before: j, temporaries: 0)
+                if cost <= bestCost {
+                    bestCost = cost
+                    at = j
+                    atOffset = rspOffset
+                }
+                if j < last {
+                    Decoder.decodeOperands(block.pointee[j], into: &operands)
+                    rspOffset += Int64(stackMove(block.pointee[j], operands) ?? 0)
+                }
+            }
+            let down = UInt64(atOffset - deepest)
             let check = InlineCheck(
-                memory: .at(.rsp, Int32(deepest)), emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(s),
-                argument: 0, slowFunction: HeapCheck.address(of: slowPath),
-                slowArgument: (address & 0xFFFF_FFFF_FFFF) | down << 48, temporaries: 0)
-            block.pointee.insert(.inlineCheck(check), before: first)
+                memory: .at(.rsp, Int32(deepest - atOffset)), emitter: emitFastPath,
+                emitterData: UnsafeMutableRawPointer(s), argument: 0, slowFunction: HeapCheck.address(of: slowPath),
+                slowArgument: (block.pointee[at].address & 0xFFFF_FFFF_FFFF) | down << 48, temporaries: 0)
+            block.pointee.insert(.inlineCheck(check), before: at)
             s.pointee.checksInserted += 1
         }
+    }
+
+    static func isExcluded(_ s: UnsafeMutablePointer<StackGuardState>, _ pc: UInt64) -> Bool {
+        pc &- s.pointee.excludedStart < s.pointee.excludedEnd &- s.pointee.excludedStart
     }
 
     /// How far `insn` moves the stack pointer, when the amount is known and under
