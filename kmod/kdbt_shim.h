@@ -96,6 +96,7 @@ void kdbt_hc_set_active(int active);
 int kdbt_stackguard_init(unsigned long (*lookup)(const char *name));
 u32 kdbt_sg_classify(u64 sp, u64 *base, u64 *size);
 int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int capacity);
+int kdbt_sg_frame_bytes(u64 pc);
 
 /* The report ring (findings.c). */
 void kdbt_findings_lock(void);

@@ -25,6 +25,8 @@ func kdbt_sg_classify(_ sp: UInt64, _ base: UnsafeMutablePointer<UInt64>, _ size
 @_extern(c, "kdbt_sg_capture_frames")
 func kdbt_sg_capture_frames(_ pc: UInt64, _ sp: UInt64, _ bp: UInt64, _ frames: UnsafeMutablePointer<UInt64>,
                             _ sps: UnsafeMutablePointer<UInt64>, _ capacity: Int32) -> Int32
+@_extern(c, "kdbt_sg_frame_bytes")
+func kdbt_sg_frame_bytes(_ pc: UInt64) -> Int32
 
 /// stackguard in the kernel: its host services.
 enum KernelStackGuard {
@@ -35,7 +37,8 @@ enum KernelStackGuard {
         let host = StackGuardHostFunctions(
             classify: { sp, base, size in kdbt_sg_classify(sp, base, size) },
             captureFrames: { pc, sp, bp, frames, sps, capacity in kdbt_sg_capture_frames(pc, sp, bp, frames, sps, capacity) },
-            currentTask: { pid, comm in kdbt_hc_current_task(pid, comm) }, now: { kdbt_host_ktime_ns() })
+            currentTask: { pid, comm in kdbt_hc_current_task(pid, comm) }, now: { kdbt_host_ktime_ns() },
+            frameBytes: { kdbt_sg_frame_bytes($0) })
         guard let s = StackGuard.create(in: &arena, host: host, threshold: threshold, cpus: Int(kdbt_host_cpu_ids()),
                                         findings: findings),
               t.register(StackGuard.registration(s), storageBytes: StackGuard.storageBytes)

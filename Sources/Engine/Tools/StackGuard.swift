@@ -29,16 +29,22 @@ public struct StackGuardHostFunctions {
     /// The current task's pid and comm (16 bytes); returns the CPU.
     public var currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32
     public var now: @convention(c) () -> UInt64
+    /// Bytes the function at a code address has pushed or allocated since its
+    /// entry, by known stack-pointer moves only (the kernel's ORC data: a
+    /// stack-pointer-based frame); -1 when unknown.
+    public var frameBytes: @convention(c) (UInt64) -> Int32
 
     public init(classify: @convention(c) (UInt64, UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>) -> UInt32,
                 captureFrames: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>,
                                                UnsafeMutablePointer<UInt64>, Int32) -> Int32,
                 currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32,
-                now: @convention(c) () -> UInt64) {
+                now: @convention(c) () -> UInt64,
+                frameBytes: @convention(c) (UInt64) -> Int32) {
         self.classify = classify
         self.captureFrames = captureFrames
         self.currentTask = currentTask
         self.now = now
+        self.frameBytes = frameBytes
     }
 }
 
@@ -111,35 +117,48 @@ public enum StackGuard {
         var operands = Operands()
         // One check per run of stack-pointer moves whose amounts are known (a
         // prologue's pushes and `sub rsp`, a call with the pushes before it),
-        // checking the deepest point the run reaches. A run ends at any other
-        // write of rsp and at a side exit, so it checks only descents that happen.
+        // checking the deepest point the run reaches and room for one return
+        // address below it (`callSlack`). A run ends at any other write of rsp
+        // and at a side exit, so it checks only descents that happen.
+        //
+        // A call pushes its return address, but needs no check of its own when
+        // the callee's prologue goes deeper straight away (its check, a few
+        // instructions later, covers the return address too), or when the caller
+        // has a frame: it was built by known moves since the function's entry,
+        // all checked, the deepest with room for this return address.
         var run = StackRun()
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
             if isExcluded(s, insn.address) {
-                run.flush(s, block)
+                run.flush(s, block, through: i - 1)
                 continue
             }
             Decoder.decodeOperands(insn, into: &operands)
             if let delta = stackMove(insn, operands) {
+                if insn.controlFlow == .call, callIsCovered(s, block, insn) {
+                    continue  // the last instruction: the run ends with the block
+                }
                 // The slow path gets the depth in 16 bits.
-                if run.offset + Int64(delta) <= -(1 << 16) { run.flush(s, block) }
+                if run.offset + Int64(delta) <= -(1 << 16) + Int64(callSlack) { run.flush(s, block, through: i) }
                 run.move(by: Int64(delta), at: i)
             } else if Decoder.registerAccesses(insn, operands: operands).gprWritten & (1 << GPR.rsp.rawValue) != 0 {
-                run.flush(s, block)
+                run.flush(s, block, through: i)
             }
-            if block.pointee.isSideExit(i) { run.flush(s, block) }
+            if block.pointee.isSideExit(i) { run.flush(s, block, through: i) }
         }
-        // A direct call alone in its run needs no check of its own when the
-        // function it calls goes deeper straight away (a prologue push or sub
-        // before any branch): that function's check, a few instructions later,
-        // covers the return address too.
-        let last = block.pointee.count - 1
-        if run.first == last, block.pointee[last].controlFlow == .call,
-           let callee = block.pointee[last].directBranchTarget, descendsAtOnce(s, block, callee: callee) {
-            run = StackRun()
-        }
-        run.flush(s, block)
+        run.flush(s, block, through: block.pointee.count - 1)
+    }
+
+    /// Every check also covers this much below its deepest point: the return
+    /// address of a call made from there.
+    static let callSlack: Int32 = 8
+
+    /// Whether the return address `call` pushes is covered by another check.
+    static func callIsCovered(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>,
+                              _ call: Instruction) -> Bool {
+        if let callee = call.directBranchTarget, descendsAtOnce(s, block, callee: callee) { return true }
+        // The caller's frame: the slack of the check of its deepest part.
+        return s.pointee.host.frameBytes(call.address) >= 8
     }
 
     /// Instructions read ahead at a callee's entry.
@@ -184,23 +203,20 @@ public enum StackGuard {
             }
         }
 
-        /// Inserts the run's check, if it went down, and starts afresh.
+        /// Inserts the run's check, if it went down, and starts afresh; the run
+        /// goes on no further than instruction `bound`.
         ///
         /// Any point from the run's first descent to just after its deepest move
         /// can check the deepest point (as a displacement from rsp there); the
         /// moves before it wrote only what they pushed. The check goes where it is
         /// cheapest: the flags dead, a register dead to borrow (a prologue's
         /// pushed registers usually are, right after the pushes), the latest such
-        /// point. Not after a call (control leaves) or the block's last
-        /// instruction, nor into entry code.
-        mutating func flush(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>) {
+        /// point. Not after a call (control leaves).
+        mutating func flush(_ s: UnsafeMutablePointer<StackGuardState>, _ block: UnsafeMutablePointer<InstrumentedBlock>,
+                            through bound: Int) {
             defer { self = StackRun() }
-            guard first >= 0, deepest < 0 else { return }
-            var last = deepestAt
-            if deepestAt + 1 < block.pointee.count, block.pointee[deepestAt].controlFlow == .none,
-               !isExcluded(s, block.pointee[deepestAt + 1].address) {
-                last = deepestAt + 1
-            }
+            guard first >= 0, deepest < 0, first <= bound else { return }
+            let last = min(bound, block.pointee[deepestAt].controlFlow == .none ? deepestAt + 1 : deepestAt)
             var at = first, atOffset: Int64 = 0, bestCost = Int.max
             var rspOffset: Int64 = 0  // rsp before instruction j, relative to the run's start
             var operands = Operands()
@@ -216,9 +232,9 @@ public enum StackGuard {
                     rspOffset += Int64(stackMove(block.pointee[j], operands) ?? 0)
                 }
             }
-            let down = UInt64(atOffset - deepest)
+            let down = UInt64(atOffset - deepest)  // the slow path's deepest point, without the slack
             let check = InlineCheck(
-                memory: .at(.rsp, Int32(deepest - atOffset)), emitter: emitFastPath,
+                memory: .at(.rsp, Int32(deepest - atOffset) - callSlack), emitter: emitFastPath,
                 emitterData: UnsafeMutableRawPointer(s), argument: 0, slowFunction: HeapCheck.address(of: slowPath),
                 slowArgument: (block.pointee[at].address & 0xFFFF_FFFF_FFFF) | down << 48, temporaries: 0)
             block.pointee.insert(.inlineCheck(check), before: at)
@@ -309,7 +325,7 @@ public enum StackGuard {
         // deepest point, never below the threshold (crossings below it all count).
         if StackKind(rawValue: kind) == .task {
             let trigger = context.load(fromByteOffset: Int(s.pointee.triggerOffset - gsBase(context)), as: UInt64.self)
-            let offset = sp & (stackBytes - 1)
+            let offset = (sp &- UInt64(callSlack)) & (stackBytes - 1)  // what the fast path compares
             let next = max(offset, s.pointee.threshold)
             if next < trigger {
                 context.storeBytes(of: next, toByteOffset: Int(s.pointee.triggerOffset - gsBase(context)), as: UInt64.self)
