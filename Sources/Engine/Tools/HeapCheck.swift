@@ -130,8 +130,11 @@ public struct HeapCheckState {
     public var directMapPages: UInt64
     public var redzone: UInt64
     public var quarantineLimit: UInt64
-    /// Shadow chunk address per page (disp32-addressable), and kind per page.
+    /// Per page (disp32-addressable): its shadow chunk, biased for the fast path
+    /// (`tableWord`); pages without shadow point at `cleanChunk`. Kind per page.
     var pageShadow: UnsafeMutablePointer<UInt64>
+    /// 512 clean shadow bytes (and a pad) shared by every page without shadow.
+    var cleanChunk: UnsafeMutablePointer<UInt8>
     var pageKind: UnsafeMutablePointer<UInt8>
     var chunks: UnsafeMutablePointer<UInt8>
     var chunksUsed = 0
@@ -161,7 +164,7 @@ public enum HeapCheck {
     /// page table (which the host provides within disp32 reach).
     public static func arenaBytes(_ limits: HeapCheckLimits, pages: UInt64) -> Int {
         let stackWords = 2 + limits.stackDepth
-        return MemoryLayout<HeapCheckState>.stride + Int(pages) + limits.shadowChunks * chunkBytes
+        return MemoryLayout<HeapCheckState>.stride + Int(pages) + (limits.shadowChunks + 2) * chunkBytes
             + limits.objects * MemoryLayout<HeapObject>.stride + limits.quarantineEntries * 8
             + limits.stacks * stackWords * 8 + 2 * maxClasses * 8 + 64 * 8
     }
@@ -176,13 +179,18 @@ public enum HeapCheck {
         guard let state = arena.allocate(HeapCheckState.self),
               let kinds = arena.allocate(bytes: Int(pages), alignment: 8),
               let chunks = arena.allocate(bytes: limits.shadowChunks * chunkBytes, alignment: 64),
+              let clean = arena.allocate(bytes: chunkBytes + 64, alignment: 64),
               let objects = arena.allocate(bytes: limits.objects * MemoryLayout<HeapObject>.stride, alignment: 8),
               let quarantine = arena.allocate(bytes: limits.quarantineEntries * 8, alignment: 8),
               let stacks = arena.allocate(bytes: limits.stacks * stackWords * 8, alignment: 8),
               let sizes = arena.allocate(bytes: maxClasses * 8, alignment: 8),
               let caches = arena.allocate(bytes: maxClasses * 8, alignment: 8)
         else { return nil }
-        pageTable.initialize(repeating: 0, count: Int(pages))
+        clean.initializeMemory(as: UInt8.self, repeating: 0, count: chunkBytes + 64)
+        let cleanChunk = clean.bindMemory(to: UInt8.self, capacity: chunkBytes + 64)
+        for page in 0..<Int(pages) {
+            (pageTable + page).initialize(to: tableWord(directMapBase, page: page, chunk: cleanChunk))
+        }
         kinds.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pages))
         objects.initializeMemory(as: UInt8.self, repeating: 0, count: limits.objects * MemoryLayout<HeapObject>.stride)
         stacks.initializeMemory(as: UInt8.self, repeating: 0, count: limits.stacks * stackWords * 8)
@@ -190,7 +198,7 @@ public enum HeapCheck {
         caches.initializeMemory(as: UInt8.self, repeating: 0, count: maxClasses * 8)
         state.initialize(to: HeapCheckState(
             host: host, limits: limits, directMapBase: directMapBase, directMapPages: pages, redzone: redzone,
-            quarantineLimit: quarantineLimit, pageShadow: pageTable,
+            quarantineLimit: quarantineLimit, pageShadow: pageTable, cleanChunk: cleanChunk,
             pageKind: kinds.bindMemory(to: UInt8.self, capacity: Int(pages)),
             chunks: chunks.bindMemory(to: UInt8.self, capacity: limits.shadowChunks * chunkBytes),
             objects: objects.bindMemory(to: HeapObject.self, capacity: limits.objects),
@@ -276,12 +284,14 @@ public enum HeapCheck {
         return nil
     }
 
-    /// The fast path: page in the direct map, page has shadow, the last byte's
-    /// granule clean, and for accesses over 8 bytes the first byte's too. Like
-    /// KASAN's checks of 1- to 8-byte accesses, one granule: the last byte's
-    /// catches overflows to the right, and a use after free or an access left
-    /// of an object has its last byte poisoned as well (only an unaligned access
-    /// straddling an object's left edge is missed). r11 = address; r10, r9 scratch.
+    /// The fast path: page in the direct map, the last byte's granule clean in
+    /// its page's shadow (a shared clean chunk for pages without), and for
+    /// accesses over 8 bytes the first byte's too: 10 instructions. Like KASAN's
+    /// checks of 1- to 8-byte accesses, one granule: the last byte's catches
+    /// overflows to the right, and a use after free or an access left of an
+    /// object has its last byte poisoned as well (only an unaligned access
+    /// straddling an object's left edge is missed; one straddling a page reads
+    /// past the page's chunk, and a dirty byte there only costs a slow path).
     static let emitFastPath: InlineCheckEmitter = { data, raw in
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let site = InlineCheckSite.from(raw)
@@ -293,16 +303,15 @@ public enum HeapCheck {
         site.pointee.assembler.shr(page, 12)
         site.pointee.assembler.cmp(page, imm32: Int32(truncatingIfNeeded: state.pointee.directMapPages))
         site.pointee.done(if: .ae)
+        // The page's biased chunk: its shadow byte for an address is at
+        // word + (address >> 3) (pages without shadow read a clean chunk).
         site.pointee.assembler.mov(page, AsmMemory(base: .absolute, index: page, scale: 8, displacement: table))
-        site.pointee.assembler.test(page, page)
-        site.pointee.done(if: .e)
         for k in (size > 8 ? 0 : 1)..<2 {  // 0: the first byte's granule, 1: the last byte's
             if k == 0 || size == 1 {
                 site.pointee.assembler.mov(granule, address)
             } else {
                 site.pointee.assembler.lea(granule, .at(address, size - 1))
             }
-            site.pointee.assembler.and(granule, imm32: 0xFFF)
             site.pointee.assembler.shr(granule, 3)
             site.pointee.assembler.testByte(AsmMemory(base: .register(page), index: granule, scale: 1), imm8: 0xFF)
             site.pointee.slowPath(if: .ne)
@@ -316,10 +325,23 @@ public enum HeapCheck {
         return page < s.pointee.directMapPages ? Int(page) : nil
     }
 
+    /// The page-table word for `page` with shadow `chunk`: the chunk's address
+    /// less the page's address over 8, so that the fast path reaches an
+    /// address's shadow byte at word + (address >> 3) with no masking.
+    static func tableWord(_ directMapBase: UInt64, page: Int, chunk: UnsafeMutablePointer<UInt8>) -> UInt64 {
+        UInt64(UInt(bitPattern: chunk)) &- ((directMapBase &+ UInt64(page) << 12) >> 3)
+    }
+
+    /// The shadow chunk of `page`; nil when the page has none.
+    @inline(__always) static func chunk(_ s: UnsafeMutablePointer<HeapCheckState>, page: Int) -> UnsafeMutablePointer<UInt8>? {
+        let bias = (s.pointee.directMapBase &+ UInt64(page) << 12) >> 3
+        let chunk = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page] &+ bias))!
+        return chunk == s.pointee.cleanChunk ? nil : chunk
+    }
+
     /// The shadow byte of `address`: nil when nothing is known there.
     static func shadowByte(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64) -> UInt8? {
-        guard let page = pageIndex(s, address), s.pointee.pageShadow[page] != 0 else { return nil }
-        let chunk = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))!
+        guard let page = pageIndex(s, address), let chunk = chunk(s, page: page) else { return nil }
         return chunk[Int((address & 0xFFF) >> 3)]
     }
 
@@ -327,7 +349,7 @@ public enum HeapCheck {
     /// accessible). False when out of chunks or outside the direct map.
     static func ensureShadow(_ s: UnsafeMutablePointer<HeapCheckState>, _ address: UInt64, kind: UInt8) -> Bool {
         guard let page = pageIndex(s, address) else { return false }
-        if s.pointee.pageShadow[page] != 0 {
+        if chunk(s, page: page) != nil {
             if kind != ShadowPageKind.shared { s.pointee.pageKind[page] = kind }
             return true
         }
@@ -336,7 +358,7 @@ public enum HeapCheck {
         s.pointee.chunksUsed += 1
         chunk.initialize(repeating: 0, count: chunkBytes)
         s.pointee.pageKind[page] = kind
-        s.pointee.pageShadow[page] = UInt64(UInt(bitPattern: chunk))
+        s.pointee.pageShadow[page] = tableWord(s.pointee.directMapBase, page: page, chunk: chunk)
         return true
     }
 
@@ -358,8 +380,7 @@ public enum HeapCheck {
         let end = start &+ bytes
         while a < end {
             let stop = min(end, (a | 0xFFF) &+ 1)
-            if let page = pageIndex(s, a), s.pointee.pageShadow[page] != 0 {
-                let chunk = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))!
+            if let page = pageIndex(s, a), let chunk = chunk(s, page: page) {
                 (chunk + Int((a & 0xFFF) >> 3)).update(repeating: value, count: Int((stop &- a &+ 7) >> 3))
             }
             a = stop
@@ -705,11 +726,11 @@ public enum HeapCheck {
         var value: UInt8 = 0
         var granule = address & ~7
         while granule < end && bad == nil {
-            guard let page = pageIndex(s, granule), s.pointee.pageShadow[page] != 0 else {
+            guard let page = pageIndex(s, granule), let chunk = chunk(s, page: page) else {
                 granule = (granule | 0xFFF) &+ 1  // no shadow on this page
                 continue
             }
-            let shadow = UnsafeMutablePointer<UInt8>(bitPattern: UInt(s.pointee.pageShadow[page]))! + Int((granule & 0xFFF) >> 3)
+            let shadow = chunk + Int((granule & 0xFFF) >> 3)
             if granule & 63 == 0 && end &- granule >= 64
                 && UnsafeRawPointer(shadow).load(as: UInt64.self) == 0 {
                 granule &+= 64  // eight clean granules at once (rep strings cover kilobytes)
