@@ -6,6 +6,7 @@
  * PTI). The decisions and the stubs are in Swift
  * (Sources/Engine/Kernel/KernelTakeover.swift).
  */
+#include <linux/extable.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
@@ -48,6 +49,17 @@ int kdbt_host_is_function_start(u64 address)
 	if (!size_offset)
 		size_offset = (void *)symbol_lookup("kallsyms_lookup_size_offset");
 	return size_offset && size_offset(address, &size, &offset) && offset == 0;
+}
+
+/* Whether a fault at address continues at an exception-table fixup (vmlinux's
+ * table or a module's). */
+int kdbt_host_has_fault_fixup(u64 address)
+{
+	static const struct exception_table_entry *(*search)(unsigned long address);
+
+	if (!search)
+		search = (void *)symbol_lookup("search_exception_tables");
+	return search && search(address);
 }
 
 int kdbt_host_pti_enabled(void)

@@ -8,7 +8,8 @@ import Testing
 
 @Suite struct LivenessTests {
     /// Registers live before instruction `index` of the block decoded from `code`.
-    func live(_ code: [UInt8], before index: Int = 0) -> UInt16 {
+    /// `faultExits`: instructions whose faults continue at a fixup.
+    func live(_ code: [UInt8], before index: Int = 0, faultExits: UInt64 = 0) -> UInt16 {
         var instructions: [Instruction] = []
         var offset = 0
         while offset < code.count {
@@ -24,8 +25,10 @@ import Testing
         let meta = UnsafeMutablePointer<MetaEntry>.allocate(capacity: 1)
         defer { meta.deallocate() }
         return instructions.withUnsafeBufferPointer { buffer in
-            InstrumentedBlock(startPC: 0x1000, instructions: buffer.baseAddress!, count: buffer.count, meta: meta,
-                              metaCapacity: 1, contextGSOffset: 0).liveRegisters(before: index)
+            var block = InstrumentedBlock(startPC: 0x1000, instructions: buffer.baseAddress!, count: buffer.count,
+                                          meta: meta, metaCapacity: 1, contextGSOffset: 0)
+            block.faultExits[0] = faultExits
+            return block.liveRegisters(before: index)
         }
     }
 
@@ -54,5 +57,16 @@ import Testing
         let code: [UInt8] = [0x4C, 0x01, 0xD0, 0x41, 0xBA, 1, 0, 0, 0, 0xC3]
         #expect(live(code, before: 0) & r10 != 0)
         #expect(live(code, before: 1) & r10 == 0)
+    }
+
+    @Test func aFixupKeepsEverythingLive() {
+        // mov rax, [rsi]; mov r10d, 1; ret: r10 is dead before the load, unless a
+        // fault of the load goes to a fixup (which may still read r10); then even
+        // the load's own destination is live (the fixup sees its old value).
+        let code: [UInt8] = [0x48, 0x8B, 0x06, 0x41, 0xBA, 1, 0, 0, 0, 0xC3]
+        #expect(live(code, before: 0) & r10 == 0)
+        #expect(live(code, before: 0) & 1 == 0)
+        #expect(live(code, before: 0, faultExits: 1) == 0xFFFF)
+        #expect(live(code, before: 1, faultExits: 1) & r10 == 0)  // after the load: its fault is behind
     }
 }

@@ -69,4 +69,34 @@ struct InlineCheckTests {
             #expect(slowAddresses == [p + 8], "n = \(n)")
         }
     }
+
+    /// g(p) = p[1] + p[0], where the checks borrow dead registers: before the
+    /// first load r8 (its destination) and rax are dead, so neither the address
+    /// nor the temporary is spilled; before the add only rax is (r8 is read).
+    static let borrowingCode: [UInt8] = [
+        0x4C, 0x8B, 0x47, 0x08,  // mov r8, [rdi+8]   (slow path: the address is in r8)
+        0x4C, 0x03, 0x07,        // add r8, [rdi]
+        0x4C, 0x89, 0xC0,        // mov rax, r8
+        0xC3,                    // ret
+    ]
+
+    @Test("dead registers lent to the fast path come out right on both paths")
+    func borrowedRegisters() throws {
+        let runner = InProcessRunner()
+        #expect(runner.register(ToolRegistration(name: "checker", priority: 0, phases: InstrumentationPhase.insertion.bit,
+                                                 data: nil, onBlock: Self.onBlock), storageBytes: 0) != nil)
+        let near = UInt64(UInt(bitPattern: unsafeBitCast(runner, to: UnsafeRawPointer.self)))
+        let memory = try #require(kdbt_sys_map_code_near(4096, near))
+        Self.borrowingCode.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let data = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
+        defer { data.deallocate() }
+        let p = UInt64(UInt(bitPattern: data) + 15) & ~15  // 16-aligned: [p] fast, [p+8] slow
+        let words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(p))!
+        words[0] = 0x1000
+        words[1] = 0x1234_5600
+        slowAddresses = []
+        let result = try runner.call(UnsafeRawPointer(memory), p, 0)
+        #expect(result == 0x1234_6600)
+        #expect(slowAddresses == [p + 8])
+    }
 }

@@ -133,7 +133,8 @@ public typealias InlineCheckEmitter = @convention(c) (UnsafeMutableRawPointer?, 
 public struct InlineCheckSite {
     public var assembler: Assembler
     /// Holds the effective address; keep it (the slow path reads it). The
-    /// translator picks these registers per check (dead ones where it can).
+    /// translator picks these registers per check (dead ones where it can);
+    /// temporaries beyond `InlineCheck.temporaries` are not lent.
     public let address: GPR
     public let temporary0: GPR
     public let temporary1: GPR
@@ -205,6 +206,9 @@ public struct InstrumentedBlock {
     public internal(set) var flagsLiveAtEnd: UInt16 = Flag.status
     /// The same for the target of each side exit, in block order.
     var sideExitFlags: InlineArray<4, UInt16> = InlineArray(repeating: Flag.status)
+    /// Bit i: instruction i's fault continues at a fixup (`hasFaultFixup`); the
+    /// fixup is a way out of the block that register liveness must see.
+    var faultExits: InlineArray<2, UInt64> = InlineArray(repeating: 0)
     var phase: InstrumentationPhase = .appToApp
     let contextGSOffset: Int32
     /// The translator, for `decodeNative` and `runsNatively` (nil: neither knows anything).
@@ -261,6 +265,12 @@ public struct InstrumentedBlock {
     // when execution gets that far; code on a side exit runs only when it is taken.
 
     public static let maxSideExits = 4
+
+    /// Whether a fault of instruction `index` continues at a fixup that may read
+    /// any register (blocks longer than 128 instructions: assumed so beyond).
+    public func faultsToFixup(_ index: Int) -> Bool {
+        index >= 128 || faultExits[index >> 6] & (1 << UInt64(index & 63)) != 0
+    }
 
     /// Whether instruction `index` is a side exit.
     public func isSideExit(_ index: Int) -> Bool {
@@ -369,8 +379,12 @@ public struct InstrumentedBlock {
 
     /// General-purpose registers (bit = GPR raw value) whose values may still be
     /// read at or after instruction `index`: every register is live at the block's
-    /// end and at each side exit; a full-width (32/64-bit) explicit write kills, narrower and
-    /// conditional writes (cmovcc, bsf/bsr) do not.
+    /// end, at each side exit and before an instruction whose fault goes to a
+    /// fixup (the kernel's exception table: the fixup may read what the straight
+    /// path overwrites first); a full-width (32/64-bit) explicit write kills,
+    /// narrower and conditional writes (cmovcc, bsf/bsr) do not. The flags are not
+    /// treated so: x86 inline asm clobbers them, so compiled fixups never read
+    /// flags set before the faulting instruction.
     public func liveRegisters(before index: Int) -> UInt16 {
         var live: UInt16 = 0xFFFF
         var operands = Operands()
@@ -378,6 +392,11 @@ public struct InstrumentedBlock {
         while i >= index {
             let insn = instructions[i]
             if isSideExit(i) { live = 0xFFFF }
+            if faultsToFixup(i) {
+                live = 0xFFFF
+                i -= 1
+                continue
+            }
             Decoder.decodeOperands(insn, into: &operands)
             var killed: UInt16 = 0
             // cmovcc writes only when its condition holds; bsf/bsr leave the

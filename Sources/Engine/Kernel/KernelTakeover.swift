@@ -45,6 +45,8 @@ import Protocol
 func kdbt_host_symbol(_ name: UnsafePointer<UInt8>) -> UInt64
 @_extern(c, "kdbt_host_is_function_start")
 func kdbt_host_is_function_start(_ address: UInt64) -> Int32
+@_extern(c, "kdbt_host_has_fault_fixup")
+func kdbt_host_has_fault_fixup(_ address: UInt64) -> Int32
 @_extern(c, "kdbt_host_return_page")
 func kdbt_host_return_page() -> UnsafeMutableRawPointer?
 @_extern(c, "kdbt_host_pti_enabled")
@@ -240,7 +242,8 @@ extension KernelHost {
             allocateCode: { bytes, near in kdbt_host_code_alloc(bytes, near) },
             readCode: { destination, address, count in kdbt_host_read_code(destination, address, count) },
             lock: { kdbt_host_translator_lock() }, unlock: { kdbt_host_translator_unlock() },
-            isFunctionStart: { kdbt_host_is_function_start($0) })
+            isFunctionStart: { kdbt_host_is_function_start($0) },
+            hasFaultFixup: { kdbt_host_has_fault_fixup($0) })
         guard let ts = arena.allocate(TakeoverState.self),
               let native = arena.allocate(bytes: 256 * 8, alignment: 8),
               let cache = arena.allocate(bytes: 256 * 8, alignment: 8),

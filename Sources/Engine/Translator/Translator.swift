@@ -25,19 +25,25 @@ public struct TranslatorHostFunctions {
     /// Whether an address is a function's first instruction (native exits that
     /// return into the cache apply only there); nil: never.
     public var isFunctionStart: (@convention(c) (UInt64) -> Int32)?
+    /// Whether a fault of the instruction at an address continues at a fixup
+    /// (the kernel's exception table): a branch that liveness must see, since the
+    /// fixup may read registers the straight path overwrites first; nil: never.
+    public var hasFaultFixup: (@convention(c) (UInt64) -> Int32)?
 
     public init(
         allocateCode: @convention(c) (Int, UInt64) -> UnsafeMutableRawPointer?,
         readCode: @convention(c) (UnsafeMutableRawPointer, UInt64, Int) -> Int,
         lock: (@convention(c) () -> Void)? = nil,
         unlock: (@convention(c) () -> Void)? = nil,
-        isFunctionStart: (@convention(c) (UInt64) -> Int32)? = nil
+        isFunctionStart: (@convention(c) (UInt64) -> Int32)? = nil,
+        hasFaultFixup: (@convention(c) (UInt64) -> Int32)? = nil
     ) {
         self.allocateCode = allocateCode
         self.readCode = readCode
         self.lock = lock
         self.unlock = unlock
         self.isFunctionStart = isFunctionStart
+        self.hasFaultFixup = hasFaultFixup
     }
 }
 
