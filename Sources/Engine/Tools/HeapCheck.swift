@@ -6,9 +6,10 @@
 //
 // - Shadow: KASAN's encoding (Protocol's ShadowByte), one byte per 8-byte granule,
 //   only for pages that hold tracked objects: a page table indexed by page frame
-//   (direct-map addresses only) points at a 512-byte shadow chunk, or is 0
-//   ("unknown": never reported). The table sits within disp32 reach, so the inline
-//   check is a dozen instructions with no call.
+//   (direct-map addresses only) points at a 512-byte shadow chunk (biased by the
+//   page's address, see `tableWord`), or at a shared clean chunk ("unknown": never
+//   reported). The table sits within disp32 reach, so the inline check is 10
+//   instructions with no call.
 // - Objects: the host's allocator wraps (Kernel/KernelHeapCheck.swift) call
 //   `track` and `free`; kmalloc objects come from heapcheck's own caches, one size
 //   class up, so each has at least `redzone` poisoned bytes after it and the slot
