@@ -48,26 +48,36 @@ struct InlineCheckTests {
         0xC3,                    // ret
     ]
 
-    @Test("fast and slow paths keep the application's state; the slow path sees the address")
-    func bothPaths() throws {
+    /// Runs `code`, translated with a check on every memory operand, as
+    /// f(p, n) with p 16-aligned, p[0] = 0x1000 (fast path) and p[1] = 0x12345600
+    /// (bit 3 of its address set: slow path), once per n; the results.
+    func run(_ code: [UInt8], n values: [UInt64]) throws -> [UInt64] {
         let runner = InProcessRunner()
         #expect(runner.register(ToolRegistration(name: "checker", priority: 0, phases: InstrumentationPhase.insertion.bit,
                                                  data: nil, onBlock: Self.onBlock), storageBytes: 0) != nil)
         let near = UInt64(UInt(bitPattern: unsafeBitCast(runner, to: UnsafeRawPointer.self)))
         let memory = try #require(kdbt_sys_map_code_near(4096, near))
-        Self.code.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        code.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         let data = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
         defer { data.deallocate() }
         let p = UInt64(UInt(bitPattern: data) + 15) & ~15  // 16-aligned: [p] fast, [p+8] slow
         let words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(p))!
         words[0] = 0x1000
         words[1] = 0x1234_5600
-        for n: UInt64 in [3, 7] {
+        var results: [UInt64] = []
+        for n in values {
             slowAddresses = []
-            let result = try runner.call(UnsafeRawPointer(memory), p, n)
-            #expect(result == 0x1234_5600 + (n < 5 ? 1 : 0) + 0x1000, "n = \(n)")
+            results.append(try runner.call(UnsafeRawPointer(memory), p, n))
             #expect(slowAddresses == [p + 8], "n = \(n)")
         }
+        return results
+    }
+
+    @Test("fast and slow paths keep the application's state; the slow path sees the address")
+    func bothPaths() throws {
+        // n = 3: (p[1] | 1) + p[0]; n = 7: p[1] + p[0].
+        let expected: [UInt64] = [0x1234_6601, 0x1234_6600]
+        #expect(try run(Self.code, n: [3, 7]) == expected)
     }
 
     /// g(p) = p[1] + p[0], where the checks borrow dead registers: before the
@@ -82,21 +92,7 @@ struct InlineCheckTests {
 
     @Test("dead registers lent to the fast path come out right on both paths")
     func borrowedRegisters() throws {
-        let runner = InProcessRunner()
-        #expect(runner.register(ToolRegistration(name: "checker", priority: 0, phases: InstrumentationPhase.insertion.bit,
-                                                 data: nil, onBlock: Self.onBlock), storageBytes: 0) != nil)
-        let near = UInt64(UInt(bitPattern: unsafeBitCast(runner, to: UnsafeRawPointer.self)))
-        let memory = try #require(kdbt_sys_map_code_near(4096, near))
-        Self.borrowingCode.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        let data = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
-        defer { data.deallocate() }
-        let p = UInt64(UInt(bitPattern: data) + 15) & ~15  // 16-aligned: [p] fast, [p+8] slow
-        let words = UnsafeMutablePointer<UInt64>(bitPattern: UInt(p))!
-        words[0] = 0x1000
-        words[1] = 0x1234_5600
-        slowAddresses = []
-        let result = try runner.call(UnsafeRawPointer(memory), p, 0)
-        #expect(result == 0x1234_6600)
-        #expect(slowAddresses == [p + 8])
+        let expected: [UInt64] = [0x1234_6600]
+        #expect(try run(Self.borrowingCode, n: [0]) == expected)
     }
 }

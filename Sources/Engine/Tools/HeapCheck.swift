@@ -8,7 +8,7 @@
 //   only for pages that hold tracked objects: a page table indexed by page frame
 //   (direct-map addresses only) points at a 512-byte shadow chunk (biased by the
 //   page's address, see `tableWord`), or at a shared clean chunk ("unknown": never
-//   reported). The table sits within disp32 reach, so the inline check is 10
+//   reported). The table sits within disp32 reach, so the inline check is 11
 //   instructions with no call.
 // - Objects: the host's allocator wraps (Kernel/KernelHeapCheck.swift) call
 //   `track` and `free`; kmalloc objects come from heapcheck's own caches, one size
@@ -287,7 +287,7 @@ public enum HeapCheck {
 
     /// The fast path: page in the direct map, the last byte's granule clean in
     /// its page's shadow (a shared clean chunk for pages without), and for
-    /// accesses over 8 bytes the first byte's too: 10 instructions. Like KASAN's
+    /// accesses over 8 bytes the first byte's too: 11 instructions with the address's `lea`. Like KASAN's
     /// checks of 1- to 8-byte accesses, one granule: the last byte's catches
     /// overflows to the right, and a use after free or an access left of an
     /// object has its last byte poisoned as well (only an unaligned access

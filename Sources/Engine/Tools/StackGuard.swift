@@ -281,8 +281,8 @@ public enum StackGuard {
         return delta != 0 && delta > -(1 << 16) && delta < 1 << 16 ? delta : nil
     }
 
-    /// r11 = the new stack pointer: its offset in a 16 KiB stack below the CPU's
-    /// trigger goes to the slow path.
+    /// The address register holds the new stack pointer: its offset in a 16 KiB
+    /// stack below the CPU's trigger goes to the slow path.
     static let emitFastPath: InlineCheckEmitter = { data, raw in
         let s = data!.assumingMemoryBound(to: StackGuardState.self)
         let site = InlineCheckSite.from(raw)
