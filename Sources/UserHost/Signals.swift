@@ -206,7 +206,7 @@ extension ProcessHost {
             let b = s.boundaries[i]
             if UInt64(b.cacheOffset) <= pc - f.cacheStart && Int(b.cacheOffset) > bestOffset {
                 bestOffset = Int(b.cacheOffset)
-                best = f.nativeStart + UInt64(b.nativeOffset)
+                best = f.nativePC(b)
             }
         }
         return best

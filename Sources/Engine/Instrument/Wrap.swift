@@ -130,6 +130,16 @@ extension Translator {
         guard state.pointee.wrapCount < state.pointee.limits.maxWraps else { return false }
         state.pointee.wraps[state.pointee.wrapCount] = WrapRegistration(address: address, pre: pre, post: post, data: data)
         state.pointee.wrapCount += 1
+        // Blocks that elided a jump into the function hold a copy of its entry
+        // without the wrap call: they are built again (now stopping at the jump).
+        let existing = state.pointee.fragmentCount
+        for i in 0..<existing {
+            let f = state.pointee.fragments[i]
+            if f.nativeStart != address && f.nativeLow <= address && address < f.nativeEnd
+                && lookup(f.nativeStart) == f.cacheStart + UInt64(Translator.indirectEntryBytes) {
+                guard retranslate(f.nativeStart) else { return false }
+            }
+        }
         return retranslate(address)
     }
 

@@ -42,20 +42,26 @@ extension Translator {
     }
 
     /// Decodes the block at `pc` into the scratch list; returns the instruction count
-    /// (0 on failure).
+    /// (0 on failure). The instructions' bytes lie back to back in `blockBytes`.
+    ///
+    /// A direct `jmp` (up to `maxElidedJumps` of them) does not end the block:
+    /// decoding goes on at its target, whose bytes are read in after the jump's,
+    /// and the jump itself is emitted as nothing. A loop's dispatch then runs
+    /// through one fragment instead of hopping between several.
     func decodeBlock(_ pc: UInt64) -> Int {
         let limits = state.pointee.limits
         let buffer = state.pointee.blockBytes
-        let readable = state.pointee.host.readCode(buffer, pc, limits.blockBufferBytes)
+        var readable = state.pointee.host.readCode(buffer, pc, limits.blockBufferBytes)
         if readable <= 0 { return Int(fail(.unreadableCode, at: pc)) }
         let instructions = state.pointee.blockInstructions
         var offset = 0
         var count = 0
         var sideExits = 0
         var sawSwapgs = false
+        var spans = DecodedSpans(start: pc)
+        var address = pc
         while count < limits.maxBlockInstructions {
             let window = UnsafeRawBufferPointer(start: buffer + offset, count: readable - offset)
-            let address = pc &+ UInt64(offset)
             let status = Decoder.decode(bytes: window, address: address, into: &instructions[count])
             if status != .ok {
                 if count > 0 { break }  // end the block before it; the next block reports it
@@ -67,19 +73,45 @@ extension Translator {
                 if sideExits > 0 { break }
                 sawSwapgs = true
             }
-            offset += Int(instructions[count].length)
+            let insn = instructions[count]
+            offset += Int(insn.length)
+            address = insn.nextAddress
             count += 1
-            let flow = instructions[count - 1].controlFlow
-            if flow == .jcc && sideExits < InstrumentedBlock.maxSideExits && !sawSwapgs {
+            spans.extend(to: address)
+            if insn.controlFlow == .jcc && sideExits < InstrumentedBlock.maxSideExits && !sawSwapgs {
                 sideExits += 1
-            } else if flow != .none {
+            } else if insn.controlFlow == .jmp, !sawSwapgs, count < limits.maxBlockInstructions,
+                      let target = insn.directBranchTarget, spans.elided < min(limits.maxElidedJumps, DecodedSpans.capacity - 1),
+                      mayElide(jumpTo: target, from: pc), !spans.contains(target) {
+                let n = state.pointee.host.readCode(buffer + offset, target, limits.blockBufferBytes - offset)
+                if n < 15 { break }  // the jump stays the block's transfer
+                readable = offset + n
+                address = target
+                spans.begin(at: target)
+            } else if insn.controlFlow != .none {
                 break
             }
             if offset + 15 > readable { break }
             // Code the host runs natively starts a fragment of its own.
-            if state.pointee.nativeExitCount > 0 && isNativeExit(pc &+ UInt64(offset)) { break }
+            if state.pointee.nativeExitCount > 0 && isNativeExit(address) { break }
         }
+        state.pointee.blockLow = spans.low
+        state.pointee.blockHigh = spans.high
         return count
+    }
+
+    /// How far from a block's start an elided jump may lead: boundary entries keep
+    /// native offsets in 16 bits, and a block spans at most `blockBufferBytes` more.
+    static let maxElisionDistance: UInt64 = 16 << 10
+
+    /// Whether a block starting at `blockPC` may continue at the target of a direct
+    /// jump: not into code that is special at its own address (a branch thunk,
+    /// native code, a wrapped function's entry: each needs a fragment of its own).
+    func mayElide(jumpTo target: UInt64, from blockPC: UInt64) -> Bool {
+        let distance = target > blockPC ? target - blockPC : blockPC - target
+        return distance <= Translator.maxElisionDistance && !isBranchThunk(target)
+            && !(state.pointee.nativeExitCount > 0 && isNativeExit(target))
+            && !(state.pointee.wrapCount > 0 && isWrapped(target))
     }
 
     /// Emits the decoded block; returns its cache PC or 0.
@@ -90,10 +122,12 @@ extension Translator {
         let count = block.count
         let last = instructions[count - 1]
         let nativeEnd = last.nextAddress
+        var nativeBytes = 0
+        for i in 0..<count { nativeBytes += Int(instructions[i].length) }
         // Generous bound: copies, mangling, meta instructions (an inline check
         // with its spills and slow-path clean call is the largest, about 300
         // bytes) and at most three exit stubs.
-        let worstCase = Int(nativeEnd - pc) * 2 + count * 8 + block.metaCount * 384 + 256 + sideExitBytes(block)
+        let worstCase = nativeBytes * 2 + count * 8 + block.metaCount * 384 + 256 + sideExitBytes(block)
         guard let u = unit(near: pc, bytes: worstCase) else { return fail(.cacheFull, at: pc) }
         guard state.pointee.fragmentCount < state.pointee.limits.maxFragments else {
             return fail(.tooManyFragments, at: pc)
@@ -121,10 +155,15 @@ extension Translator {
         // trampoline after the block's body, which runs that code and leaves.
         var trampolines = SideExitTrampolines()
         var sideExitCount = -1  // exits before the final transfer's (-1: no final transfer)
+        var bufferOffset = 0  // decodeBlock put the instructions back to back
         for i in 0..<count {
             let insn = instructions[i]
-            let bytes = UnsafeRawBufferPointer(start: buffer + Int(insn.address - pc), count: Int(insn.length))
-            recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
+            let bytes = UnsafeRawBufferPointer(start: buffer + bufferOffset, count: Int(insn.length))
+            bufferOffset += Int(insn.length)
+            // An elided jump has no code and no boundary: its target's boundary,
+            // at the same cache offset, must be the one a fault there finds.
+            let elided = insn.controlFlow == .jmp && i < count - 1
+            if !elided { recordBoundary(cacheOffset: a.count, native: insn.address) }
             if block.metaCount > 0 {
                 if i <= swappedUntil {
                     if deferredFrom < 0 { deferredFrom = i }
@@ -134,7 +173,7 @@ extension Translator {
                         deferredFrom = -1
                     }
                     emitMeta(block, before: i, appPC: insn.address, &a)
-                    recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - pc)
+                    if !elided { recordBoundary(cacheOffset: a.count, native: insn.address) }
                 }
             }
             if insn.mnemonic == .swapgs && i > swappedUntil {
@@ -143,7 +182,9 @@ extension Translator {
                 if closing == count { continue }  // unpaired: dropped
                 swappedUntil = closing
             }
-            if i == count - 1 && insn.controlFlow != .none {
+            if elided {
+                // The next instruction is its target.
+            } else if i == count - 1 && insn.controlFlow != .none {
                 sideExitCount = exits.count
                 if !mangleTransfer(insn, bytes, &a, &exits) { return fail(state.pointee.lastError, at: insn.address) }
             } else if insn.controlFlow == .jcc {
@@ -182,13 +223,14 @@ extension Translator {
         let index = state.pointee.fragmentCount
         if index > 0 && start < state.pointee.fragments[index - 1].cacheStart { state.pointee.fragmentsSorted = false }
         state.pointee.fragments[index] = Fragment(
-            nativeStart: pc, nativeEnd: nativeEnd, cacheStart: start, cacheEnd: a.address,
+            nativeStart: pc, nativeEnd: state.pointee.blockHigh, nativeLow: state.pointee.blockLow,
+            cacheStart: start, cacheEnd: a.address,
             instructions: UInt32(count), boundaryStart: UInt32(boundaryStart),
             boundaryCount: UInt32(state.pointee.boundaryCount - boundaryStart))
         state.pointee.fragmentCount += 1
         guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
         state.pointee.stats.blocks += 1
-        state.pointee.stats.nativeBytes += nativeEnd - pc
+        state.pointee.stats.nativeBytes += UInt64(nativeBytes)
         state.pointee.stats.cacheBytes += UInt64(a.count)
         return body
     }
@@ -271,7 +313,8 @@ extension Translator {
             a.push(.at(.rsp))
             a.mov(.at(.rsp), imm32: Int32(truncatingIfNeeded: Int64(bitPattern: through)))
         }
-        recordBoundary(cacheOffset: a.count, nativeOffset: 0)
+        state.pointee.blockStart = pc
+        recordBoundary(cacheOffset: a.count, native: pc)
         a.jmp(to: pc)
         if a.outOfReach { return fail(.outOfReach, at: pc) }
         if a.overflowed { return fail(.cacheFull, at: pc) }
@@ -279,17 +322,20 @@ extension Translator {
         let index = state.pointee.fragmentCount
         if index > 0 && start < state.pointee.fragments[index - 1].cacheStart { state.pointee.fragmentsSorted = false }
         state.pointee.fragments[index] = Fragment(
-            nativeStart: pc, nativeEnd: pc, cacheStart: start, cacheEnd: a.address, instructions: 0,
+            nativeStart: pc, nativeEnd: pc, nativeLow: pc, cacheStart: start, cacheEnd: a.address, instructions: 0,
             boundaryStart: UInt32(boundaryStart), boundaryCount: 1)
         state.pointee.fragmentCount += 1
         guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
         return body
     }
 
-    func recordBoundary(cacheOffset: Int, nativeOffset: UInt64) {
+    /// Records that cache offset `cacheOffset` of the block being emitted holds
+    /// the native state before `native` (within `maxElisionDistance` of the
+    /// block's start, so the offset fits).
+    func recordBoundary(cacheOffset: Int, native: UInt64) {
         let i = state.pointee.boundaryCount
         state.pointee.boundaries[i] = Boundary(cacheOffset: UInt16(truncatingIfNeeded: cacheOffset),
-                                               nativeOffset: UInt16(truncatingIfNeeded: nativeOffset))
+                                               nativeOffset: Int16(truncatingIfNeeded: Int64(bitPattern: native &- state.pointee.blockStart)))
         state.pointee.boundaryCount += 1
     }
 
@@ -399,7 +445,7 @@ extension Translator {
     public func hasFragments(from start: UInt64, to end: UInt64) -> Bool {
         for i in 0..<state.pointee.fragmentCount {
             let f = state.pointee.fragments[i]
-            if f.nativeStart < end && f.nativeEnd > start { return true }
+            if f.nativeLow < end && f.nativeEnd > start { return true }
         }
         return false
     }
@@ -485,4 +531,45 @@ public struct CacheExit {
     /// An `iretq`: `target` is its frame's rip; the host returns through the frame
     /// (`TranslatorState.iretRoutine`) after deciding where it goes.
     public var isIret: Bool = false
+}
+
+/// The native address ranges a block being decoded has covered so far: one per
+/// elided jump, plus the first.
+struct DecodedSpans {
+    static let capacity = 8
+    var starts: InlineArray<8, UInt64> = InlineArray(repeating: 0)
+    var ends: InlineArray<8, UInt64> = InlineArray(repeating: 0)
+    var count = 1
+    var elided: Int { count - 1 }
+
+    init(start: UInt64) {
+        starts[0] = start
+        ends[0] = start
+    }
+
+    mutating func extend(to end: UInt64) { ends[count - 1] = end }
+
+    mutating func begin(at start: UInt64) {
+        starts[count] = start
+        ends[count] = start
+        count += 1
+    }
+
+    /// Whether `pc` was decoded already (a jump back into the block: a loop).
+    func contains(_ pc: UInt64) -> Bool {
+        for i in 0..<count where pc >= starts[i] && pc < ends[i] { return true }
+        return false
+    }
+
+    var low: UInt64 {
+        var v = starts[0]
+        for i in 1..<count { v = min(v, starts[i]) }
+        return v
+    }
+
+    var high: UInt64 {
+        var v = ends[0]
+        for i in 1..<count { v = max(v, ends[i]) }
+        return v
+    }
 }

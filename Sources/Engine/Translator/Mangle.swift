@@ -76,7 +76,7 @@ extension Translator {
             // after one, the state is the native state after it: what an interrupt
             // waking `hlt`, or the trap of `int3`, sees.
             a.bytes(bytes)
-            recordBoundary(cacheOffset: a.count, nativeOffset: insn.nextAddress - state.pointee.blockStart)
+            recordBoundary(cacheOffset: a.count, native: insn.nextAddress)
         default:
             return failMangle(.unsupportedInstruction)
         }
@@ -198,10 +198,9 @@ extension Translator {
         a.lea(.rsp, .at(.rsp, 128))
         // At the copied syscall, and right after it, the state is the native one:
         // a signal that interrupts (or restarts) the call is delivered exactly.
-        let blockStart = state.pointee.blockStart
-        recordBoundary(cacheOffset: a.count, nativeOffset: insn.address - blockStart)
+        recordBoundary(cacheOffset: a.count, native: insn.address)
         a.bytes(bytes)
-        recordBoundary(cacheOffset: a.count, nativeOffset: insn.nextAddress - blockStart)
+        recordBoundary(cacheOffset: a.count, native: insn.nextAddress)
         emitExitJump(&a, &exits, target: insn.nextAddress, condition: nil)
         let special = a.address
         for i in 0..<n { patchBranch(&a, at: branches[i], opcodeBytes: 2, to: special) }

@@ -80,10 +80,13 @@ public struct CodeUnit {
     @inline(__always) var free: Int { capacity - used }
 }
 
-/// A translated block.
+/// A translated block. Its native instructions start at `nativeStart` and lie
+/// in [nativeLow, nativeEnd): with direct jumps elided (`decodeBlock`), they need
+/// not be contiguous, and the range may hold code the block does not run.
 public struct Fragment {
     public var nativeStart: UInt64
     public var nativeEnd: UInt64
+    public var nativeLow: UInt64
     public var cacheStart: UInt64
     public var cacheEnd: UInt64
     public var instructions: UInt32
@@ -94,11 +97,17 @@ public struct Fragment {
 
 /// A native instruction boundary inside a fragment: at cache offset `cacheOffset`
 /// the application state is exactly the native state before the instruction at
-/// native offset `nativeOffset`. Each application instruction has one entry
-/// before its instrumentation and one before its own copy.
+/// native offset `nativeOffset` from the fragment's `nativeStart` (negative for
+/// code an elided jump reached backwards). Each application instruction has one
+/// entry before its instrumentation and one before its own copy.
 public struct Boundary {
     public var cacheOffset: UInt16
-    public var nativeOffset: UInt16
+    public var nativeOffset: Int16
+}
+
+extension Fragment {
+    /// The native PC of boundary `b` of this fragment.
+    public func nativePC(_ b: Boundary) -> UInt64 { nativeStart &+ UInt64(bitPattern: Int64(b.nativeOffset)) }
 }
 
 /// A direct exit of a fragment. While unlinked, the block's branch goes to `stub`,
@@ -144,6 +153,9 @@ public struct TranslatorLimits {
     public var maxTools: Int = 8
     /// Probe the indirect-branch table inline at each indirect branch.
     public var inlineLookup: Bool = true
+    /// Direct jumps a block may follow into their targets (`decodeBlock`); 0
+    /// ends every block at its first unconditional transfer.
+    public var maxElidedJumps: Int = 4
     /// Take the indirect-branch table from the host's code memory rather than the
     /// arena, so that the inline probe reaches it with an absolute disp32 (kernel:
     /// the code pool is in the top 2 GiB; the arena is not).
@@ -260,6 +272,9 @@ public struct TranslatorState {
     public var lastErrorPC: UInt64 = 0
     /// Native address of the block being emitted (for boundary entries).
     var blockStart: UInt64 = 0
+    /// The native range the decoded block lies in (`decodeBlock`).
+    var blockLow: UInt64 = 0
+    var blockHigh: UInt64 = 0
     /// System call numbers the host wants to see (user mode: clone, exit...).
     public var interceptedSyscalls: InlineArray<8, UInt32> = InlineArray(repeating: 0)
     public var interceptedSyscallCount: Int = 0
@@ -425,7 +440,7 @@ public struct Translator {
         let end = i + Int(f.boundaryCount)
         while i < end {
             let b = state.pointee.boundaries[i]
-            if UInt64(b.cacheOffset) == offset { return f.nativeStart + UInt64(b.nativeOffset) }
+            if UInt64(b.cacheOffset) == offset { return f.nativePC(b) }
             i += 1
         }
         return nil
