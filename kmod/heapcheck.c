@@ -94,7 +94,7 @@ int kdbt_hc_classes(u64 *sizes, u64 *caches, int capacity)
 /* The stack at (pc, sp, bp), by the walk stackguard uses (stackguard.c). */
 int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
 {
-	return kdbt_sg_capture_frames(pc, sp, bp, frames, NULL, capacity);
+	return kdbt_sg_capture_stack(pc, sp, bp, frames, capacity);
 }
 
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm)
@@ -111,6 +111,15 @@ void kdbt_hc_release(u64 cache, u64 pointer)
 		kmem_cache_free((struct kmem_cache *)cache, (void *)pointer);
 	else
 		kfree((void *)pointer);
+}
+
+/* The object size of a named cache, per allocation (no name copied); 0 for a
+ * SLAB_TYPESAFE_BY_RCU cache, whose objects may be read after their free. */
+u64 kdbt_hc_cache_object_size(u64 cache)
+{
+	struct kmem_cache *s = (struct kmem_cache *)cache;
+
+	return s->flags & SLAB_TYPESAFE_BY_RCU ? 0 : s->object_size;
 }
 
 int kdbt_hc_describe_cache(u64 cache, u8 *name, u64 *object_size)

@@ -86,6 +86,7 @@ int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity);
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm);
 void kdbt_hc_release(u64 cache, u64 pointer);
 int kdbt_hc_describe_cache(u64 cache, u8 *name, u64 *object_size);
+u64 kdbt_hc_cache_object_size(u64 cache);
 void kdbt_hc_lock(void);
 void kdbt_hc_unlock(void);
 u64 kdbt_hc_direct_map_base(void);
@@ -97,6 +98,7 @@ void kdbt_hc_set_active(int active);
 int kdbt_stackguard_init(unsigned long (*lookup)(const char *name));
 u32 kdbt_sg_classify(u64 sp, u64 *base, u64 *size);
 int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int capacity);
+int kdbt_sg_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity);
 int kdbt_sg_frame_bytes(u64 pc);
 
 /* The report ring (findings.c). */

@@ -3,8 +3,9 @@
  * stackguard's kernel services (Sources/Engine/Tools/StackGuard.swift): which
  * stack a stack pointer is on, by the kernel's own get_stack_info (not exported:
  * found through kallsyms), the call chain with each frame's stack pointer, by
- * the ORC unwinder, and the frame a function has built at a code address, from
- * the ORC tables.
+ * the ORC unwinder, the frame a function has built at a code address, from the
+ * ORC tables, and heapcheck's allocation stacks, by a memoized walk of the same
+ * tables.
  */
 #include <linux/module.h>
 #include <linux/objtool.h>
@@ -56,10 +57,8 @@ static struct orc_entry *orc_search(int *ips, struct orc_entry *entries, unsigne
 	return &entries[low];
 }
 
-/* Bytes the function at pc has pushed or allocated since its entry (its return
- * address not counted), when ORC says its frame is a plain stack-pointer-based
- * one; -1 otherwise (unknown code, frame-pointer or register frames). */
-int kdbt_sg_frame_bytes(u64 pc)
+/* The ORC entry covering pc: vmlinux's tables, or its module's. */
+static struct orc_entry *orc_entry_at(unsigned long pc)
 {
 	struct orc_entry *orc = NULL;
 	struct module *mod;
@@ -73,9 +72,121 @@ int kdbt_sg_frame_bytes(u64 pc)
 			orc = orc_search(mod->arch.orc_unwind_ip, mod->arch.orc_unwind, mod->arch.num_orcs, pc);
 		preempt_enable();
 	}
+	return orc;
+}
+
+/* Bytes the function at pc has pushed or allocated since its entry (its return
+ * address not counted), when ORC says its frame is a plain stack-pointer-based
+ * one; -1 otherwise (unknown code, frame-pointer or register frames). */
+int kdbt_sg_frame_bytes(u64 pc)
+{
+	struct orc_entry *orc = orc_entry_at(pc);
+
 	if (!orc || orc->end || orc->type != UNWIND_HINT_TYPE_CALL || orc->sp_reg != ORC_REG_SP || orc->sp_offset < 8)
 		return -1;
 	return orc->sp_offset - 8;
+}
+
+/* An ORC entry packed for the memo below: sp_offset (bits 0-15), bp_offset
+ * (16-31), bp_reg (32-35), sp_reg (36-39), type (40-41), end (42), found (43). */
+#define RULE_FOUND (1ull << 43)
+#define RULE_END (1ull << 42)
+#define RULE_TYPE(r) ((unsigned int)((r) >> 40) & 3)
+#define RULE_SP_REG(r) ((unsigned int)((r) >> 36) & 15)
+#define RULE_BP_REG(r) ((unsigned int)((r) >> 32) & 15)
+#define RULE_BP_OFFSET(r) ((s16)((r) >> 16))
+#define RULE_SP_OFFSET(r) ((s16)(r))
+#define RULE_BITS 44
+
+static u64 orc_rule(unsigned long pc)
+{
+	struct orc_entry *orc = orc_entry_at(pc);
+
+	if (!orc)
+		return 0;
+	return RULE_FOUND | (orc->end ? RULE_END : 0) | (u64)orc->type << 40 | (u64)orc->sp_reg << 36 |
+	       (u64)orc->bp_reg << 32 | (u64)(u16)orc->bp_offset << 16 | (u16)orc->sp_offset;
+}
+
+/* vmlinux's rules by code address, direct-mapped on the address's low bits; the
+ * word also holds the address's bits up to 31 (vmlinux's text lies in one 4 GiB
+ * window), so a racing writer on another CPU cannot pair an address with
+ * another's rule. Modules' rules are not kept: their text comes and goes. */
+#define ORC_MEMO_BITS 12
+static u64 orc_memo[1 << ORC_MEMO_BITS];
+
+static u64 orc_rule_memo(unsigned long pc)
+{
+	u64 *slot, v, key = (pc & 0xffffffffull) >> ORC_MEMO_BITS << RULE_BITS;
+
+	if (pc < text_start || pc >= text_end)
+		return orc_rule(pc);
+	slot = &orc_memo[pc & ((1 << ORC_MEMO_BITS) - 1)];
+	v = READ_ONCE(*slot);
+	if (v && (v & ~((1ull << RULE_BITS) - 1)) == key)
+		return v & ((1ull << RULE_BITS) - 1);
+	v = orc_rule(pc);
+	WRITE_ONCE(*slot, key | v);
+	return v;
+}
+
+/* The call chain by ORC's rules alone, for what allocation stacks nearly always
+ * are: calls from frames based on the stack or frame pointer, on one stack,
+ * ending at the entry from user mode or at the end of a kernel thread's stack.
+ * The chain the kernel's unwinder gives (kdbt_sg_capture_frames), at a memo
+ * lookup per frame instead of a table search and its checks; -1 where a frame
+ * needs the kernel's unwinder (a stack switch, an interrupted kernel context). */
+static int orc_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
+{
+	struct stack_info info = {};
+	unsigned long ip = pc, low, high;
+	bool exact = true; /* ip is where execution is, not a return address */
+	int n = 0;
+
+	if (!stack_info_of || stack_info_of((unsigned long *)sp, current, &info, NULL))
+		return -1;
+	low = (unsigned long)info.begin;
+	high = (unsigned long)info.end;
+	frames[n++] = pc;
+	while (n < capacity) {
+		/* A return address may be the first byte after a call at a function's
+		 * end: its caller's rule is the call's. */
+		u64 rule = orc_rule_memo(exact ? ip : ip - 1);
+		unsigned long cfa, saved_bp;
+
+		if (!(rule & RULE_FOUND))
+			return -1;
+		if (rule & RULE_END)
+			break;
+		if (RULE_SP_REG(rule) == ORC_REG_SP)
+			cfa = sp + RULE_SP_OFFSET(rule);
+		else if (RULE_SP_REG(rule) == ORC_REG_BP)
+			cfa = bp + RULE_SP_OFFSET(rule);
+		else
+			return -1;
+		if (RULE_TYPE(rule) == UNWIND_HINT_TYPE_REGS) {
+			struct pt_regs *regs = (struct pt_regs *)cfa;
+
+			if (cfa < low || cfa + sizeof(*regs) > high || !user_mode(regs))
+				return -1;
+			break; /* the entry from user mode: the kernel's chain ends here */
+		}
+		if (RULE_TYPE(rule) != UNWIND_HINT_TYPE_CALL || cfa < low + 8 || cfa > high)
+			return -1;
+		if (RULE_BP_REG(rule) == ORC_REG_PREV_SP) {
+			saved_bp = cfa + RULE_BP_OFFSET(rule);
+			if (saved_bp < low || saved_bp + 8 > high)
+				return -1;
+			bp = *(unsigned long *)saved_bp;
+		} else if (RULE_BP_REG(rule) != ORC_REG_UNDEFINED) {
+			return -1;
+		}
+		ip = *(unsigned long *)(cfa - 8);
+		sp = cfa;
+		exact = false;
+		frames[n++] = ip;
+	}
+	return n;
 }
 
 /* StackKind in Sources/Protocol/Findings.swift. */
@@ -138,4 +249,16 @@ int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int ca
 		n++;
 	}
 	return n;
+}
+
+/* Stacks for heapcheck's records: the memoized ORC walk, or the kernel's
+ * unwinder where that cannot follow. */
+int kdbt_sg_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
+{
+	int n;
+
+	if (capacity <= 0)
+		return 0;
+	n = orc_capture_frames(pc, sp, bp, frames, capacity);
+	return n >= 0 ? n : kdbt_sg_capture_frames(pc, sp, bp, frames, NULL, capacity);
 }

@@ -115,10 +115,10 @@ struct WrapRegistration {
 
 /// A wrapped call in flight. `entryStackPointer` 0 marks a free slot.
 struct WrapFrame {
-    var entryStackPointer: UInt64
-    var returnAddress: UInt64
-    var userData: UInt64
-    var wrap: Int
+    var entryStackPointer: UInt64 = 0
+    var returnAddress: UInt64 = 0
+    var userData: UInt64 = 0
+    var wrap: Int = 0
 }
 
 extension Translator {
@@ -178,7 +178,7 @@ extension Translator {
 
     // MARK: frames: 4-way buckets keyed by the entry stack pointer
 
-    static let frameWays = 4
+    static let frameWays = 4  // popFrames' InlineArray holds a bucket
 
     func frameBucket(_ sp: UInt64) -> Int {
         let buckets = state.pointee.limits.wrapFrameEntries / Translator.frameWays
@@ -204,18 +204,22 @@ extension Translator {
         state.pointee.wrapFrames[free] = frame
     }
 
-    /// Removes and returns the frame of the call returning to `returnAddress` with
-    /// the stack pointer at `entryStackPointer` + 8.
-    func popFrame(entryStackPointer sp: UInt64, returnAddress: UInt64, wrap: Int) -> WrapFrame? {
+    /// Removes the frames of the call returning to `returnAddress` with the stack
+    /// pointer at `entryStackPointer` + 8 (one per wrap with a post hook) into
+    /// `frames`; returns how many.
+    func popFrames(entryStackPointer sp: UInt64, returnAddress: UInt64,
+                   into frames: inout InlineArray<4, WrapFrame>) -> Int {
         let base = frameBucket(sp)
+        var count = 0
         for w in 0..<Translator.frameWays {
             let slot = state.pointee.wrapFrames[base + w]
-            if slot.entryStackPointer == sp && slot.returnAddress == returnAddress && slot.wrap == wrap {
+            if slot.entryStackPointer == sp && slot.returnAddress == returnAddress {
                 state.pointee.wrapFrames[base + w].entryStackPointer = 0
-                return slot
+                frames[count] = slot
+                count += 1
             }
         }
-        return nil
+        return count
     }
 
     /// Inserts the wrap clean calls a block at `pc` needs, ahead of every tool's
@@ -291,14 +295,18 @@ extension Translator {
         let t = Translator(context: context)
         let sp = context.load(fromByteOffset: Int(ContextField.appRegister(.rsp)), as: UInt64.self)
         let entrySP = sp &- 8
+        // This call's frames, one per wrap with a post hook, all in one bucket:
+        // taken out under one lock, their hooks run after it.
+        var frames: InlineArray<4, WrapFrame> = InlineArray(repeating: WrapFrame())
+        var count = 0
+        t.withLock { count = t.popFrames(entryStackPointer: entrySP, returnAddress: pc, into: &frames) }
         // Innermost hooks last in, first out: the wrap registered last returns first.
         var i = t.state.pointee.wrapCount - 1
         while i >= 0 {
             let wrap = t.state.pointee.wraps[i]
-            if wrap.post != nil,
-               let frame = t.withLock({ t.popFrame(entryStackPointer: entrySP, returnAddress: pc, wrap: i) }) {
+            for k in 0..<count where frames[k].wrap == i {
                 var call = WrapCall(context: context, function: wrap.address, returnAddress: pc,
-                                    entryStackPointer: entrySP, userData: frame.userData)
+                                    entryStackPointer: entrySP, userData: frames[k].userData)
                 withUnsafeMutablePointer(to: &call) { wrap.post!(UnsafeMutableRawPointer($0), wrap.data) }
             }
             i -= 1

@@ -24,6 +24,9 @@ func kdbt_hc_capture_stack(_ pc: UInt64, _ sp: UInt64, _ bp: UInt64, _ frames: U
 func kdbt_hc_current_task(_ pid: UnsafeMutablePointer<UInt32>, _ comm: UnsafeMutablePointer<UInt8>) -> UInt32
 @_extern(c, "kdbt_hc_release")
 func kdbt_hc_release(_ cache: UInt64, _ pointer: UInt64)
+@_extern(c, "kdbt_hc_cache_object_size")
+func kdbt_hc_cache_object_size(_ cache: UInt64) -> UInt64
+
 @_extern(c, "kdbt_hc_describe_cache")
 func kdbt_hc_describe_cache(_ cache: UInt64, _ name: UnsafeMutablePointer<UInt8>, _ objectSize: UnsafeMutablePointer<UInt64>) -> Int32
 @_extern(c, "kdbt_hc_lock")
@@ -242,9 +245,8 @@ struct KernelHeapCheck {
         let cache = call.pointee.userData
         let p = call.pointee.returnValue
         guard cache != 0, p != 0 else { return }
-        var name: InlineArray<32, UInt8> = InlineArray(repeating: 0)
-        var size: UInt64 = 0
-        guard kdbt_hc_describe_cache(cache, &name[0], &size) != 0, size > 0 else {
+        let size = kdbt_hc_cache_object_size(cache)
+        guard size > 0 else {
             kh.pointee.state.pointee.statistics.untracked &+= 1
             return
         }

@@ -106,12 +106,15 @@ extension Translator {
 
     /// Whether a block starting at `blockPC` may continue at the target of a direct
     /// jump: not into code that is special at its own address (a branch thunk,
-    /// native code, a wrapped function's entry: each needs a fragment of its own).
+    /// native code, a wrapped function's entry: each needs a fragment of its own),
+    /// nor into another function where the host knows function starts (a tail
+    /// call: the kernel's per-block profile names each block by its function).
     func mayElide(jumpTo target: UInt64, from blockPC: UInt64) -> Bool {
         let distance = target > blockPC ? target - blockPC : blockPC - target
         return distance <= Translator.maxElisionDistance && !isBranchThunk(target)
             && !(state.pointee.nativeExitCount > 0 && isNativeExit(target))
             && !(state.pointee.wrapCount > 0 && isWrapped(target))
+            && state.pointee.host.isFunctionStart?(target) ?? 0 == 0
     }
 
     /// Emits the decoded block; returns its cache PC or 0.
