@@ -55,6 +55,12 @@ check "BUG: KDBT: use-after-free in cache_uaf" "cache-uaf: class and function" /
 check "cache kdbt_heapbugs_obj" "cache-uaf: the cache named" /tmp/report.txt
 check "Allocated by task" "allocation stacks" /tmp/report.txt
 check "Freed by task" "free stacks" /tmp/report.txt
+# Every stack reaches the seeded function: the allocator's entry, then its caller.
+for what in Allocated Freed; do
+	expect_status 0 "$what by: each stack goes on into kdbt_heapbugs" -- \
+		awk -v what="$what" '$0 ~ what " by task" { getline; getline; n++; if ($0 !~ /\[kdbt_heapbugs\]/) bad++ }
+			END { exit !(n > 0 && bad == 0) }' /tmp/report.txt
+done
 check "kdbt_heapbugs.c:[0-9]+" "symbolized: file:line" /tmp/symbolized.txt
 # Each bug's own source line: Tests/guest/heapcheck.check, on the host.
 check '"kind"' "json: findings" /tmp/report.json

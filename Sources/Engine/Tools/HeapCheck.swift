@@ -227,10 +227,22 @@ public enum HeapCheck {
             let insn = block.pointee[i]
             Decoder.decodeOperands(insn, into: &operands)
             defer { covered.forget(written: Decoder.registerAccesses(insn, operands: operands).gprWritten) }
-            if insn.isRepeated && RepString.kind(insn.mnemonic) != nil {
-                // A whole rep string operation: its ranges, in Swift, first.
-                block.pointee.insert(.cleanCall(function: address(of: repStringCheck), argument: RepString.argument(insn)),
-                                     before: i)
+            if insn.isRepeated, let (kind, _) = RepString.kind(insn.mnemonic) {
+                // A whole rep string operation: its ranges, in Swift, first, unless
+                // they lie outside the direct map (copies to and from user memory).
+                let argument = RepString.argument(insn)
+                if case .constant(let packed) = argument {
+                    let cmps = insn.mnemonic == .cmpsb || insn.mnemonic == .cmpsw || insn.mnemonic == .cmpsd
+                        || insn.mnemonic == .cmpsq
+                    let both = kind == .move || cmps
+                    let check = InlineCheck(
+                        memory: AsmMemory(base: .register(kind == .load ? .rsi : .rdi)), emitter: emitRepFastPath,
+                        emitterData: UnsafeMutableRawPointer(state), argument: both ? 1 : 0,
+                        slowFunction: address(of: repStringCheck), slowArgument: packed, temporaries: 1)
+                    block.pointee.insert(.inlineCheck(check), before: i)
+                } else {
+                    block.pointee.insert(.cleanCall(function: address(of: repStringCheck), argument: argument), before: i)
+                }
                 state.pointee.statistics.checksInserted += 1
                 continue
             }
@@ -316,6 +328,24 @@ public enum HeapCheck {
             site.pointee.assembler.shr(granule, 3)
             site.pointee.assembler.testByte(AsmMemory(base: .register(page), index: granule, scale: 1), imm8: 0xFF)
             site.pointee.slowPath(if: .ne)
+        }
+    }
+
+    /// A rep string instruction's fast path: nothing to check when its ranges
+    /// start outside the direct map (user memory, vmalloc, the kernel image: no
+    /// range runs from there into the direct map); otherwise the clean call
+    /// checks them whole. `argument` 1: rsi's range too (movs, cmps).
+    static let emitRepFastPath: InlineCheckEmitter = { data, raw in
+        let state = data!.assumingMemoryBound(to: HeapCheckState.self)
+        let site = InlineCheckSite.from(raw)
+        let page = site.pointee.temporary0
+        for k in 0...Int(site.pointee.argument) {
+            let start = k == 0 ? site.pointee.address : GPR.rsi
+            site.pointee.assembler.mov(page, imm64: 0 &- state.pointee.directMapBase)
+            site.pointee.assembler.add(page, start)
+            site.pointee.assembler.shr(page, 12)
+            site.pointee.assembler.cmp(page, imm32: Int32(truncatingIfNeeded: state.pointee.directMapPages))
+            site.pointee.slowPath(if: .b)
         }
     }
 
@@ -496,11 +526,23 @@ public enum HeapCheck {
     }
 
     /// The stack of the current call or access (`sp`/`bp` are the application's).
-    static func captureStack(_ s: UnsafeMutablePointer<HeapCheckState>, pc: UInt64, sp: UInt64, bp: UInt64) -> UInt32 {
+    /// After a call has returned (`returnAddress` not 0; `sp` its entry stack
+    /// pointer), the walk starts in the caller: the slot that held the return
+    /// address is below the stack pointer by then, and an interrupt may have
+    /// overwritten it.
+    static func captureStack(_ s: UnsafeMutablePointer<HeapCheckState>, pc: UInt64, sp: UInt64, bp: UInt64,
+                             returnAddress: UInt64 = 0) -> UInt32 {
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: FindingLayout.maxFrames) { buffer in
-            let depth = Int(s.pointee.host.captureStack(pc, sp, bp, buffer.baseAddress!,
-                                                        Int32(s.pointee.limits.stackDepth)))
-            return saveStack(s, buffer.baseAddress!, min(max(depth, 0), s.pointee.limits.stackDepth))
+            let frames = buffer.baseAddress!
+            let capacity = s.pointee.limits.stackDepth
+            var depth: Int
+            if returnAddress != 0 && capacity > 1 {
+                frames[0] = pc
+                depth = 1 + Int(s.pointee.host.captureStack(returnAddress, sp &+ 8, bp, frames + 1, Int32(capacity - 1)))
+            } else {
+                depth = Int(s.pointee.host.captureStack(pc, sp, bp, frames, Int32(capacity)))
+            }
+            return saveStack(s, frames, min(max(depth, 0), capacity))
         }
     }
 
@@ -542,7 +584,7 @@ public enum HeapCheck {
         o.allocCPU = s.pointee.host.currentTask(&pid, &comm[0])
         o.allocPid = pid
         let stack = captureStack(s, pc: call.pointee.function, sp: call.pointee.entryStackPointer,
-                                 bp: call.pointee.register(.rbp))
+                                 bp: call.pointee.register(.rbp), returnAddress: call.pointee.returnAddress)
         s.pointee.host.lock()
         defer { s.pointee.host.unlock() }
         o.allocStack = stack
