@@ -26,7 +26,6 @@ func kdbt_hc_current_task(_ pid: UnsafeMutablePointer<UInt32>, _ comm: UnsafeMut
 func kdbt_hc_release(_ cache: UInt64, _ pointer: UInt64)
 @_extern(c, "kdbt_hc_cache_object_size")
 func kdbt_hc_cache_object_size(_ cache: UInt64) -> UInt64
-
 @_extern(c, "kdbt_hc_describe_cache")
 func kdbt_hc_describe_cache(_ cache: UInt64, _ name: UnsafeMutablePointer<UInt8>, _ objectSize: UnsafeMutablePointer<UInt64>) -> Int32
 @_extern(c, "kdbt_hc_lock")

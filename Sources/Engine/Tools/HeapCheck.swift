@@ -232,12 +232,11 @@ public enum HeapCheck {
                 // they lie outside the direct map (copies to and from user memory).
                 let argument = RepString.argument(insn)
                 if case .constant(let packed) = argument {
-                    let cmps = insn.mnemonic == .cmpsb || insn.mnemonic == .cmpsw || insn.mnemonic == .cmpsd
-                        || insn.mnemonic == .cmpsq
-                    let both = kind == .move || cmps
+                    // The ranges repStringCheck checks: rsi's and rdi's for movs,
+                    // rsi's for lods, rdi's for the rest.
                     let check = InlineCheck(
                         memory: AsmMemory(base: .register(kind == .load ? .rsi : .rdi)), emitter: emitRepFastPath,
-                        emitterData: UnsafeMutableRawPointer(state), argument: both ? 1 : 0,
+                        emitterData: UnsafeMutableRawPointer(state), argument: kind == .move ? 1 : 0,
                         slowFunction: address(of: repStringCheck), slowArgument: packed, temporaries: 1)
                     block.pointee.insert(.inlineCheck(check), before: i)
                 } else {
@@ -311,10 +310,7 @@ public enum HeapCheck {
         let size = Int32(site.pointee.argument)
         let address = site.pointee.address, page = site.pointee.temporary0, granule = site.pointee.temporary1
         let table = Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: state.pointee.pageShadow))))
-        site.pointee.assembler.mov(page, imm64: 0 &- state.pointee.directMapBase)
-        site.pointee.assembler.add(page, address)
-        site.pointee.assembler.shr(page, 12)
-        site.pointee.assembler.cmp(page, imm32: Int32(truncatingIfNeeded: state.pointee.directMapPages))
+        emitPageIndex(state, site, of: address, into: page)
         site.pointee.done(if: .ae)
         // The page's biased chunk: its shadow byte for an address is at
         // word + (address >> 3) (pages without shadow read a clean chunk).
@@ -334,19 +330,24 @@ public enum HeapCheck {
     /// A rep string instruction's fast path: nothing to check when its ranges
     /// start outside the direct map (user memory, vmalloc, the kernel image: no
     /// range runs from there into the direct map); otherwise the clean call
-    /// checks them whole. `argument` 1: rsi's range too (movs, cmps).
+    /// checks them whole. `argument` 1: rsi's range too (movs).
     static let emitRepFastPath: InlineCheckEmitter = { data, raw in
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let site = InlineCheckSite.from(raw)
-        let page = site.pointee.temporary0
         for k in 0...Int(site.pointee.argument) {
-            let start = k == 0 ? site.pointee.address : GPR.rsi
-            site.pointee.assembler.mov(page, imm64: 0 &- state.pointee.directMapBase)
-            site.pointee.assembler.add(page, start)
-            site.pointee.assembler.shr(page, 12)
-            site.pointee.assembler.cmp(page, imm32: Int32(truncatingIfNeeded: state.pointee.directMapPages))
+            emitPageIndex(state, site, of: k == 0 ? site.pointee.address : .rsi, into: site.pointee.temporary0)
             site.pointee.slowPath(if: .b)
         }
+    }
+
+    /// `page` = the direct-map page index of the address in `register`, compared
+    /// with the page count: below (`b`) inside the direct map, else outside.
+    static func emitPageIndex(_ state: UnsafeMutablePointer<HeapCheckState>, _ site: UnsafeMutablePointer<InlineCheckSite>,
+                              of register: GPR, into page: GPR) {
+        site.pointee.assembler.mov(page, imm64: 0 &- state.pointee.directMapBase)
+        site.pointee.assembler.add(page, register)
+        site.pointee.assembler.shr(page, 12)
+        site.pointee.assembler.cmp(page, imm32: Int32(truncatingIfNeeded: state.pointee.directMapPages))
     }
 
     // MARK: shadow
