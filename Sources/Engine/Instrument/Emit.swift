@@ -21,6 +21,7 @@ extension Translator {
             if block.phase == .analysis {
                 // The block's end is final once app-to-app ran (it may truncate).
                 block.flagsLiveAtEnd = flagsLive(after: block.instructions[block.count - 1])
+                block.registersLiveAtEnd = registersLive(after: block.instructions[block.count - 1])
                 if let hasFixup = state.pointee.host.hasFaultFixup {
                     for i in 0..<min(block.count, 128) where hasFixup(block.instructions[i].address) != 0 {
                         block.faultExits[i >> 6] |= 1 << UInt64(i & 63)
@@ -30,6 +31,7 @@ extension Translator {
                 var exit = block.sideExit()
                 while let i = exit, k < InstrumentedBlock.maxSideExits {
                     block.sideExitFlags[k] = flagsLive(at: directTarget(block.instructions[i]))
+                    block.sideExitRegisters[k] = registersLive(at: directTarget(block.instructions[i]))
                     k += 1
                     exit = block.sideExit(from: i + 1)
                 }

@@ -206,6 +206,11 @@ public struct InstrumentedBlock {
     public internal(set) var flagsLiveAtEnd: UInt16 = Flag.status
     /// The same for the target of each side exit, in block order.
     var sideExitFlags: InlineArray<4, UInt16> = InlineArray(repeating: Flag.status)
+    /// The general-purpose registers that may be read after the block (all unless
+    /// the translator read its successor ahead: `Translator.registersLive(after:)`),
+    /// and at each side exit's target, in block order.
+    public internal(set) var registersLiveAtEnd: UInt16 = 0xFFFF
+    var sideExitRegisters: InlineArray<4, UInt16> = InlineArray(repeating: 0xFFFF)
     /// Bit i: instruction i's fault continues at a fixup (`hasFaultFixup`); the
     /// fixup is a way out of the block that register liveness must see.
     var faultExits: InlineArray<2, UInt64> = InlineArray(repeating: 0)
@@ -378,42 +383,66 @@ public struct InstrumentedBlock {
     }
 
     /// General-purpose registers (bit = GPR raw value) whose values may still be
-    /// read at or after instruction `index`: every register is live at the block's
-    /// end, at each side exit and before an instruction whose fault goes to a
-    /// fixup (the kernel's exception table: the fixup may read what the straight
-    /// path overwrites first); a full-width (32/64-bit) explicit write kills,
+    /// read at or after instruction `index`: at the block's end and at each side
+    /// exit those the successor's lookahead could not rule out
+    /// (`registersLiveAtEnd`, `sideExitRegisters`), every register before an
+    /// instruction whose fault goes to a fixup (the kernel's exception table: the
+    /// fixup may read what the straight path overwrites first); a full-width (32/64-bit) explicit write kills,
     /// narrower and conditional writes (cmovcc, bsf/bsr) do not. The flags are not
     /// treated so: x86 inline asm clobbers them, so compiled fixups never read
     /// flags set before the faulting instruction.
     public func liveRegisters(before index: Int) -> UInt16 {
-        var live: UInt16 = 0xFFFF
+        var live = registersLiveAtEnd
         var operands = Operands()
+        var exits = 0
+        for i in 0..<count where isSideExit(i) { exits += 1 }
         var i = count - 1
         while i >= index {
             let insn = instructions[i]
-            if isSideExit(i) { live = 0xFFFF }
+            if isSideExit(i) {
+                exits -= 1
+                live |= exits < Self.maxSideExits ? sideExitRegisters[exits] : 0xFFFF
+            }
             if faultsToFixup(i) {
                 live = 0xFFFF
                 i -= 1
                 continue
             }
             Decoder.decodeOperands(insn, into: &operands)
-            var killed: UInt16 = 0
-            // cmovcc writes only when its condition holds; bsf/bsr leave the
-            // destination alone for a zero source (Linux's fls() relies on it).
-            let conditionalWrite = insn.map == .map0F
-                && (insn.opcode & 0xF0 == 0x40 || ((insn.opcode == 0xBC || insn.opcode == 0xBD) && insn.mandatoryPrefix != 2))
-            for k in 0..<operands.count where !conditionalWrite {
-                let o = operands[k]
-                if o.type == .register && o.isWritten && (o.reg.cls == .gpr64 || o.reg.cls == .gpr32) {
-                    killed |= 1 << UInt16(o.reg.index & 15)
-                }
-            }
-            let access = Decoder.registerAccesses(insn, operands: operands)
-            live = (live & ~killed) | access.gprRead
+            live = (live & ~Self.killedRegisters(insn, operands)) | Self.readRegisters(insn, operands)
             i -= 1
         }
         return live
+    }
+
+    /// General-purpose registers whose values an instruction reads: those it
+    /// names, but not the register of a zeroing idiom (`xor ecx, ecx`, `sub`),
+    /// whose result does not depend on it.
+    static func readRegisters(_ insn: Instruction, _ operands: Operands) -> UInt16 {
+        let read = Decoder.registerAccesses(insn, operands: operands).gprRead
+        guard insn.mnemonic == .xor || insn.mnemonic == .sub, operands.count >= 2 else { return read }
+        let a = operands[0], b = operands[1]
+        guard a.type == .register, b.type == .register, a.reg == b.reg,
+              a.reg.cls == .gpr64 || a.reg.cls == .gpr32 else { return read }
+        return read & ~(1 << UInt16(a.reg.index & 15))
+    }
+
+    /// General-purpose registers an instruction certainly overwrites: full-width
+    /// (32/64-bit) explicit writes; cmovcc writes only when its condition holds,
+    /// and bsf/bsr leave the destination alone for a zero source (Linux's fls()
+    /// relies on it).
+    static func killedRegisters(_ insn: Instruction, _ operands: Operands) -> UInt16 {
+        let conditionalWrite = insn.map == .map0F
+            && (insn.opcode & 0xF0 == 0x40 || ((insn.opcode == 0xBC || insn.opcode == 0xBD) && insn.mandatoryPrefix != 2))
+        guard !conditionalWrite else { return 0 }
+        var killed: UInt16 = 0
+        for k in 0..<operands.count {
+            let o = operands[k]
+            if o.type == .register && o.isWritten && (o.reg.cls == .gpr64 || o.reg.cls == .gpr32) {
+                killed |= 1 << UInt16(o.reg.index & 15)
+            }
+        }
+        return killed
     }
 
     /// Flags an instruction certainly overwrites. Shifts and rotates leave the

@@ -251,10 +251,17 @@ public enum HeapCheck {
             // allocator's hooks, which run at block starts.
             if covered.contains(m.memory, size: m.size) { continue }
             covered.add(m.memory, size: m.size)
+            // Up to 8 bytes: one granule, the last byte's, whose address the
+            // translator's lea computes; wider: the first byte's address too.
+            // (A displacement within 8 bytes of +2 GiB is no heap access.)
+            var last = m.memory
+            let wide = m.size > 8
+            guard Int64(m.memory.displacement) + Int64(m.size - 1) <= Int64(Int32.max) else { continue }
+            if !wide { last.displacement = m.memory.displacement + Int32(m.size - 1) }
             let check = InlineCheck(
-                memory: m.memory, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
+                memory: last, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
                 argument: UInt64(m.size), slowFunction: address(of: slowPath), slowArgument: insn.address,
-                temporaries: 2)
+                temporaries: wide ? 2 : 1)
             block.pointee.insert(.inlineCheck(check), before: i)
             state.pointee.statistics.checksInserted += 1
         }
@@ -298,25 +305,38 @@ public enum HeapCheck {
 
     /// The fast path: page in the direct map, the last byte's granule clean in
     /// its page's shadow (a shared clean chunk for pages without), and for
-    /// accesses over 8 bytes the first byte's too: 11 instructions with the address's `lea`. Like KASAN's
-    /// checks of 1- to 8-byte accesses, one granule: the last byte's catches
-    /// overflows to the right, and a use after free or an access left of an
-    /// object has its last byte poisoned as well (only an unaligned access
-    /// straddling an object's left edge is missed; one straddling a page reads
-    /// past the page's chunk, and a dirty byte there only costs a slow path).
+    /// accesses over 8 bytes the first byte's too: 10 instructions with the
+    /// address's `lea` (one granule). Like KASAN's checks of 1- to 8-byte accesses,
+    /// one granule: the last byte's catches overflows to the right, and a use
+    /// after free or an access left of an object has its last byte poisoned as
+    /// well (only an unaligned access straddling an object's left edge is
+    /// missed). Up to 8 bytes the translator's lea computes the last byte's
+    /// address, and the check takes one temporary: the address register becomes
+    /// the granule index (the slow path computes the address again, from the
+    /// instruction). Wider accesses keep the first byte's address and take two.
     static let emitFastPath: InlineCheckEmitter = { data, raw in
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let site = InlineCheckSite.from(raw)
         let size = Int32(site.pointee.argument)
-        let address = site.pointee.address, page = site.pointee.temporary0, granule = site.pointee.temporary1
+        let address = site.pointee.address, page = site.pointee.temporary0
         let table = Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: state.pointee.pageShadow))))
         emitPageIndex(state, site, of: address, into: page)
         site.pointee.done(if: .ae)
         // The page's biased chunk: its shadow byte for an address is at
         // word + (address >> 3) (pages without shadow read a clean chunk).
         site.pointee.assembler.mov(page, AsmMemory(base: .absolute, index: page, scale: 8, displacement: table))
-        for k in (size > 8 ? 0 : 1)..<2 {  // 0: the first byte's granule, 1: the last byte's
-            if k == 0 || size == 1 {
+        if size <= 8 {
+            site.pointee.assembler.shr(address, 3)
+            site.pointee.assembler.testByte(AsmMemory(base: .register(page), index: address, scale: 1), imm8: 0xFF)
+            site.pointee.slowPath(if: .ne)
+            return
+        }
+        // Wider: the first byte's granule, then the last byte's (read past the
+        // page's chunk when the access straddles a page: a dirty byte there
+        // only costs a slow path).
+        let granule = site.pointee.temporary1
+        for k in 0..<2 {
+            if k == 0 {
                 site.pointee.assembler.mov(granule, address)
             } else {
                 site.pointee.assembler.lea(granule, .at(address, size - 1))
@@ -717,9 +737,8 @@ public enum HeapCheck {
         guard let raw = Translator(context: context).toolData(named: name) else { return }
         let s = raw.assumingMemoryBound(to: HeapCheckState.self)
         s.pointee.statistics.slowPaths &+= 1
-        guard let access = decodeAccess(Translator(context: context), pc) else { return }
-        let address = context.load(fromByteOffset: Int(ContextField.inlineCheckAddress), as: UInt64.self)
-        check(s, context, pc: pc, address: address, size: UInt64(access.size), write: access.write)
+        guard let access = decodeAccess(Translator(context: context), context, pc) else { return }
+        check(s, context, pc: pc, address: access.address, size: UInt64(access.size), write: access.write)
     }
 
     /// Before a rep string instruction: its source and destination ranges.
@@ -750,16 +769,22 @@ public enum HeapCheck {
         }
     }
 
-    static func decodeAccess(_ t: Translator, _ pc: UInt64) -> (size: Int, write: Bool)? {
+    /// The checked access of the instruction at `pc`, its address computed from
+    /// the application's registers in `context` (as the fast path saw them: the
+    /// slow path runs before the instruction).
+    static func decodeAccess(_ t: Translator, _ context: UnsafeMutableRawPointer, _ pc: UInt64)
+        -> (address: UInt64, size: Int, write: Bool)? {
         var insn = Instruction()
         guard t.decodeOne(at: pc, into: &insn) else { return nil }
         var operands = Operands()
         Decoder.decodeOperands(insn, into: &operands)
-        for k in 0..<operands.count where operands[k].type == .memory {
-            let o = operands[k]
-            return (max(Int(o.mem.size), 1), o.isWritten)
-        }
-        return nil
+        guard let m = checkedOperand(insn, operands), case .register(let base) = m.memory.base else { return nil }
+        func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
+        var address = reg(base) &+ UInt64(bitPattern: Int64(m.memory.displacement))
+        if let index = m.memory.index { address &+= reg(index) &* UInt64(m.memory.scale) }
+        var write = false
+        for k in 0..<operands.count where operands[k].type == .memory { write = operands[k].isWritten; break }
+        return (address, m.size, write)
     }
 
     /// The precise check of [address, address+size): reports the first bad byte.

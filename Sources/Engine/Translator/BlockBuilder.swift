@@ -223,14 +223,11 @@ extension Translator {
         if a.outOfReach { return fail(.outOfReach, at: pc) }
         commit(unit: u, a)
 
-        let index = state.pointee.fragmentCount
-        if index > 0 && start < state.pointee.fragments[index - 1].cacheStart { state.pointee.fragmentsSorted = false }
-        state.pointee.fragments[index] = Fragment(
+        appendFragment(Fragment(
             nativeStart: pc, nativeEnd: state.pointee.blockHigh, nativeLow: state.pointee.blockLow,
             cacheStart: start, cacheEnd: a.address,
             instructions: UInt32(count), boundaryStart: UInt32(boundaryStart),
-            boundaryCount: UInt32(state.pointee.boundaryCount - boundaryStart))
-        state.pointee.fragmentCount += 1
+            boundaryCount: UInt32(state.pointee.boundaryCount - boundaryStart)))
         guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
         state.pointee.stats.blocks += 1
         state.pointee.stats.nativeBytes += UInt64(nativeBytes)
@@ -322,12 +319,9 @@ extension Translator {
         if a.outOfReach { return fail(.outOfReach, at: pc) }
         if a.overflowed { return fail(.cacheFull, at: pc) }
         commit(unit: u, a)
-        let index = state.pointee.fragmentCount
-        if index > 0 && start < state.pointee.fragments[index - 1].cacheStart { state.pointee.fragmentsSorted = false }
-        state.pointee.fragments[index] = Fragment(
+        appendFragment(Fragment(
             nativeStart: pc, nativeEnd: pc, nativeLow: pc, cacheStart: start, cacheEnd: a.address, instructions: 0,
-            boundaryStart: UInt32(boundaryStart), boundaryCount: 1)
-        state.pointee.fragmentCount += 1
+            boundaryStart: UInt32(boundaryStart), boundaryCount: 1))
         guard insertLookup(pc, start) else { return fail(.tooManyFragments, at: pc) }
         return body
     }

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //
-// Liveness of the arithmetic flags across a block's end. Tools insert flag-writing
+// Liveness of the arithmetic flags and of the general-purpose registers across a
+// block's end. Tools insert flag-writing
 // code (inscount's `add`) only where the flags are dead; within the block the
 // liveness service sees that, but at the end it had to assume every flag live,
 // and a block that never overwrote them (`pop; jmp`, `mov; call`) paid for a
 // flags-preserving sequence. Where the block's only successor is known (a direct
 // jump or call, or the next instruction of a cut block), its first instructions
-// are read ahead: a flag overwritten there before it is read is dead here.
+// are read ahead: a flag overwritten there before it is read is dead here. The
+// same goes for registers, which inline checks borrow when dead instead of
+// spilling them.
 
 extension Translator {
     /// Instructions read ahead at most; the code is read, not translated.
@@ -54,6 +57,57 @@ extension Translator {
             pc = insn.nextAddress
         }
         return undetermined
+    }
+
+    /// The general-purpose registers that may be read after the block ending in
+    /// `last`: every one unless its successor is known (as for the flags).
+    func registersLive(after last: Instruction) -> UInt16 {
+        switch last.controlFlow {
+        case .none:
+            return registersLive(at: last.nextAddress)
+        case .jmp, .call:
+            let target = directTarget(last)
+            return isBranchThunk(target) ? 0xFFFF : registersLive(at: target)
+        default:
+            return 0xFFFF
+        }
+    }
+
+    /// The general-purpose registers the code at `pc` may read before it
+    /// overwrites them. Straight-line code and direct jumps only, as for the flags;
+    /// code whose block starts with a hook (a wrapped function's entry, a post
+    /// site: hooks read any register), runs natively, or may fault to a fixup
+    /// ends the search with every undetermined register live.
+    func registersLive(at pc: UInt64) -> UInt16 {
+        var undetermined: UInt16 = 0xFFFF
+        var live: UInt16 = 0
+        var pc = pc
+        var insn = Instruction()
+        var operands = Operands()
+        let fixup = state.pointee.host.hasFaultFixup
+        for k in 0..<Translator.lookaheadInstructions {
+            if k == 0 || insn.controlFlow == .jmp {
+                // A block may start here.
+                if isWrapped(pc) || (state.pointee.postSiteCount > 0 && isPostSite(pc)) || isNativeExit(pc) { break }
+            }
+            guard decodeOne(at: pc, into: &insn), fixup?(pc) ?? 0 == 0 else { break }
+            if insn.controlFlow == .jmp, let target = insn.directBranchTarget, !isBranchThunk(target) {
+                pc = target
+                continue
+            }
+            guard insn.controlFlow == .none else { break }
+            if insn.mnemonic == .nop {  // its operand is not read (ftrace's 5-byte nop names rax)
+                pc = insn.nextAddress
+                continue
+            }
+            Decoder.decodeOperands(insn, into: &operands)
+            let read = InstrumentedBlock.readRegisters(insn, operands)
+            live |= read & undetermined
+            undetermined &= ~read & ~InstrumentedBlock.killedRegisters(insn, operands)
+            if undetermined == 0 { break }
+            pc = insn.nextAddress
+        }
+        return live | undetermined
     }
 
     /// Decodes the native instruction at `pc` (read through the host); false when

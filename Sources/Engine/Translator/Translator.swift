@@ -265,9 +265,13 @@ public struct TranslatorState {
     /// nextCachePC: how a new thread enters the cache.
     public var resume: UInt64 = 0
     public var stats = TranslatorStats()
-    /// Fragments were appended in increasing cache address (one code pool, filled
-    /// in order): `fragment(containing:)` can search instead of scan.
-    var fragmentsSorted = true
+    /// Runs of fragments appended in increasing cache address (a code unit fills
+    /// in order; a run ends where the next fragment lies lower, in another
+    /// unit): the index each run starts at. `fragment(containing:)` searches
+    /// within runs; with more runs than this holds it scans.
+    var fragmentRuns: InlineArray<64, Int32> = InlineArray(repeating: 0)
+    var fragmentRunCount = 0
+    var fragmentsInRuns = true
     public var lastError: TranslateError = .none
     public var lastErrorPC: UInt64 = 0
     /// Native address of the block being emitted (for boundary entries).
@@ -405,27 +409,51 @@ public struct Translator {
     }
 
     /// The fragment whose code contains cache address `pc`, or -1. Newest first:
-    /// recently translated code is the likeliest place to be.
+    /// recently translated code is the likeliest place to be. (Interrupts and
+    /// faults in translated code ask this: a binary search per run of sorted
+    /// fragments, not a scan of them all.)
     public func fragment(containing pc: UInt64) -> Int {
-        if state.pointee.fragmentsSorted {
-            // Largest i with cacheStart <= pc.
-            var lo = 0
-            var hi = state.pointee.fragmentCount
+        let fragments = state.pointee.fragments
+        guard state.pointee.fragmentsInRuns else {
+            var i = state.pointee.fragmentCount - 1
+            while i >= 0 {
+                if pc >= fragments[i].cacheStart && pc < fragments[i].cacheEnd { return i }
+                i -= 1
+            }
+            return -1
+        }
+        var end = state.pointee.fragmentCount
+        var r = state.pointee.fragmentRunCount - 1
+        while r >= 0 {
+            let first = Int(state.pointee.fragmentRuns[r])
+            defer { end = first; r -= 1 }
+            guard first < end, fragments[first].cacheStart <= pc else { continue }
+            // Largest i in the run with cacheStart <= pc.
+            var lo = first + 1
+            var hi = end
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if state.pointee.fragments[mid].cacheStart <= pc { lo = mid + 1 } else { hi = mid }
+                if fragments[mid].cacheStart <= pc { lo = mid + 1 } else { hi = mid }
             }
-            guard lo > 0 else { return -1 }
-            let f = state.pointee.fragments[lo - 1]
-            return pc < f.cacheEnd ? lo - 1 : -1
-        }
-        var i = state.pointee.fragmentCount - 1
-        while i >= 0 {
-            let f = state.pointee.fragments[i]
-            if pc >= f.cacheStart && pc < f.cacheEnd { return i }
-            i -= 1
+            if pc < fragments[lo - 1].cacheEnd { return lo - 1 }
         }
         return -1
+    }
+
+    /// Appends a fragment (translation time; the caller made sure of room).
+    func appendFragment(_ f: Fragment) {
+        let index = state.pointee.fragmentCount
+        if index == 0 || f.cacheStart < state.pointee.fragments[index - 1].cacheStart {
+            let runs = state.pointee.fragmentRunCount
+            if runs < state.pointee.fragmentRuns.count {
+                state.pointee.fragmentRuns[runs] = Int32(index)
+                state.pointee.fragmentRunCount = runs + 1
+            } else {
+                state.pointee.fragmentsInRuns = false
+            }
+        }
+        state.pointee.fragments[index] = f
+        state.pointee.fragmentCount = index + 1
     }
 
     /// The native PC whose exact state the cache address `pc` holds, or nil when
