@@ -67,4 +67,41 @@ struct HeapCheckPlacementTests {
         #expect(user == .ok)
         #expect(RepString.argument(insn) == .applicationPC)
     }
+
+    @Test("accesses through the same registers within 16 bytes join; others, and written registers, do not")
+    func joining() {
+        var j = JoinableChecks()
+        j.add(at(.rdi, 0x10), size: 8, at: 0, pc: 0xFFFF_FFFF_8100_0000, entry: 3)
+        #expect(j.joinable(at(.rdi, 0x18), size: 8, at: 1) == 0)  // [0x10, 0x20): 16 bytes
+        #expect(j.joinable(at(.rdi, 0x19), size: 8, at: 1) == nil)  // 17 bytes
+        #expect(j.joinable(at(.rdi, 0x08), size: 8, at: 1) == 0)  // [0x08, 0x18)
+        #expect(j.joinable(at(.rsi, 0x18), size: 8, at: 1) == nil)  // another base
+        #expect(j.joinable(at(.rdi, 0x18, index: .rax), size: 8, at: 1) == nil)  // an index
+        let e = j.join(0, at(.rdi, 0x08), size: 8, at: 2)
+        #expect(e.low == 0x08 && e.high == 0x18 && e.entry == 3 && e.displacement == 0x10)
+        // Now [0x08, 0x18): 0x18 + 8 would make 24 bytes.
+        #expect(j.joinable(at(.rdi, 0x18), size: 8, at: 3) == nil)
+        j.forget(written: 1 << UInt16(GPR.rsi.rawValue))
+        #expect(j.joinable(at(.rdi, 0x10), size: 4, at: 3) == 0)
+        j.forget(written: 1 << UInt16(GPR.rdi.rawValue))
+        #expect(j.joinable(at(.rdi, 0x10), size: 4, at: 3) == nil)
+        j.add(at(.rbx, 0), size: 8, at: 4, pc: 0xFFFF_FFFF_8100_0010, entry: 5)
+        j.close()
+        #expect(j.joinable(at(.rbx, 8), size: 8, at: 5) == nil)
+    }
+
+    @Test("a joined check's argument round-trips and is never a plain PC")
+    func joinedArgument() throws {
+        let joined = JoinedAccesses(pc: 0xFFFF_FFFF_8123_4567, instructions: 7, lowOffset: -8, bytes: 16)
+        let back = try #require(JoinedAccesses(argument: joined.argument))
+        #expect(back.pc == 0xFFFF_FFFF_8123_4567 && back.instructions == 7 && back.lowOffset == -8 && back.bytes == 16)
+        #expect(JoinedAccesses(argument: 0xFFFF_FFFF_8123_4567) == nil)  // a kernel PC
+        #expect(JoinedAccesses(argument: 0x5555_5555_1000) == nil)  // a user PC
+        // The joined bytes [first - 8, first + 8) through the same registers.
+        #expect(back.covers(at(.rdi, 0x08), size: 8, first: at(.rdi, 0x10)))
+        #expect(back.covers(at(.rdi, 0x10), size: 8, first: at(.rdi, 0x10)))
+        #expect(!back.covers(at(.rdi, 0x14), size: 8, first: at(.rdi, 0x10)))
+        #expect(!back.covers(at(.rsi, 0x10), size: 8, first: at(.rdi, 0x10)))
+        #expect(!JoinedAccesses.fits(0x5555_5555_1000) && JoinedAccesses.fits(0xFFFF_FFFF_8123_4567))
+    }
 }

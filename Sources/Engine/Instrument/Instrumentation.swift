@@ -255,11 +255,21 @@ public struct InstrumentedBlock {
     public func storage(_ offset: Int32) -> AsmMemory { AsmMemory.gs(contextGSOffset + toolStorage + offset) }
 
     /// Inserts `instruction` before application instruction `index`.
-    public mutating func insert(_ instruction: MetaInstruction, before index: Int) {
-        guard index >= 0, index < count, phase != .appToApp, phase != .analysis else { return }
-        guard metaCount < metaCapacity else { overflowed = true; return }
+    /// Returns the entry's index (for `replace`), nil when nothing was inserted.
+    @discardableResult
+    public mutating func insert(_ instruction: MetaInstruction, before index: Int) -> Int? {
+        guard index >= 0, index < count, phase != .appToApp, phase != .analysis else { return nil }
+        guard metaCount < metaCapacity else { overflowed = true; return nil }
         meta[metaCount] = MetaEntry(before: index, instruction: instruction)
         metaCount += 1
+        return metaCount - 1
+    }
+
+    /// Replaces the meta instruction of entry `entry` (an index `insert` returned
+    /// in this phase), keeping its place.
+    public mutating func replace(_ entry: Int, with instruction: MetaInstruction) {
+        guard entry >= 0, entry < metaCount, phase != .appToApp, phase != .analysis else { return }
+        meta[entry].instruction = instruction
     }
 
     // MARK: side exits

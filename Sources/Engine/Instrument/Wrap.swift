@@ -300,16 +300,20 @@ extension Translator {
         var frames: InlineArray<4, WrapFrame> = InlineArray(repeating: WrapFrame())
         var count = 0
         t.withLock { count = t.popFrames(entryStackPointer: entrySP, returnAddress: pc, into: &frames) }
-        // Innermost hooks last in, first out: the wrap registered last returns first.
-        var i = t.state.pointee.wrapCount - 1
-        while i >= 0 {
-            let wrap = t.state.pointee.wraps[i]
-            for k in 0..<count where frames[k].wrap == i {
-                var call = WrapCall(context: context, function: wrap.address, returnAddress: pc,
-                                    entryStackPointer: entrySP, userData: frames[k].userData)
-                withUnsafeMutablePointer(to: &call) { wrap.post!(UnsafeMutableRawPointer($0), wrap.data) }
-            }
-            i -= 1
+        // Innermost hooks last in, first out: the wrap registered last returns
+        // first. A bucket holds at most four frames: the highest wrap index left
+        // each time, no walk over every registered wrap.
+        var left = count
+        while left > 0 {
+            var pick = 0
+            for k in 1..<left where frames[k].wrap > frames[pick].wrap { pick = k }
+            let frame = frames[pick]
+            left -= 1
+            frames[pick] = frames[left]
+            let wrap = t.state.pointee.wraps[frame.wrap]
+            var call = WrapCall(context: context, function: wrap.address, returnAddress: pc,
+                                entryStackPointer: entrySP, userData: frame.userData)
+            withUnsafeMutablePointer(to: &call) { wrap.post!(UnsafeMutableRawPointer($0), wrap.data) }
         }
     }
 }

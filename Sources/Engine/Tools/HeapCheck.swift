@@ -116,6 +116,8 @@ public struct HeapCheckStatistics {
     public var released: UInt64 = 0
     public var slowPaths: UInt64 = 0
     public var checksInserted: UInt64 = 0
+    /// Accesses whose check joined an earlier one (not counted in checksInserted).
+    public var checksJoined: UInt64 = 0
     public var findings: UInt64 = 0
     public var stacksDropped: UInt64 = 0
     public init() {}
@@ -223,10 +225,20 @@ public enum HeapCheck {
         let block = InstrumentedBlock.from(raw)
         var operands = Operands()
         var covered = CoveredAccesses()
+        var open = JoinableChecks()
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
             Decoder.decodeOperands(insn, into: &operands)
-            defer { covered.forget(written: Decoder.registerAccesses(insn, operands: operands).gprWritten) }
+            defer {
+                let written = Decoder.registerAccesses(insn, operands: operands).gprWritten
+                covered.forget(written: written)
+                open.forget(written: written)
+                // A later access may not join a check that runs before a way out
+                // of the block (a branch, a fault that goes to a fixup): it might
+                // never happen. (Elided jumps end the stretch too: the slow path
+                // walks the joined instructions in address order.)
+                if insn.controlFlow != .none || block.pointee.faultsToFixup(i) { open.close() }
+            }
             if insn.isRepeated, let (kind, _) = RepString.kind(insn.mnemonic) {
                 // A whole rep string operation: its ranges, in Swift, first, unless
                 // they lie outside the direct map (copies to and from user memory).
@@ -251,21 +263,43 @@ public enum HeapCheck {
             // allocator's hooks, which run at block starts.
             if covered.contains(m.memory, size: m.size) { continue }
             covered.add(m.memory, size: m.size)
+            // (A displacement within 64 bytes of +-2 GiB is no heap access.)
+            guard m.memory.displacement > Int32.min + 64 && m.memory.displacement < Int32.max - 64 else { continue }
+            if let k = open.joinable(m.memory, size: m.size, at: i) {
+                // Joins an earlier check of this stretch: one check of both ends
+                // of the joined bytes.
+                let e = open.join(k, m.memory, size: m.size, at: i)
+                var first = m.memory
+                first.displacement = e.low
+                let joined = JoinedAccesses(pc: e.pc, instructions: i - e.instruction + 1,
+                                            lowOffset: Int(e.low - e.displacement), bytes: Int(e.high - e.low))
+                let check = InlineCheck(
+                    memory: first, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
+                    argument: UInt64(e.high - e.low) | bothEnds, slowFunction: address(of: slowPath),
+                    slowArgument: joined.argument, temporaries: 2)
+                block.pointee.replace(e.entry, with: .inlineCheck(check))
+                state.pointee.statistics.checksJoined += 1
+                continue
+            }
             // Up to 8 bytes: one granule, the last byte's, whose address the
             // translator's lea computes; wider: the first byte's address too.
-            // (A displacement within 8 bytes of +2 GiB is no heap access.)
             var last = m.memory
             let wide = m.size > 8
-            guard Int64(m.memory.displacement) + Int64(m.size - 1) <= Int64(Int32.max) else { continue }
             if !wide { last.displacement = m.memory.displacement + Int32(m.size - 1) }
             let check = InlineCheck(
                 memory: last, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
                 argument: UInt64(m.size), slowFunction: address(of: slowPath), slowArgument: insn.address,
                 temporaries: wide ? 2 : 1)
-            block.pointee.insert(.inlineCheck(check), before: i)
+            if let entry = block.pointee.insert(.inlineCheck(check), before: i), JoinedAccesses.fits(insn.address) {
+                open.add(m.memory, size: m.size, at: i, pc: insn.address, entry: entry)
+            }
             state.pointee.statistics.checksInserted += 1
         }
     }
+
+    /// In an inline check's argument (besides the size): check the first byte's
+    /// granule and the last byte's (a joined check).
+    static let bothEnds: UInt64 = 0x100
 
     static func address(of function: @convention(c) (UnsafeMutableRawPointer?, UInt64) -> Void) -> UInt64 {
         UInt64(UInt(bitPattern: unsafeBitCast(function, to: UnsafeRawPointer.self)))
@@ -317,7 +351,8 @@ public enum HeapCheck {
     static let emitFastPath: InlineCheckEmitter = { data, raw in
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let site = InlineCheckSite.from(raw)
-        let size = Int32(site.pointee.argument)
+        let size = Int32(site.pointee.argument & 0xFF)
+        let oneGranule = size <= 8 && site.pointee.argument & bothEnds == 0
         let address = site.pointee.address, page = site.pointee.temporary0
         let table = Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: state.pointee.pageShadow))))
         emitPageIndex(state, site, of: address, into: page)
@@ -325,15 +360,15 @@ public enum HeapCheck {
         // The page's biased chunk: its shadow byte for an address is at
         // word + (address >> 3) (pages without shadow read a clean chunk).
         site.pointee.assembler.mov(page, AsmMemory(base: .absolute, index: page, scale: 8, displacement: table))
-        if size <= 8 {
+        if oneGranule {
             site.pointee.assembler.shr(address, 3)
             site.pointee.assembler.testByte(AsmMemory(base: .register(page), index: address, scale: 1), imm8: 0xFF)
             site.pointee.slowPath(if: .ne)
             return
         }
-        // Wider: the first byte's granule, then the last byte's (read past the
-        // page's chunk when the access straddles a page: a dirty byte there
-        // only costs a slow path).
+        // Wider, or joined: the first byte's granule, then the last byte's (read
+        // past the page's chunk when the access straddles a page: a dirty byte
+        // there only costs a slow path).
         let granule = site.pointee.temporary1
         for k in 0..<2 {
             if k == 0 {
@@ -737,8 +772,30 @@ public enum HeapCheck {
         guard let raw = Translator(context: context).toolData(named: name) else { return }
         let s = raw.assumingMemoryBound(to: HeapCheckState.self)
         s.pointee.statistics.slowPaths &+= 1
-        guard let access = decodeAccess(Translator(context: context), context, pc) else { return }
-        check(s, context, pc: pc, address: access.address, size: UInt64(access.size), write: access.write)
+        let t = Translator(context: context)
+        guard let joined = JoinedAccesses(argument: pc) else {
+            guard let access = decodeAccess(t, context, pc) else { return }
+            check(s, context, pc: pc, address: access.address, size: UInt64(access.size), write: access.write)
+            return
+        }
+        // A joined check: each access it stands for, checked as its own (the
+        // registers they use are the same, unchanged, up to the last of them).
+        var at = joined.pc
+        var first: AsmMemory? = nil
+        var insn = Instruction()
+        var operands = Operands()
+        for _ in 0..<joined.instructions {
+            guard t.decodeOne(at: at, into: &insn) else { return }
+            Decoder.decodeOperands(insn, into: &operands)
+            if let m = checkedOperand(insn, operands) {
+                if first == nil { first = m.memory }
+                if let f = first, joined.covers(m.memory, size: m.size, first: f),
+                   let access = decodeAccess(t, context, at) {
+                    check(s, context, pc: at, address: access.address, size: UInt64(access.size), write: access.write)
+                }
+            }
+            at = insn.nextAddress
+        }
     }
 
     /// Before a rep string instruction: its source and destination ranges.
@@ -799,17 +856,24 @@ public enum HeapCheck {
                 granule = (granule | 0xFFF) &+ 1  // no shadow on this page
                 continue
             }
+            // This page's part of the range: its first non-zero shadow byte, eight
+            // at a time (rep strings cover kilobytes).
+            let pageEnd = min(end, (granule | 0xFFF) &+ 1)
+            let count = Int((pageEnd &- granule &+ 7) >> 3)
             let shadow = chunk + Int((granule & 0xFFF) >> 3)
-            if granule & 63 == 0 && end &- granule >= 64
-                && UnsafeRawPointer(shadow).load(as: UInt64.self) == 0 {
-                granule &+= 64  // eight clean granules at once (rep strings cover kilobytes)
+            var k = 0
+            while k + 8 <= count && UnsafeRawPointer(shadow + k).loadUnaligned(as: UInt64.self) == 0 { k += 8 }
+            while k < count && shadow[k] == 0 { k += 1 }
+            guard k < count else {
+                granule = pageEnd  // the page's part is clean
                 continue
             }
-            let v = shadow.pointee
+            granule &+= UInt64(k) << 3
+            let v = shadow[k]
             if v >= 0x80 {
                 bad = max(granule, address)
                 value = v
-            } else if v != 0 && min(granule &+ 8, end) > granule &+ UInt64(v) {
+            } else if min(granule &+ 8, end) > granule &+ UInt64(v) {
                 // 1...7: that many leading bytes of the granule are accessible.
                 bad = max(granule &+ UInt64(v), address)
                 value = v
@@ -1014,5 +1078,122 @@ struct CoveredAccesses {
             kept += 1
         }
         count = kept
+    }
+}
+
+/// The checks of a straight stretch of a block that a later access through the
+/// same registers may join, when the joined bytes stay within `window`: one check
+/// of the first and the last byte's granules then stands for all of them. Sound
+/// because between two clean granules less than `window` bytes apart there is
+/// at most one granule, and a poisoned stretch between accessible bytes is longer:
+/// a redzone (16 bytes or more) or a quarantined object with its redzone. (Named
+/// caches have no redzones: a freed object of 8 bytes or less between two live
+/// ones could hide there.)
+struct JoinableChecks {
+    struct Entry {
+        var memory: AsmMemory
+        /// The first access's displacement, and the joined bytes [low, high).
+        var displacement: Int32
+        var low: Int32
+        var high: Int32
+        /// The first access's instruction (block index and PC) and its meta entry.
+        var instruction: Int
+        var pc: UInt64
+        var entry: Int
+    }
+    static let window: Int32 = 16
+    var entries: InlineArray<4, Entry> = InlineArray(repeating: Entry(
+        memory: AsmMemory(base: .absolute), displacement: 0, low: 0, high: 0, instruction: 0, pc: 0, entry: 0))
+    var count = 0
+
+    /// The entry an access of `size` bytes at `m` by instruction `index` may join.
+    func joinable(_ m: AsmMemory, size: Int, at index: Int) -> Int? {
+        for k in 0..<count {
+            let e = entries[k]
+            guard e.memory.base == m.base && e.memory.index == m.index && e.memory.scale == m.scale
+                && e.memory.segment == m.segment, index - e.instruction < JoinedAccesses.maxInstructions else { continue }
+            let low = min(e.low, m.displacement), high = max(e.high, m.displacement + Int32(size))
+            if high - low <= Self.window { return k }
+        }
+        return nil
+    }
+
+    mutating func join(_ k: Int, _ m: AsmMemory, size: Int, at index: Int) -> Entry {
+        entries[k].low = min(entries[k].low, m.displacement)
+        entries[k].high = max(entries[k].high, m.displacement + Int32(size))
+        return entries[k]
+    }
+
+    mutating func add(_ m: AsmMemory, size: Int, at index: Int, pc: UInt64, entry: Int) {
+        let k = min(count, entries.count - 1)  // full: the newest replaces the last
+        entries[k] = Entry(memory: m, displacement: m.displacement, low: m.displacement,
+                           high: m.displacement + Int32(size), instruction: index, pc: pc, entry: entry)
+        count = k + 1
+    }
+
+    mutating func close() { count = 0 }
+
+    mutating func forget(written: UInt16) {
+        guard written != 0 else { return }
+        var kept = 0
+        for k in 0..<count {
+            let m = entries[k].memory
+            var uses: UInt16 = 0
+            if case .register(let b) = m.base { uses |= 1 << UInt16(b.rawValue) }
+            if let x = m.index { uses |= 1 << UInt16(x.rawValue) }
+            if uses & written != 0 { continue }
+            entries[kept] = entries[k]
+            kept += 1
+        }
+        count = kept
+    }
+}
+
+/// What a joined check's slow path needs, packed into its argument: bits 63-62
+/// 01 (never a canonical address: plain checks pass their PC), the instruction
+/// count from the first joined access to the last (bits 32-39), the joined
+/// bytes' offset from the first access's displacement (bits 40-47, signed) and
+/// their length (bits 48-55), and the first access's PC sign-extended from its
+/// low 32 bits (kernel text and modules lie in the top 2 GiB).
+struct JoinedAccesses {
+    var pc: UInt64
+    var instructions: Int
+    var lowOffset: Int
+    var bytes: Int
+
+    static let maxInstructions = 255
+
+    static func fits(_ pc: UInt64) -> Bool {
+        let signed = Int64(bitPattern: pc)
+        return signed >= Int64(Int32.min) && signed <= Int64(Int32.max)
+    }
+
+    init(pc: UInt64, instructions: Int, lowOffset: Int, bytes: Int) {
+        self.pc = pc
+        self.instructions = instructions
+        self.lowOffset = lowOffset
+        self.bytes = bytes
+    }
+
+    init?(argument: UInt64) {
+        guard argument >> 62 == 1 else { return nil }
+        pc = UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: argument)))
+        instructions = Int((argument >> 32) & 0xFF)
+        lowOffset = Int(Int8(truncatingIfNeeded: argument >> 40))
+        bytes = Int((argument >> 48) & 0xFF)
+    }
+
+    var argument: UInt64 {
+        1 << 62 | UInt64(instructions & 0xFF) << 32 | UInt64(UInt8(truncatingIfNeeded: lowOffset)) << 40
+            | UInt64(bytes & 0xFF) << 48 | UInt64(UInt32(truncatingIfNeeded: pc))
+    }
+
+    /// Whether an access of `size` bytes at `m` is one of the joined ones, given
+    /// the first joined access's operand.
+    func covers(_ m: AsmMemory, size: Int, first: AsmMemory) -> Bool {
+        guard m.base == first.base && m.index == first.index && m.scale == first.scale && m.segment == first.segment
+        else { return false }
+        let low = Int(first.displacement) + lowOffset
+        return Int(m.displacement) >= low && Int(m.displacement) + size <= low + bytes
     }
 }
