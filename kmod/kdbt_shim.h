@@ -38,6 +38,8 @@ void kdbt_host_code_pool_destroy(void);
 u64 kdbt_host_code_pool_base(void);
 long kdbt_host_code_pool_bytes(void);
 void *kdbt_host_code_alloc(long bytes, u64 near);
+void *kdbt_host_module_data_alloc(long bytes);
+void kdbt_host_module_data_free(void *p);
 void *kdbt_host_cpu_context(u32 cpu);
 long kdbt_host_read_code(void *dst, u64 addr, long n);
 long kdbt_host_context_gs_offset(void);

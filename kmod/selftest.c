@@ -73,6 +73,23 @@ long kdbt_host_code_pool_create(long bytes)
 	return 0;
 }
 
+/* Zeroed data memory in the module area, where code addresses it absolutely
+ * (disp32): heapcheck's flat shadow. NULL when memory is short (no OOM kill:
+ * heapcheck then keeps its shadow in chunks). */
+void *kdbt_host_module_data_alloc(long bytes)
+{
+	if (bytes <= 0)
+		return NULL;
+	return vmalloc_range(bytes, PAGE_SIZE, MODULES_VADDR, MODULES_END,
+			     GFP_KERNEL | __GFP_ZERO | __GFP_NORETRY | __GFP_NOWARN, PAGE_KERNEL, 0,
+			     NUMA_NO_NODE, __builtin_return_address(0));
+}
+
+void kdbt_host_module_data_free(void *p)
+{
+	vfree(p);
+}
+
 void kdbt_host_code_pool_destroy(void)
 {
 	vfree(code_pool); /* VM_FLUSH_RESET_PERMS: permissions reset, TLB flushed */

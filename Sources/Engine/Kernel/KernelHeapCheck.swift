@@ -42,6 +42,10 @@ func kdbt_hc_direct_map_pages() -> UInt64
 func kdbt_hc_set_active(_ active: Int32)
 @_extern(c, "kdbt_hc_page_bytes")
 func kdbt_hc_page_bytes(_ size: UInt64) -> UInt64
+@_extern(c, "kdbt_host_module_data_alloc")
+func kdbt_host_module_data_alloc(_ bytes: Int) -> UnsafeMutableRawPointer?
+@_extern(c, "kdbt_host_module_data_free")
+func kdbt_host_module_data_free(_ p: UnsafeMutableRawPointer)
 
 /// What the wrap hooks need: the tool state and the functions they redirect to.
 struct KernelHeapCheck {
@@ -50,7 +54,12 @@ struct KernelHeapCheck {
     var kmemCacheAllocNode: UInt64 = 0
     /// The arena holding all of it (freed at detach).
     var arena: UnsafeMutableRawPointer
+    /// The flat shadow (`HeapCheckState.flatShadow`), its own allocation.
+    var flatShadow: UnsafeMutableRawPointer?
 
+    /// The largest flat shadow taken (an eighth of a 4 GiB direct map); a bigger
+    /// direct map, or memory too short for it, keeps shadow in chunks.
+    static let maxFlatShadowBytes = 512 << 20
     static let defaultRedzone: UInt64 = 16
     static let defaultQuarantine: UInt64 = 4 << 20
     /// GFP zone bits (___GFP_DMA, ___GFP_DMA32): those requests keep their zone.
@@ -65,15 +74,29 @@ struct KernelHeapCheck {
     static func create(_ t: Translator, redzone: UInt64, quarantine: UInt64, findings: UnsafeMutablePointer<FindingsRing>,
                        allocate: (Int) -> UnsafeMutableRawPointer?,
                        free: (UnsafeMutableRawPointer) -> Void) -> UnsafeMutablePointer<KernelHeapCheck>? {
-        let limits = HeapCheckLimits()
+        var limits = HeapCheckLimits()
         let pages = kdbt_hc_direct_map_pages()
+        guard pages > 0 else { return nil }
+        // The flat shadow where it fits: the check then needs neither the page
+        // table nor a second temporary (HeapCheck.emitFlatFastPath).
+        let flatBytes = FlatShadow.bytes(pages: pages)
+        let flat = flatBytes <= maxFlatShadowBytes ? kdbt_host_module_data_alloc(flatBytes) : nil
+        if flat != nil { limits.shadowChunks = 0 }
         let bytes = HeapCheck.arenaBytes(limits, pages: pages) + MemoryLayout<KernelHeapCheck>.stride + 64
-        guard pages > 0, let block = allocate(bytes),
+        guard let block = allocate(bytes),
               let table = kdbt_host_code_alloc(Int(pages) * 8, 0)  // disp32 reach, as the inline check needs
-        else { return nil }
+        else {
+            if let f = flat { kdbt_host_module_data_free(f) }
+            return nil
+        }
         var arena = Arena(base: block, capacity: bytes)
         var done = false
-        defer { if !done { free(block) } }
+        defer {
+            if !done {
+                free(block)
+                if let f = flat { kdbt_host_module_data_free(f) }
+            }
+        }
         let host = HeapCheckHostFunctions(
             captureStack: { pc, sp, bp, frames, capacity in kdbt_hc_capture_stack(pc, sp, bp, frames, capacity) },
             currentTask: { pid, comm in kdbt_hc_current_task(pid, comm) },
@@ -84,15 +107,23 @@ struct KernelHeapCheck {
               let state = HeapCheck.create(
                 in: &arena, host: host, limits: limits, directMapBase: kdbt_hc_direct_map_base(), pages: pages,
                 pageTable: table.bindMemory(to: UInt64.self, capacity: Int(pages)),
+                flatShadow: flat?.bindMemory(to: UInt8.self, capacity: flatBytes),
                 redzone: (redzone + 7) & ~7, quarantineLimit: quarantine, findings: findings)
         else { return nil }
         state.pointee.classCount = Int(kdbt_hc_classes(state.pointee.classSize, state.pointee.classCache,
                                                        Int32(HeapCheck.maxClasses)))
         guard state.pointee.classCount > 0 else { return nil }
-        kh.initialize(to: KernelHeapCheck(state: state, arena: block))
+        kh.initialize(to: KernelHeapCheck(state: state, arena: block, flatShadow: flat))
         guard t.register(HeapCheck.registration(state), storageBytes: 0) else { return nil }
         done = true
         return kh
+    }
+
+    /// Frees what `create` allocated (`free` gives arenas back).
+    static func destroy(_ kh: UnsafeMutablePointer<KernelHeapCheck>, free: (UnsafeMutableRawPointer) -> Void) {
+        let flat = kh.pointee.flatShadow
+        free(kh.pointee.arena)  // kh lives in it
+        if let f = flat { kdbt_host_module_data_free(f) }
     }
 
     /// Wraps the allocator's entry points; those the kernel lacks are skipped.

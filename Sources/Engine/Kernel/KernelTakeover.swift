@@ -233,7 +233,7 @@ extension KernelHost {
         var heapCheck: UnsafeMutablePointer<KernelHeapCheck>? = nil
         // Everything allocated so far goes back.
         func outOfMemory() -> AttachRefusal {
-            if let kh = heapCheck { freeArena(kh.pointee.arena) }
+            if let kh = heapCheck { KernelHeapCheck.destroy(kh, free: { freeArena($0) }) }
             freeArena(block)
             kdbt_host_takeover_free()
             return .outOfMemory
@@ -411,7 +411,7 @@ extension KernelHost {
     }
 
     private func abandon(_ ts: UnsafeMutablePointer<TakeoverState>, _ block: UnsafeMutableRawPointer) -> AttachRefusal {
-        if let kh = ts.pointee.heapCheck { freeArena(kh.pointee.arena) }
+        if let kh = ts.pointee.heapCheck { KernelHeapCheck.destroy(kh, free: { freeArena($0) }) }
         freeArena(block)
         kdbt_host_takeover_free()
         return .untranslatableEntry
@@ -467,7 +467,7 @@ extension KernelHost {
             // Every CPU is native now: the quarantine goes back to the allocator.
             kdbt_hc_set_active(0)
             HeapCheck.releaseAll(kh.pointee.state)
-            freeArena(kh.pointee.arena)
+            KernelHeapCheck.destroy(kh, free: { freeArena($0) })
         }
         if let ring = ts.pointee.findings { KernelFindings.keep(ring) }
         freeArena(ts.pointee.arena)

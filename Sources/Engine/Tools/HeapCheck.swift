@@ -136,6 +136,11 @@ public struct HeapCheckState {
     /// Per page (disp32-addressable): its shadow chunk, biased for the fast path
     /// (`tableWord`); pages without shadow point at `cleanChunk`. Kind per page.
     var pageShadow: UnsafeMutablePointer<UInt64>
+    /// The flat shadow, when the host could give one (disp32-addressable, zeroed,
+    /// `chunkBytes` per direct-map page, then `FlatShadow.tail`): page p's chunk
+    /// is at flat + p * chunkBytes, and the inline check reads it without the
+    /// page table. nil: chunks come from `chunks`.
+    var flatShadow: UnsafeMutablePointer<UInt8>?
     /// 512 clean shadow bytes (and a pad) shared by every page without shadow.
     var cleanChunk: UnsafeMutablePointer<UInt8>
     var pageKind: UnsafeMutablePointer<UInt8>
@@ -176,6 +181,7 @@ public enum HeapCheck {
     /// disp32 reach of any code (the inline check addresses it absolutely).
     public static func create(in arena: inout Arena, host: HeapCheckHostFunctions, limits: HeapCheckLimits,
                               directMapBase: UInt64, pages: UInt64, pageTable: UnsafeMutablePointer<UInt64>,
+                              flatShadow: UnsafeMutablePointer<UInt8>? = nil,
                               redzone: UInt64, quarantineLimit: UInt64,
                               findings: UnsafeMutablePointer<FindingsRing>) -> UnsafeMutablePointer<HeapCheckState>? {
         let stackWords = 2 + limits.stackDepth
@@ -210,6 +216,12 @@ public enum HeapCheck {
             classSize: sizes.bindMemory(to: UInt64.self, capacity: maxClasses),
             classCache: caches.bindMemory(to: UInt64.self, capacity: maxClasses),
             findings: findings))
+        if let flat = flatShadow {
+            state.pointee.flatShadow = flat
+            let cells = UnsafeMutableRawPointer(flat + FlatShadow.constants(pages: pages))
+            cells.storeBytes(of: directMapBase, as: UInt64.self)
+            cells.storeBytes(of: pages << 12, toByteOffset: 8, as: UInt64.self)
+        }
         return state
     }
 
@@ -226,6 +238,7 @@ public enum HeapCheck {
         var operands = Operands()
         var covered = CoveredAccesses()
         var open = JoinableChecks()
+        let flat = state.pointee.flatShadow != nil
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
             Decoder.decodeOperands(insn, into: &operands)
@@ -276,7 +289,7 @@ public enum HeapCheck {
                 let check = InlineCheck(
                     memory: first, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
                     argument: UInt64(e.high - e.low) | bothEnds, slowFunction: address(of: slowPath),
-                    slowArgument: joined.argument, temporaries: 2)
+                    slowArgument: joined.argument, temporaries: flat ? 1 : 2)
                 block.pointee.replace(e.entry, with: .inlineCheck(check))
                 state.pointee.statistics.checksJoined += 1
                 continue
@@ -289,7 +302,7 @@ public enum HeapCheck {
             let check = InlineCheck(
                 memory: last, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
                 argument: UInt64(m.size), slowFunction: address(of: slowPath), slowArgument: insn.address,
-                temporaries: wide ? 2 : 1)
+                temporaries: (wide ? 1 : 0) + (flat ? 0 : 1))
             if let entry = block.pointee.insert(.inlineCheck(check), before: i), JoinedAccesses.fits(insn.address) {
                 open.add(m.memory, size: m.size, at: i, pc: insn.address, entry: entry)
             }
@@ -353,6 +366,10 @@ public enum HeapCheck {
         let site = InlineCheckSite.from(raw)
         let size = Int32(site.pointee.argument & 0xFF)
         let oneGranule = size <= 8 && site.pointee.argument & bothEnds == 0
+        if let flat = state.pointee.flatShadow {
+            emitFlatFastPath(site, flat: flat, pages: state.pointee.directMapPages, size: size, oneGranule: oneGranule)
+            return
+        }
         let address = site.pointee.address, page = site.pointee.temporary0
         let table = Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: state.pointee.pageShadow))))
         emitPageIndex(state, site, of: address, into: page)
@@ -380,6 +397,34 @@ public enum HeapCheck {
             site.pointee.assembler.testByte(AsmMemory(base: .register(page), index: granule, scale: 1), imm8: 0xFF)
             site.pointee.slowPath(if: .ne)
         }
+    }
+
+    /// The fast path over the flat shadow: the address's offset in the direct
+    /// map, over 8, indexes the shadow directly. One granule: 6 instructions after
+    /// the translator's lea, and no temporary (the address register becomes the
+    /// offset); both ends: one temporary for the last byte.
+    static func emitFlatFastPath(_ site: UnsafeMutablePointer<InlineCheckSite>, flat: UnsafeMutablePointer<UInt8>,
+                                 pages: UInt64, size: Int32, oneGranule: Bool) {
+        func absolute(_ p: UnsafeRawPointer) -> Int32 {
+            Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: p))))
+        }
+        let cells = UnsafeRawPointer(flat + FlatShadow.constants(pages: pages))
+        let shadow = absolute(flat)
+        let offset = site.pointee.address
+        site.pointee.assembler.sub(offset, AsmMemory(base: .absolute, displacement: absolute(cells)))
+        site.pointee.assembler.cmp(offset, AsmMemory(base: .absolute, displacement: absolute(cells + 8)))
+        site.pointee.done(if: .ae)
+        if !oneGranule {
+            // The last byte's granule (past the end of the shadow only into its pad).
+            let last = site.pointee.temporary0
+            site.pointee.assembler.lea(last, .at(offset, size - 1))
+            site.pointee.assembler.shr(last, 3)
+            site.pointee.assembler.testByte(AsmMemory(base: .absolute, index: last, scale: 1, displacement: shadow), imm8: 0xFF)
+            site.pointee.slowPath(if: .ne)
+        }
+        site.pointee.assembler.shr(offset, 3)
+        site.pointee.assembler.testByte(AsmMemory(base: .absolute, index: offset, scale: 1, displacement: shadow), imm8: 0xFF)
+        site.pointee.slowPath(if: .ne)
     }
 
     /// A rep string instruction's fast path: nothing to check when its ranges
@@ -440,10 +485,15 @@ public enum HeapCheck {
             if kind != ShadowPageKind.shared { s.pointee.pageKind[page] = kind }
             return true
         }
-        guard s.pointee.chunksUsed < s.pointee.limits.shadowChunks else { return false }
-        let chunk = s.pointee.chunks + s.pointee.chunksUsed * chunkBytes
-        s.pointee.chunksUsed += 1
-        chunk.initialize(repeating: 0, count: chunkBytes)
+        let chunk: UnsafeMutablePointer<UInt8>
+        if let flat = s.pointee.flatShadow {
+            chunk = flat + page * chunkBytes  // zeroed, and never written before
+        } else {
+            guard s.pointee.chunksUsed < s.pointee.limits.shadowChunks else { return false }
+            chunk = s.pointee.chunks + s.pointee.chunksUsed * chunkBytes
+            s.pointee.chunksUsed += 1
+            chunk.initialize(repeating: 0, count: chunkBytes)
+        }
         s.pointee.pageKind[page] = kind
         s.pointee.pageShadow[page] = tableWord(s.pointee.directMapBase, page: page, chunk: chunk)
         return true
@@ -534,7 +584,7 @@ public enum HeapCheck {
     /// Room for one more object (checked before an allocation is redirected).
     public static func hasRoom(_ s: UnsafeMutablePointer<HeapCheckState>) -> Bool {
         s.pointee.objectCount * 4 < s.pointee.limits.objects * 3 - 64
-            && s.pointee.chunksUsed + 8 < s.pointee.limits.shadowChunks
+            && (s.pointee.flatShadow != nil || s.pointee.chunksUsed + 8 < s.pointee.limits.shadowChunks)
     }
 
     /// The tracked object whose slot contains `address`, searching back at most
@@ -1196,4 +1246,14 @@ struct JoinedAccesses {
         let low = Int(first.displacement) + lowOffset
         return Int(m.displacement) >= low && Int(m.displacement) + size <= low + bytes
     }
+}
+
+/// The flat shadow's layout: `HeapCheck.chunkBytes` per direct-map page, a pad
+/// (checks of both ends read up to 8 bytes past the last page's shadow), then two
+/// words the inline check reads absolutely: the direct map's base and its size
+/// in bytes.
+public enum FlatShadow {
+    static let pad = 64
+    public static func constants(pages: UInt64) -> Int { Int(pages) * HeapCheck.chunkBytes + pad }
+    public static func bytes(pages: UInt64) -> Int { constants(pages: pages) + 16 }
 }

@@ -322,6 +322,8 @@ public struct Assembler {
     public mutating func cmp(_ a: GPR, _ b: GPR) { regReg(0x39, w: true, reg: b.rawValue, rm: a.rawValue) }
     /// sub dst, src (64-bit).
     public mutating func sub(_ dst: GPR, _ src: GPR) { regReg(0x29, w: true, reg: src.rawValue, rm: dst.rawValue) }
+    /// sub r64, [mem].
+    public mutating func sub(_ r: GPR, _ m: AsmMemory) { regMem(0x2B, w: true, reg: r.rawValue, m) }
     /// cmp r64, simm32.
     public mutating func cmp(_ r: GPR, imm32 v: Int32) {
         regReg(0x81, w: true, reg: 7, rm: r.rawValue)
