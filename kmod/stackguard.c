@@ -143,10 +143,16 @@ static int orc_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
 	bool exact = true; /* ip is where execution is, not a return address */
 	int n = 0;
 
-	if (!stack_info_of || stack_info_of((unsigned long *)sp, current, &info, NULL))
-		return -1;
-	low = (unsigned long)info.begin;
-	high = (unsigned long)info.end;
+	/* Allocations run on the task's stack nearly always: its bounds without a
+	 * call to get_stack_info. */
+	low = (unsigned long)task_stack_page(current);
+	high = low + THREAD_SIZE;
+	if (sp < low || sp >= high) {
+		if (!stack_info_of || stack_info_of((unsigned long *)sp, current, &info, NULL))
+			return -1;
+		low = (unsigned long)info.begin;
+		high = (unsigned long)info.end;
+	}
 	frames[n++] = pc;
 	while (n < capacity) {
 		/* A return address may be the first byte after a call at a function's

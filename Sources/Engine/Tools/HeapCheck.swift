@@ -238,6 +238,7 @@ public enum HeapCheck {
         var operands = Operands()
         var covered = CoveredAccesses()
         var open = JoinableChecks()
+        var stretchStart = 0  // where the current straight stretch begins
         let flat = state.pointee.flatShadow != nil
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
@@ -250,7 +251,10 @@ public enum HeapCheck {
                 // of the block (a branch, a fault that goes to a fixup): it might
                 // never happen. (Elided jumps end the stretch too: the slow path
                 // walks the joined instructions in address order.)
-                if insn.controlFlow != .none || block.pointee.faultsToFixup(i) { open.close() }
+                if insn.controlFlow != .none || block.pointee.faultsToFixup(i) {
+                    open.close()
+                    stretchStart = i + 1
+                }
             }
             if insn.isRepeated, let (kind, _) = RepString.kind(insn.mnemonic) {
                 // A whole rep string operation: its ranges, in Swift, first, unless
@@ -303,11 +307,38 @@ public enum HeapCheck {
                 memory: last, emitter: emitFastPath, emitterData: UnsafeMutableRawPointer(state),
                 argument: UInt64(m.size), slowFunction: address(of: slowPath), slowArgument: insn.address,
                 temporaries: (wide ? 1 : 0) + (flat ? 0 : 1))
-            if let entry = block.pointee.insert(.inlineCheck(check), before: i), JoinedAccesses.fits(insn.address) {
+            let at = flagsDeadPlace(block, for: m.memory, before: i, stretchStart: stretchStart)
+            if let entry = block.pointee.insert(.inlineCheck(check), before: at), JoinedAccesses.fits(insn.address) {
                 open.add(m.memory, size: m.size, at: i, pc: insn.address, entry: entry)
             }
             state.pointee.statistics.checksInserted += 1
         }
+    }
+
+    /// Where a check of `memory` for instruction `index` goes: before it, unless
+    /// the arithmetic flags are live there (saving them costs 6 instructions) and
+    /// an earlier place in the same straight stretch has them dead, with the
+    /// operand's registers unchanged from there on (the check computes the same
+    /// address) and no instruction between that may leave the block.
+    static func flagsDeadPlace(_ block: UnsafeMutablePointer<InstrumentedBlock>, for memory: AsmMemory,
+                               before index: Int, stretchStart: Int) -> Int {
+        guard !block.pointee.arithmeticFlagsDead(before: index) else { return index }
+        var uses: UInt16 = 0
+        if case .register(let b) = memory.base { uses |= 1 << UInt16(b.rawValue) }
+        if let x = memory.index { uses |= 1 << UInt16(x.rawValue) }
+        var operands = Operands()
+        var j = index - 1
+        while j >= stretchStart {
+            let insn = block.pointee[j]
+            Decoder.decodeOperands(insn, into: &operands)
+            // The check would run before instruction j: j must not change the
+            // address, nor be a way out of the block.
+            guard Decoder.registerAccesses(insn, operands: operands).gprWritten & uses == 0,
+                  insn.controlFlow == .none, !block.pointee.faultsToFixup(j) else { break }
+            if block.pointee.arithmeticFlagsDead(before: j) { return j }
+            j -= 1
+        }
+        return index
     }
 
     /// In an inline check's argument (besides the size): check the first byte's
