@@ -40,6 +40,11 @@ static const unsigned int class_sizes[] = {
 };
 static struct kmem_cache *class_caches[ARRAY_SIZE(class_sizes)];
 static unsigned long (*symbol_lookup)(const char *name);
+/* The flat shadow (Sources/Engine/Tools/HeapCheck.swift, FlatShadow) where it
+ * fits; 0 keeps heapcheck's shadow in chunks (tests of that layout). */
+static bool heapcheck_flat_shadow = true;
+module_param(heapcheck_flat_shadow, bool, 0444);
+MODULE_PARM_DESC(heapcheck_flat_shadow, "heapcheck: shadow memory in one flat area where it fits (default 1)");
 static DEFINE_RAW_SPINLOCK(heapcheck_lock);
 static unsigned long heapcheck_lock_flags;
 static bool heapcheck_active;
@@ -162,4 +167,19 @@ u64 kdbt_hc_direct_map_pages(void)
 u64 kdbt_hc_page_bytes(u64 size)
 {
 	return PAGE_SIZE << get_order(size);
+}
+
+/* Whether heapcheck may take a flat shadow (the module parameter). */
+int kdbt_hc_flat_shadow_allowed(void)
+{
+	return heapcheck_flat_shadow;
+}
+
+/* Which shadow layout this attach took, in the kernel log. */
+void kdbt_hc_report_shadow(u64 flat_bytes)
+{
+	if (flat_bytes)
+		pr_info("kdbt: heapcheck shadow: flat, %llu MiB\n", flat_bytes >> 20);
+	else
+		pr_info("kdbt: heapcheck shadow: chunked\n");
 }

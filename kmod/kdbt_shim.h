@@ -39,6 +39,8 @@ u64 kdbt_host_code_pool_base(void);
 long kdbt_host_code_pool_bytes(void);
 void *kdbt_host_code_alloc(long bytes, u64 near);
 void *kdbt_host_module_data_alloc(long bytes);
+int kdbt_hc_flat_shadow_allowed(void);
+void kdbt_hc_report_shadow(u64 flat_bytes);
 void kdbt_host_module_data_free(void *p);
 void *kdbt_host_cpu_context(u32 cpu);
 long kdbt_host_read_code(void *dst, u64 addr, long n);

@@ -84,4 +84,23 @@ expect_status 0 "  ... no finding after re-attach" -- sh -c '! grep -q "\"kind\"
 expect_status 0 "kdbt detach" -- kdbt detach
 expect_status 0 "rmmod kdbt_heapbugs" -- rmmod kdbt_heapbugs
 expect_status 0 "rmmod kdbt" -- rmmod kdbt
+
+# The chunked shadow (direct maps too big for the flat one) finds the same bugs.
+expect_status 0 "insmod kdbt.ko heapcheck_flat_shadow=0" -- insmod "$KDBT_KMOD" heapcheck_flat_shadow=0
+expect_status 0 "insmod kdbt_heapbugs.ko" -- insmod /kdbt/kdbt_heapbugs.ko
+expect_status 0 "attach with the chunked shadow" -- kdbt attach --tool heapcheck
+expect_status 0 "  ... the kernel log names it" -- sh -c 'dmesg | grep -q "heapcheck shadow: chunked"'
+for t in correct uaf-read oob-right-write oob-left-read; do
+	expect_status 0 "chunked: trigger $t" -- trigger $t
+done
+expect_status 0 "chunked: kdbt report" -- kdbt report
+cp /tmp/out /tmp/chunked.txt
+check "BUG: KDBT: use-after-free in uaf_read" "chunked: uaf-read" /tmp/chunked.txt
+check "4 bytes to the right of" "chunked: oob-right-write" /tmp/chunked.txt
+check "1 bytes to the left of" "chunked: oob-left-read" /tmp/chunked.txt
+expect_status 0 "chunked: three findings, the correct use not among them" -- \
+	sh -c '[ "$(grep -c "^BUG: KDBT:" /tmp/chunked.txt)" = 3 ]'
+expect_status 0 "kdbt detach" -- kdbt detach
+expect_status 0 "rmmod kdbt_heapbugs" -- rmmod kdbt_heapbugs
+expect_status 0 "rmmod kdbt" -- rmmod kdbt
 finish

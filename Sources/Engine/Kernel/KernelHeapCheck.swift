@@ -46,6 +46,10 @@ func kdbt_hc_page_bytes(_ size: UInt64) -> UInt64
 func kdbt_host_module_data_alloc(_ bytes: Int) -> UnsafeMutableRawPointer?
 @_extern(c, "kdbt_host_module_data_free")
 func kdbt_host_module_data_free(_ p: UnsafeMutableRawPointer)
+@_extern(c, "kdbt_hc_flat_shadow_allowed")
+func kdbt_hc_flat_shadow_allowed() -> Int32
+@_extern(c, "kdbt_hc_report_shadow")
+func kdbt_hc_report_shadow(_ flatBytes: UInt64)
 
 /// What the wrap hooks need: the tool state and the functions they redirect to.
 struct KernelHeapCheck {
@@ -80,7 +84,8 @@ struct KernelHeapCheck {
         // The flat shadow where it fits: the check then needs neither the page
         // table nor a second temporary (HeapCheck.emitFlatFastPath).
         let flatBytes = FlatShadow.bytes(pages: pages)
-        let flat = flatBytes <= maxFlatShadowBytes ? kdbt_host_module_data_alloc(flatBytes) : nil
+        let flat = kdbt_hc_flat_shadow_allowed() != 0 && flatBytes <= maxFlatShadowBytes
+            ? kdbt_host_module_data_alloc(flatBytes) : nil
         if flat != nil { limits.shadowChunks = 0 }
         let bytes = HeapCheck.arenaBytes(limits, pages: pages) + MemoryLayout<KernelHeapCheck>.stride + 64
         guard let block = allocate(bytes),
@@ -115,6 +120,7 @@ struct KernelHeapCheck {
         guard state.pointee.classCount > 0 else { return nil }
         kh.initialize(to: KernelHeapCheck(state: state, arena: block, flatShadow: flat))
         guard t.register(HeapCheck.registration(state), storageBytes: 0) else { return nil }
+        kdbt_hc_report_shadow(flat != nil ? UInt64(flatBytes) : 0)
         done = true
         return kh
     }
