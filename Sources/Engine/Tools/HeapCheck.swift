@@ -323,9 +323,7 @@ public enum HeapCheck {
     static func flagsDeadPlace(_ block: UnsafeMutablePointer<InstrumentedBlock>, for memory: AsmMemory,
                                before index: Int, stretchStart: Int) -> Int {
         guard !block.pointee.arithmeticFlagsDead(before: index) else { return index }
-        var uses: UInt16 = 0
-        if case .register(let b) = memory.base { uses |= 1 << UInt16(b.rawValue) }
-        if let x = memory.index { uses |= 1 << UInt16(x.rawValue) }
+        let uses = memory.registersUsed
         var operands = Operands()
         var j = index - 1
         while j >= stretchStart {
@@ -1150,10 +1148,7 @@ struct CoveredAccesses {
         var kept = 0
         for k in 0..<count {
             let m = memory[k]
-            var uses: UInt16 = 0
-            if case .register(let b) = m.base { uses |= 1 << UInt16(b.rawValue) }
-            if let x = m.index { uses |= 1 << UInt16(x.rawValue) }
-            if uses & written != 0 { continue }
+            if m.registersUsed & written != 0 { continue }
             memory[kept] = m
             size[kept] = size[k]
             kept += 1
@@ -1219,10 +1214,7 @@ struct JoinableChecks {
         var kept = 0
         for k in 0..<count {
             let m = entries[k].memory
-            var uses: UInt16 = 0
-            if case .register(let b) = m.base { uses |= 1 << UInt16(b.rawValue) }
-            if let x = m.index { uses |= 1 << UInt16(x.rawValue) }
-            if uses & written != 0 { continue }
+            if m.registersUsed & written != 0 { continue }
             entries[kept] = entries[k]
             kept += 1
         }

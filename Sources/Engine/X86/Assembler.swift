@@ -54,6 +54,16 @@ public struct AsmMemory: Sendable, Equatable {
     }
 }
 
+extension AsmMemory {
+    /// The general-purpose registers the address is computed from (bit = GPR raw value).
+    public var registersUsed: UInt16 {
+        var uses: UInt16 = 0
+        if case .register(let b) = base { uses |= 1 << UInt16(b.rawValue) }
+        if let x = index { uses |= 1 << UInt16(x.rawValue) }
+        return uses
+    }
+}
+
 /// Condition codes as encoded in Jcc/SETcc/CMOVcc (the low nibble).
 public enum Condition: UInt8, Sendable {
     case o = 0, no, b, ae, e, ne, be, a, s, ns, p, np, l, ge, le, g
