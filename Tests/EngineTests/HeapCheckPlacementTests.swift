@@ -85,6 +85,9 @@ struct HeapCheckPlacementTests {
         #expect(j.joinable(at(.rdi, 0x10), size: 4, at: 3) == 0)
         j.forget(written: 1 << UInt16(GPR.rdi.rawValue))
         #expect(j.joinable(at(.rdi, 0x10), size: 4, at: 3) == nil)
+        // Displacements 4 GiB apart through one register: no join (and no overflow).
+        j.add(at(.rdx, Int32.min + 100), size: 8, at: 4, pc: 0xFFFF_FFFF_8100_0008, entry: 4)
+        #expect(j.joinable(at(.rdx, Int32.max - 100), size: 8, at: 5) == nil)
         j.add(at(.rbx, 0), size: 8, at: 4, pc: 0xFFFF_FFFF_8100_0010, entry: 5)
         j.close()
         #expect(j.joinable(at(.rbx, 8), size: 8, at: 5) == nil)

@@ -1188,8 +1188,9 @@ struct JoinableChecks {
             let e = entries[k]
             guard e.memory.base == m.base && e.memory.index == m.index && e.memory.scale == m.scale
                 && e.memory.segment == m.segment, index - e.instruction < JoinedAccesses.maxInstructions else { continue }
-            let low = min(e.low, m.displacement), high = max(e.high, m.displacement + Int32(size))
-            if high - low <= Self.window { return k }
+            // In Int: displacements of one base register may lie 4 GiB apart.
+            let low = min(Int(e.low), Int(m.displacement)), high = max(Int(e.high), Int(m.displacement) + size)
+            if high - low <= Int(Self.window) { return k }
         }
         return nil
     }
