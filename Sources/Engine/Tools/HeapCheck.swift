@@ -935,13 +935,22 @@ public enum HeapCheck {
                 granule = (granule | 0xFFF) &+ 1  // no shadow on this page
                 continue
             }
-            // This page's part of the range: its first non-zero shadow byte, eight
-            // at a time (rep strings cover kilobytes).
+            // This page's part of the range: its first non-zero shadow byte, 32
+            // and then eight at a time (rep strings cover kilobytes).
             let pageEnd = min(end, (granule | 0xFFF) &+ 1)
             let count = Int((pageEnd &- granule &+ 7) >> 3)
             let shadow = chunk + Int((granule & 0xFFF) >> 3)
             var k = 0
-            while k + 8 <= count && UnsafeRawPointer(shadow + k).loadUnaligned(as: UInt64.self) == 0 { k += 8 }
+            let words = UnsafeRawPointer(shadow)
+            while k + 32 <= count {
+                let a = words.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+                let b = words.loadUnaligned(fromByteOffset: k + 8, as: UInt64.self)
+                let c = words.loadUnaligned(fromByteOffset: k + 16, as: UInt64.self)
+                let d = words.loadUnaligned(fromByteOffset: k + 24, as: UInt64.self)
+                guard a | b | c | d == 0 else { break }
+                k += 32
+            }
+            while k + 8 <= count && words.loadUnaligned(fromByteOffset: k, as: UInt64.self) == 0 { k += 8 }
             while k < count && shadow[k] == 0 { k += 1 }
             guard k < count else {
                 granule = pageEnd  // the page's part is clean
