@@ -77,7 +77,7 @@ struct HeapCheckPlacementTests {
         #expect(j.joinable(at(.rdi, 0x08), size: 8, at: 1) == 0)  // [0x08, 0x18)
         #expect(j.joinable(at(.rsi, 0x18), size: 8, at: 1) == nil)  // another base
         #expect(j.joinable(at(.rdi, 0x18, index: .rax), size: 8, at: 1) == nil)  // an index
-        let e = j.join(0, at(.rdi, 0x08), size: 8, at: 2)
+        let e = j.join(0, at(.rdi, 0x08), size: 8)
         #expect(e.low == 0x08 && e.high == 0x18 && e.entry == 3 && e.displacement == 0x10)
         // Now [0x08, 0x18): 0x18 + 8 would make 24 bytes.
         #expect(j.joinable(at(.rdi, 0x18), size: 8, at: 3) == nil)

@@ -96,8 +96,9 @@ public enum MetaInstruction: Sendable, Equatable {
 /// only when they are live), and calls the tool's emitter to write the fast path.
 /// The fast path ends by falling through ("fine") or branching to the slow path,
 /// which is a clean call `slowFunction(context, slowArgument)` made with the
-/// application state restored; the effective address is then in the context at
-/// `ContextField.inlineCheckAddress`.
+/// application state restored; the `address` register's value at the branch is
+/// then in the context at `ContextField.inlineCheckAddress` (the effective
+/// address, unless the emitter changed that register).
 public struct InlineCheck: Sendable, Equatable {
     /// The operand, as the application instruction addresses it.
     public var memory: AsmMemory
@@ -132,9 +133,11 @@ public typealias InlineCheckEmitter = @convention(c) (UnsafeMutableRawPointer?, 
 /// flags may be clobbered.
 public struct InlineCheckSite {
     public var assembler: Assembler
-    /// Holds the effective address; keep it (the slow path reads it). The
-    /// translator picks these registers per check (dead ones where it can);
-    /// temporaries beyond `InlineCheck.temporaries` are not lent.
+    /// Holds the effective address. An emitter may change it only if its slow
+    /// function does not read `ContextField.inlineCheckAddress` (heapcheck
+    /// computes the address again from the instruction). The translator picks
+    /// these registers per check (dead ones where it can); temporaries beyond
+    /// `InlineCheck.temporaries` are not lent.
     public let address: GPR
     public let temporary0: GPR
     public let temporary1: GPR

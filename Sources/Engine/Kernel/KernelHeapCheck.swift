@@ -58,8 +58,6 @@ struct KernelHeapCheck {
     var kmemCacheAllocNode: UInt64 = 0
     /// The arena holding all of it (freed at detach).
     var arena: UnsafeMutableRawPointer
-    /// The flat shadow (`HeapCheckState.flatShadow`), its own allocation.
-    var flatShadow: UnsafeMutableRawPointer?
 
     /// The largest flat shadow taken (an eighth of a 4 GiB direct map); a bigger
     /// direct map, or memory too short for it, keeps shadow in chunks.
@@ -118,7 +116,7 @@ struct KernelHeapCheck {
         state.pointee.classCount = Int(kdbt_hc_classes(state.pointee.classSize, state.pointee.classCache,
                                                        Int32(HeapCheck.maxClasses)))
         guard state.pointee.classCount > 0 else { return nil }
-        kh.initialize(to: KernelHeapCheck(state: state, arena: block, flatShadow: flat))
+        kh.initialize(to: KernelHeapCheck(state: state, arena: block))
         guard t.register(HeapCheck.registration(state), storageBytes: 0) else { return nil }
         kdbt_hc_report_shadow(flat != nil ? UInt64(flatBytes) : 0)
         done = true
@@ -127,9 +125,11 @@ struct KernelHeapCheck {
 
     /// Frees what `create` allocated (`free` gives arenas back).
     static func destroy(_ kh: UnsafeMutablePointer<KernelHeapCheck>, free: (UnsafeMutableRawPointer) -> Void) {
-        let flat = kh.pointee.flatShadow
-        free(kh.pointee.arena)  // kh lives in it
-        if let f = flat { kdbt_host_module_data_free(f) }
+        // The flat shadow is an allocation of its own; kh and the state live in
+        // the arena.
+        let flat = kh.pointee.state.pointee.flatShadow
+        free(kh.pointee.arena)
+        if let f = flat { kdbt_host_module_data_free(UnsafeMutableRawPointer(f)) }
     }
 
     /// Wraps the allocator's entry points; those the kernel lacks are skipped.

@@ -116,8 +116,6 @@ public struct HeapCheckStatistics {
     public var released: UInt64 = 0
     public var slowPaths: UInt64 = 0
     public var checksInserted: UInt64 = 0
-    /// Accesses whose check joined an earlier one (not counted in checksInserted).
-    public var checksJoined: UInt64 = 0
     public var findings: UInt64 = 0
     public var stacksDropped: UInt64 = 0
     public init() {}
@@ -137,7 +135,7 @@ public struct HeapCheckState {
     /// (`tableWord`); pages without shadow point at `cleanChunk`. Kind per page.
     var pageShadow: UnsafeMutablePointer<UInt64>
     /// The flat shadow, when the host could give one (disp32-addressable, zeroed,
-    /// `chunkBytes` per direct-map page, then `FlatShadow.tail`): page p's chunk
+    /// `chunkBytes` per direct-map page, then `FlatShadow`'s pad and words): page p's chunk
     /// is at flat + p * chunkBytes, and the inline check reads it without the
     /// page table. nil: chunks come from `chunks`.
     var flatShadow: UnsafeMutablePointer<UInt8>?
@@ -285,7 +283,7 @@ public enum HeapCheck {
             if let k = open.joinable(m.memory, size: m.size, at: i) {
                 // Joins an earlier check of this stretch: one check of both ends
                 // of the joined bytes.
-                let e = open.join(k, m.memory, size: m.size, at: i)
+                let e = open.join(k, m.memory, size: m.size)
                 var first = m.memory
                 first.displacement = e.low
                 let joined = JoinedAccesses(pc: e.pc, instructions: i - e.instruction + 1,
@@ -295,7 +293,6 @@ public enum HeapCheck {
                     argument: UInt64(e.high - e.low) | bothEnds, slowFunction: address(of: slowPath),
                     slowArgument: joined.argument, temporaries: flat ? 1 : 2)
                 block.pointee.replace(e.entry, with: .inlineCheck(check))
-                state.pointee.statistics.checksJoined += 1
                 continue
             }
             // Up to 8 bytes: one granule, the last byte's, whose address the
@@ -350,7 +347,7 @@ public enum HeapCheck {
     /// The operand an instruction's check covers, with its size, or nil for
     /// accesses that cannot be heap: the stack (rsp-based), globals (RIP-relative,
     /// absolute), per-CPU data (%gs), and non-accesses (lea, nop, prefetch).
-    static func checkedOperand(_ insn: Instruction, _ operands: Operands) -> (memory: AsmMemory, size: Int)? {
+    static func checkedOperand(_ insn: Instruction, _ operands: Operands) -> (memory: AsmMemory, size: Int, write: Bool)? {
         switch insn.mnemonic {
         case .lea, .nop, .prefetch, .prefetchw, .prefetchnta, .prefetcht0, .prefetcht1, .prefetcht2, .invlpg,
              .clflush, .clflushopt, .clwb, .cldemote, .prefetchwt1:
@@ -374,7 +371,7 @@ public enum HeapCheck {
             let size = Int(mem.size)
             guard size > 0 else { return nil }
             return (AsmMemory(base: .register(base), index: index, scale: mem.scale == 0 ? 1 : mem.scale,
-                              displacement: Int32(mem.disp)), min(size, 64))
+                              displacement: Int32(mem.disp)), min(size, 64), o.isWritten)
         }
         return nil
     }
@@ -868,9 +865,8 @@ public enum HeapCheck {
             Decoder.decodeOperands(insn, into: &operands)
             if let m = checkedOperand(insn, operands) {
                 if first == nil { first = m.memory }
-                if let f = first, joined.covers(m.memory, size: m.size, first: f),
-                   let access = decodeAccess(t, context, at) {
-                    check(s, context, pc: at, address: access.address, size: UInt64(access.size), write: access.write)
+                if let f = first, joined.covers(m.memory, size: m.size, first: f) {
+                    check(s, context, pc: at, address: effectiveAddress(m.memory, context), size: UInt64(m.size), write: m.write)
                 }
             }
             at = insn.nextAddress
@@ -914,13 +910,18 @@ public enum HeapCheck {
         guard t.decodeOne(at: pc, into: &insn) else { return nil }
         var operands = Operands()
         Decoder.decodeOperands(insn, into: &operands)
-        guard let m = checkedOperand(insn, operands), case .register(let base) = m.memory.base else { return nil }
+        guard let m = checkedOperand(insn, operands) else { return nil }
+        return (effectiveAddress(m.memory, context), m.size, m.write)
+    }
+
+    /// The address a checked operand (register base, maybe an index) names, from
+    /// the application's registers in `context`.
+    static func effectiveAddress(_ m: AsmMemory, _ context: UnsafeMutableRawPointer) -> UInt64 {
         func reg(_ r: GPR) -> UInt64 { context.load(fromByteOffset: Int(ContextField.appRegister(r)), as: UInt64.self) }
-        var address = reg(base) &+ UInt64(bitPattern: Int64(m.memory.displacement))
-        if let index = m.memory.index { address &+= reg(index) &* UInt64(m.memory.scale) }
-        var write = false
-        for k in 0..<operands.count where operands[k].type == .memory { write = operands[k].isWritten; break }
-        return (address, m.size, write)
+        var address = UInt64(bitPattern: Int64(m.displacement))
+        if case .register(let base) = m.base { address &+= reg(base) }
+        if let index = m.index { address &+= reg(index) &* UInt64(m.scale) }
+        return address
     }
 
     /// The precise check of [address, address+size): reports the first bad byte.
@@ -1204,7 +1205,7 @@ struct JoinableChecks {
         return nil
     }
 
-    mutating func join(_ k: Int, _ m: AsmMemory, size: Int, at index: Int) -> Entry {
+    mutating func join(_ k: Int, _ m: AsmMemory, size: Int) -> Entry {
         entries[k].low = min(entries[k].low, m.displacement)
         entries[k].high = max(entries[k].high, m.displacement + Int32(size))
         return entries[k]
