@@ -67,6 +67,19 @@ import UserHost
         #expect(Self.runner.translator.flagsLive(after: jump) == Flag.status)
     }
 
+    @Test func aCallLeavesNoFlagLive() {
+        // call T, where T reads CF first (adc): by the psABI no caller passes the
+        // flags to a function, so they are dead at the call whatever T does.
+        var code: [UInt8] = [0xE8, 11, 0, 0, 0] + [UInt8](repeating: 0xCC, count: 11) + [0x83, 0xD0, 0x00, 0xC3]
+        code += [UInt8](repeating: 0xCC, count: 16)
+        code.withUnsafeMutableBytes { buffer in
+            var call = Instruction()
+            let address = UInt64(UInt(bitPattern: buffer.baseAddress!))
+            #expect(Decoder.decode(bytes: UnsafeRawBufferPointer(buffer), address: address, into: &call) == .ok)
+            #expect(Self.runner.translator.flagsLive(after: call) == 0)
+        }
+    }
+
     static func bits(_ registers: GPR...) -> UInt16 { registers.reduce(0) { $0 | 1 << UInt16($1.rawValue) } }
 
     @Test func registersOverwrittenBeforeReadAreDead() {

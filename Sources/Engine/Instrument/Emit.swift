@@ -35,6 +35,7 @@ extension Translator {
                     k += 1
                     exit = block.sideExit(from: i + 1)
                 }
+                block.computeLiveness()
             }
             // Ascending priority, ties in registration order: a selection over the
             // small tool table, no sorting storage needed.

@@ -217,6 +217,13 @@ public struct InstrumentedBlock {
     /// Bit i: instruction i's fault continues at a fixup (`hasFaultFixup`); the
     /// fixup is a way out of the block that register liveness must see.
     var faultExits: InlineArray<2, UInt64> = InlineArray(repeating: 0)
+    /// Liveness before each instruction, from one backward pass once the block's
+    /// end and side exits are known (`computeLiveness`): tools ask before nearly
+    /// every access, and a pass per question made translation quadratic.
+    var registersLiveBefore: InlineArray<128, UInt16> = InlineArray(repeating: 0xFFFF)
+    /// Bit i: the arithmetic flags are all dead before instruction i.
+    var flagsDeadBefore: InlineArray<2, UInt64> = InlineArray(repeating: 0)
+    var livenessKnown = false
     var phase: InstrumentationPhase = .appToApp
     let contextGSOffset: Int32
     /// The translator, for `decodeNative` and `runsNatively` (nil: neither knows anything).
@@ -367,6 +374,9 @@ public struct InstrumentedBlock {
     /// instruction `index`: each is overwritten in the block before being read.
     /// At the block's end the flags in `flagsLiveAtEnd` are live.
     public func arithmeticFlagsDead(before index: Int) -> Bool {
+        if livenessKnown && index >= 0 && index < count {
+            return flagsDeadBefore[index >> 6] & (1 << UInt64(index & 63)) != 0
+        }
         var live = flagsLiveAtEnd
         var i = count - 1
         while i >= index {
@@ -381,6 +391,14 @@ public struct InstrumentedBlock {
     /// The first position at or after `index` where the arithmetic flags are dead,
     /// or nil.
     public func firstFlagsDeadPosition(from index: Int = 0) -> Int? {
+        if livenessKnown {
+            var i = max(index, 0)
+            while i < count {
+                if flagsDeadBefore[i >> 6] & (1 << UInt64(i & 63)) != 0 { return i }
+                i += 1
+            }
+            return nil
+        }
         // One backward pass computes liveness before every instruction.
         var live = flagsLiveAtEnd
         var best: Int? = nil
@@ -405,6 +423,7 @@ public struct InstrumentedBlock {
     /// treated so: x86 inline asm clobbers them, so compiled fixups never read
     /// flags set before the faulting instruction.
     public func liveRegisters(before index: Int) -> UInt16 {
+        if livenessKnown && index >= 0 && index < count { return registersLiveBefore[index] }
         var live = registersLiveAtEnd
         var operands = Operands()
         var exits = 0
@@ -426,6 +445,42 @@ public struct InstrumentedBlock {
             i -= 1
         }
         return live
+    }
+
+    /// Fills `registersLiveBefore` and `flagsDeadBefore` (the answers of
+    /// `liveRegisters(before:)` and `arithmeticFlagsDead(before:)` for every
+    /// instruction) in one backward pass; call once the block's end, side exits
+    /// and fault exits are final. Blocks longer than the tables keep the per-query
+    /// passes.
+    mutating func computeLiveness() {
+        livenessKnown = false
+        guard count <= 128 else { return }
+        var live = registersLiveAtEnd
+        var flags = flagsLiveAtEnd
+        var operands = Operands()
+        var exits = 0
+        for i in 0..<count where isSideExit(i) { exits += 1 }
+        flagsDeadBefore = InlineArray(repeating: 0)
+        var i = count - 1
+        while i >= 0 {
+            let insn = instructions[i]
+            if isSideExit(i) {
+                exits -= 1
+                live |= exits < Self.maxSideExits ? sideExitRegisters[exits] : 0xFFFF
+                flags |= exits < Self.maxSideExits ? sideExitFlags[exits] : Flag.status
+            }
+            if faultsToFixup(i) {
+                live = 0xFFFF
+            } else {
+                Decoder.decodeOperands(insn, into: &operands)
+                live = (live & ~Self.killedRegisters(insn, operands)) | Self.readRegisters(insn, operands)
+            }
+            flags = (flags & ~Self.killedFlags(insn)) | insn.flagsRead
+            registersLiveBefore[i] = live
+            if flags & Flag.status == 0 { flagsDeadBefore[i >> 6] |= 1 << UInt64(i & 63) }
+            i -= 1
+        }
+        livenessKnown = true
     }
 
     /// General-purpose registers whose values an instruction reads: those it

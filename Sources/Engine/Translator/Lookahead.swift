@@ -22,7 +22,11 @@ extension Translator {
         switch last.controlFlow {
         case .none:
             successor = last.nextAddress
-        case .jmp, .call:
+        case .call:
+            // A called function never reads the status flags its caller left: the
+            // psABI gives them no role in a call (and C has no way to pass them).
+            return 0
+        case .jmp:
             let target = directTarget(last)
             // Thunks run as the branches they stand for: the successor is not known.
             guard !isBranchThunk(target) else { return Flag.status }
