@@ -96,10 +96,41 @@ int kdbt_hc_classes(u64 *sizes, u64 *caches, int capacity)
 	return i;
 }
 
-/* The stack at (pc, sp, bp), by the walk stackguard uses (stackguard.c). */
-int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
+/* The stack at (pc, sp, bp), by the walk stackguard uses (stackguard.c), with
+ * the stack words its result depends on (see there). */
+int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity, u64 *reads, int *nreads)
 {
-	return kdbt_sg_capture_stack(pc, sp, bp, frames, capacity);
+	return kdbt_sg_capture_stack(pc, sp, bp, frames, capacity, reads, nreads);
+}
+
+/* The %gs: offset of the running task's pointer, and a task_struct's size
+ * (the compiled part: architectures append their FPU state to it). */
+s64 kdbt_hc_current_task_slot(void)
+{
+	return (s64)(unsigned long)&current_task;
+}
+
+s64 kdbt_hc_task_struct_bytes(void)
+{
+	return sizeof(struct task_struct);
+}
+
+/* Fills n shadow bytes with value: 8 at a time (rep stosq) between the unaligned
+ * ends. As fast as memset's rep stosb on hardware; QEMU (TCG, and -icount in
+ * the benchmarks) steps through each repetition, a byte at a time for stosb. */
+void kdbt_hc_fill(u8 *p, u8 value, long n)
+{
+	while (n > 0 && ((unsigned long)p & 7)) {
+		*p++ = value;
+		n--;
+	}
+	if (n >= 8) {
+		memset64((u64 *)p, value * 0x0101010101010101ull, n >> 3);
+		p += n & ~7l;
+		n &= 7;
+	}
+	while (n-- > 0)
+		*p++ = value;
 }
 
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm)

@@ -86,7 +86,10 @@ void kdbt_return_page_free(bool in_use);
 /* heapcheck (heapcheck.c). */
 int kdbt_heapcheck_init(unsigned long (*lookup)(const char *name));
 int kdbt_hc_classes(u64 *sizes, u64 *caches, int capacity);
-int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity);
+int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity, u64 *reads, int *nreads);
+void kdbt_hc_fill(u8 *p, u8 value, long n);
+s64 kdbt_hc_current_task_slot(void);
+s64 kdbt_hc_task_struct_bytes(void);
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm);
 void kdbt_hc_release(u64 cache, u64 pointer);
 int kdbt_hc_describe_cache(u64 cache, u8 *name, u64 *object_size);
@@ -102,7 +105,7 @@ void kdbt_hc_set_active(int active);
 int kdbt_stackguard_init(unsigned long (*lookup)(const char *name));
 u32 kdbt_sg_classify(u64 sp, u64 *base, u64 *size);
 int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int capacity);
-int kdbt_sg_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity);
+int kdbt_sg_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity, u64 *reads, int *nreads);
 int kdbt_sg_frame_bytes(u64 pc);
 
 /* The report ring (findings.c). */

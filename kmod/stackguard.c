@@ -130,18 +130,43 @@ static u64 orc_rule_memo(unsigned long pc)
 	return v;
 }
 
+/* Each stack word the walk's result depends on goes into reads (when not NULL;
+ * at most *nreads of them, *nreads then the count, or -1 when they did not
+ * fit), and STACK_READ_BP stands for the bp the walk started with, when it used
+ * it: the same words and bp mean the same walk (heapcheck's memo of whole
+ * stacks). */
+#define STACK_READ_BP 1
+
+static void note_read(u64 *reads, int *nreads, int max, u64 address)
+{
+	if (!reads || *nreads < 0)
+		return;
+	if (*nreads >= max)
+		*nreads = -1;
+	else
+		reads[(*nreads)++] = address;
+}
+
 /* The call chain by ORC's rules alone, for what allocation stacks nearly always
  * are: calls from frames based on the stack or frame pointer, on one stack,
  * ending at the entry from user mode or at the end of a kernel thread's stack.
  * The chain the kernel's unwinder gives (kdbt_sg_capture_frames), at a memo
  * lookup per frame instead of a table search and its checks; -1 where a frame
  * needs the kernel's unwinder (a stack switch, an interrupted kernel context). */
-static int orc_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
+static int orc_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity, u64 *reads, int *nreads)
 {
 	struct stack_info info = {};
 	unsigned long ip = pc, low, high;
 	bool exact = true; /* ip is where execution is, not a return address */
+	/* Where bp's value came from (the register, or a stack word): noted as
+	 * read only when a frame's address is computed from it, since functions
+	 * save bp as any callee-saved register, holding anything. */
+	u64 bp_source = STACK_READ_BP;
+	int max_reads = nreads ? *nreads : 0;
 	int n = 0;
+
+	if (nreads)
+		*nreads = 0;
 
 	/* Allocations run on the task's stack nearly always: its bounds without a
 	 * call to get_stack_info. */
@@ -166,14 +191,21 @@ static int orc_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
 			break;
 		if (RULE_SP_REG(rule) == ORC_REG_SP)
 			cfa = sp + RULE_SP_OFFSET(rule);
-		else if (RULE_SP_REG(rule) == ORC_REG_BP)
+		else if (RULE_SP_REG(rule) == ORC_REG_BP) {
+			if (bp_source) {
+				note_read(reads, nreads, max_reads, bp_source);
+				bp_source = 0; /* noted */
+			}
 			cfa = bp + RULE_SP_OFFSET(rule);
-		else
+		} else
 			return -1;
 		if (RULE_TYPE(rule) == UNWIND_HINT_TYPE_REGS) {
 			struct pt_regs *regs = (struct pt_regs *)cfa;
 
-			if (cfa < low || cfa + sizeof(*regs) > high || !user_mode(regs))
+			if (cfa < low || cfa + sizeof(*regs) > high)
+				return -1;
+			note_read(reads, nreads, max_reads, (u64)&regs->cs);
+			if (!user_mode(regs))
 				return -1;
 			break; /* the entry from user mode: the kernel's chain ends here */
 		}
@@ -184,10 +216,12 @@ static int orc_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
 			if (saved_bp < low || saved_bp + 8 > high)
 				return -1;
 			bp = *(unsigned long *)saved_bp;
+			bp_source = saved_bp;
 		} else if (RULE_BP_REG(rule) != ORC_REG_UNDEFINED) {
 			return -1;
 		}
 		ip = *(unsigned long *)(cfa - 8);
+		note_read(reads, nreads, max_reads, cfa - 8);
 		sp = cfa;
 		exact = false;
 		frames[n++] = ip;
@@ -258,13 +292,21 @@ int kdbt_sg_capture_frames(u64 pc, u64 sp, u64 bp, u64 *frames, u64 *sps, int ca
 }
 
 /* Stacks for heapcheck's records: the memoized ORC walk, or the kernel's
- * unwinder where that cannot follow. */
-int kdbt_sg_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity)
+ * unwinder where that cannot follow (no reads then: *nreads -1). reads and
+ * nreads as for orc_capture_frames, or NULL. */
+int kdbt_sg_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity, u64 *reads, int *nreads)
 {
 	int n;
 
-	if (capacity <= 0)
+	if (capacity <= 0) {
+		if (nreads)
+			*nreads = -1;
 		return 0;
-	n = orc_capture_frames(pc, sp, bp, frames, capacity);
-	return n >= 0 ? n : kdbt_sg_capture_frames(pc, sp, bp, frames, NULL, capacity);
+	}
+	n = orc_capture_frames(pc, sp, bp, frames, capacity, reads, nreads);
+	if (n >= 0)
+		return n;
+	if (nreads)
+		*nreads = -1;
+	return kdbt_sg_capture_frames(pc, sp, bp, frames, NULL, capacity);
 }

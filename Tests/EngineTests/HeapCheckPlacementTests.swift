@@ -47,6 +47,29 @@ struct HeapCheckPlacementTests {
         #expect(!c.contains(at(.rbx, 8), size: 8))
     }
 
+    /// The register a decoded instruction loads with the running task (current_task
+    /// at %gs:0x1fb80 here), or nil.
+    func loadsCurrent(_ bytes: [UInt8], slot: Int64 = 0x1FB80) -> GPR? {
+        var insn = Instruction()
+        let status = bytes.withUnsafeBytes { Decoder.decode(bytes: $0, address: 0x1000, into: &insn) }
+        #expect(status == .ok)
+        var operands = Operands()
+        Decoder.decodeOperands(insn, into: &operands)
+        return HeapCheck.loadsCurrentTask(insn, operands, slot: slot)
+    }
+
+    @Test("mov r64, %gs:current_task loads the running task; other loads do not")
+    func currentTask() {
+        #expect(loadsCurrent([0x65, 0x48, 0x8B, 0x04, 0x25, 0x80, 0xFB, 0x01, 0x00]) == .rax)
+        #expect(loadsCurrent([0x65, 0x4C, 0x8B, 0x24, 0x25, 0x80, 0xFB, 0x01, 0x00]) == .r12)
+        #expect(loadsCurrent([0x65, 0x48, 0x8B, 0x04, 0x25, 0x80, 0xFB, 0x01, 0x00], slot: -1) == nil)  // unknown slot
+        #expect(loadsCurrent([0x65, 0x48, 0x8B, 0x04, 0x25, 0x88, 0xFB, 0x01, 0x00]) == nil)  // another per-CPU word
+        #expect(loadsCurrent([0x65, 0x8B, 0x04, 0x25, 0x80, 0xFB, 0x01, 0x00]) == nil)  // 32 bits
+        #expect(loadsCurrent([0x48, 0x8B, 0x04, 0x25, 0x80, 0xFB, 0x01, 0x00]) == nil)  // not %gs:
+        #expect(loadsCurrent([0x65, 0x48, 0x8B, 0x80, 0x80, 0xFB, 0x01, 0x00]) == nil)  // %gs:0x1fb80(%rax)
+        #expect(loadsCurrent([0x65, 0x48, 0x03, 0x04, 0x25, 0x80, 0xFB, 0x01, 0x00]) == nil)  // add, not mov
+    }
+
     @Test("a kernel rep string travels packed in the argument; other PCs travel as they are")
     func repStringArgument() throws {
         var insn = Instruction()

@@ -45,7 +45,7 @@ struct HeapCheckShadowTests {
             context = .allocate(byteCount: 0x400, alignment: 64)
             context.initializeMemory(as: UInt8.self, repeating: 0, count: 0x400)
             let host = HeapCheckHostFunctions(
-                captureStack: { _, _, _, _, _ in 0 }, currentTask: { _, _ in 0 }, release: { _, _ in },
+                captureStack: { _, _, _, _, _, _, _ in 0 }, currentTask: { _, _ in 0 }, release: { _, _ in },
                 describeCache: { _, _, _ in 0 }, lock: {}, unlock: {}, now: { 0 })
             var a = Arena(base: arena, capacity: bytes)
             state = HeapCheck.create(in: &a, host: host, limits: limits, directMapBase: UInt64(UInt(bitPattern: memory)),

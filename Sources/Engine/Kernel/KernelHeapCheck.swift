@@ -19,7 +19,14 @@ import Protocol
 #endif
 
 @_extern(c, "kdbt_hc_capture_stack")
-func kdbt_hc_capture_stack(_ pc: UInt64, _ sp: UInt64, _ bp: UInt64, _ frames: UnsafeMutablePointer<UInt64>, _ capacity: Int32) -> Int32
+func kdbt_hc_capture_stack(_ pc: UInt64, _ sp: UInt64, _ bp: UInt64, _ frames: UnsafeMutablePointer<UInt64>, _ capacity: Int32,
+                           _ reads: UnsafeMutablePointer<UInt64>?, _ count: UnsafeMutablePointer<Int32>?) -> Int32
+@_extern(c, "kdbt_hc_current_task_slot")
+func kdbt_hc_current_task_slot() -> Int64
+@_extern(c, "kdbt_hc_task_struct_bytes")
+func kdbt_hc_task_struct_bytes() -> Int64
+@_extern(c, "kdbt_hc_fill")
+func kdbt_hc_fill(_ p: UnsafeMutablePointer<UInt8>, _ value: UInt8, _ count: Int)
 @_extern(c, "kdbt_hc_current_task")
 func kdbt_hc_current_task(_ pid: UnsafeMutablePointer<UInt32>, _ comm: UnsafeMutablePointer<UInt8>) -> UInt32
 @_extern(c, "kdbt_hc_release")
@@ -101,11 +108,14 @@ struct KernelHeapCheck {
             }
         }
         let host = HeapCheckHostFunctions(
-            captureStack: { pc, sp, bp, frames, capacity in kdbt_hc_capture_stack(pc, sp, bp, frames, capacity) },
+            captureStack: { pc, sp, bp, frames, capacity, reads, count in
+                kdbt_hc_capture_stack(pc, sp, bp, frames, capacity, reads, count)
+            },
             currentTask: { pid, comm in kdbt_hc_current_task(pid, comm) },
             release: { cache, pointer in kdbt_hc_release(cache, pointer) },
             describeCache: { cache, name, size in kdbt_hc_describe_cache(cache, name, size) },
-            lock: { kdbt_hc_lock() }, unlock: { kdbt_hc_unlock() }, now: { kdbt_host_ktime_ns() })
+            lock: { kdbt_hc_lock() }, unlock: { kdbt_hc_unlock() }, now: { kdbt_host_ktime_ns() },
+            fill: { p, value, count in kdbt_hc_fill(p, value, count) })
         guard let kh = arena.allocate(KernelHeapCheck.self),
               let state = HeapCheck.create(
                 in: &arena, host: host, limits: limits, directMapBase: kdbt_hc_direct_map_base(), pages: pages,
@@ -113,6 +123,8 @@ struct KernelHeapCheck {
                 flatShadow: flat?.bindMemory(to: UInt8.self, capacity: flatBytes),
                 redzone: (redzone + 7) & ~7, quarantineLimit: quarantine, findings: findings)
         else { return nil }
+        state.pointee.currentTaskSlot = kdbt_hc_current_task_slot()
+        state.pointee.taskStructBytes = Int(kdbt_hc_task_struct_bytes())
         state.pointee.classCount = Int(kdbt_hc_classes(state.pointee.classSize, state.pointee.classCache,
                                                        Int32(HeapCheck.maxClasses)))
         guard state.pointee.classCount > 0 else { return nil }

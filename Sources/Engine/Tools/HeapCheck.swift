@@ -30,8 +30,13 @@ import Protocol
 /// What heapcheck needs from its host.
 public struct HeapCheckHostFunctions {
     /// Native return addresses of the stack at (pc, sp, bp), innermost first, into
-    /// the buffer (at most `capacity`); returns the count.
-    public var captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32) -> Int32
+    /// the buffer (at most `capacity`); returns the count. When the last two are
+    /// not nil: the addresses of the stack words the result depends on, at most
+    /// the count the last one holds, which becomes their count (-1: not known, or
+    /// more); `StackMemoEntry.bpRegister` stands for `bp`. The same values there
+    /// then give the same stack (`StackMemoEntry`).
+    public var captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32,
+                                             UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<Int32>?) -> Int32
     /// The current task: pid into the first pointer, comm (16 bytes) into the
     /// second; returns the CPU.
     public var currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32
@@ -44,13 +49,21 @@ public struct HeapCheckHostFunctions {
     public var lock: @convention(c) () -> Void
     public var unlock: @convention(c) () -> Void
     public var now: @convention(c) () -> UInt64
+    /// Sets `count` shadow bytes to a value (memset by default; the kernel's
+    /// stores eight bytes a step).
+    public var fill: @convention(c) (UnsafeMutablePointer<UInt8>, UInt8, Int) -> Void
 
-    public init(captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32) -> Int32,
+    public init(captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32,
+                                              UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<Int32>?) -> Int32,
                 currentTask: @convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<UInt8>) -> UInt32,
                 release: @convention(c) (UInt64, UInt64) -> Void,
                 describeCache: @convention(c) (UInt64, UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>) -> Int32,
                 lock: @convention(c) () -> Void, unlock: @convention(c) () -> Void,
-                now: @convention(c) () -> UInt64) {
+                now: @convention(c) () -> UInt64,
+                fill: @convention(c) (UnsafeMutablePointer<UInt8>, UInt8, Int) -> Void = { p, v, n in
+                    p.update(repeating: v, count: n)
+                }) {
+        self.fill = fill
         self.captureStack = captureStack
         self.currentTask = currentTask
         self.release = release
@@ -104,7 +117,35 @@ public struct HeapCheckLimits {
     public var shadowChunks = 1 << 15
     public var stacks = 1 << 13
     public var stackDepth = 12
+    /// Remembered stacks (`StackMemoEntry`) per CPU, for the first `stackMemoCPUs`.
+    public var stackMemoEntries = 1024
+    public var stackMemoCPUs = 4
     public init() {}
+}
+
+/// A stack the walk gave before: from (pc, sp, caller) it read these
+/// stack words (`address`, `value`), and the depot gave `handle`. The walk is
+/// a function of its start and of the words it reads, so when they all hold
+/// the same values again (a syscall loop allocating from the same place at the
+/// same depth), the depot handle stands, and neither the walk nor the depot's
+/// hashing runs: allocation stacks were heapcheck's largest cost after the
+/// inline checks. One table per CPU: the hooks run with interrupts off, so no
+/// other writer shares it.
+struct StackMemoEntry {
+    static let maxReads = 16
+    /// In `address`: the bp the walk started with (STACK_READ_BP in stackguard.c).
+    static let bpRegister: UInt64 = 1
+    var pc: UInt64 = 0
+    var sp: UInt64 = 0
+    /// The return address the walk starts from.
+    var caller: UInt64 = 0
+    /// 0: an empty entry.
+    var handle: UInt32 = 0
+    var reads: Int32 = 0
+    /// In a set's first entry: the way hit or written last.
+    var recentWay: UInt8 = 0
+    var address: InlineArray<16, UInt64> = InlineArray(repeating: 0)
+    var value: InlineArray<16, UInt64> = InlineArray(repeating: 0)
 }
 
 /// heapcheck's statistics (status, tests).
@@ -118,6 +159,8 @@ public struct HeapCheckStatistics {
     public var checksInserted: UInt64 = 0
     public var findings: UInt64 = 0
     public var stacksDropped: UInt64 = 0
+    /// Stacks the memo gave (no walk).
+    public var stackMemoHits: UInt64 = 0
     public init() {}
 }
 
@@ -153,12 +196,19 @@ public struct HeapCheckState {
     /// Stack depot: `stacks` entries of (hash, depth, frames[stackDepth]).
     var stackWords: UnsafeMutablePointer<UInt64>
     var stacksUsed = 0
+    /// `stackMemoCPUs` tables of `stackMemoEntries`.
+    var stackMemo: UnsafeMutablePointer<StackMemoEntry>
     /// Size classes: `classCount` entries of (size, cache).
     public var classSize: UnsafeMutablePointer<UInt64>
     public var classCache: UnsafeMutablePointer<UInt64>
     public var classCount = 0
     /// Where findings go (shared with the other checking tools).
     var findings: UnsafeMutablePointer<FindingsRing>
+    /// The %gs: offset of the running task's pointer (`current`), -1 when not
+    /// known, and the bytes of a task_struct at least: accesses to the running
+    /// task itself go unchecked.
+    public var currentTaskSlot: Int64 = -1
+    public var taskStructBytes = 0
 }
 
 public enum HeapCheck {
@@ -173,7 +223,10 @@ public enum HeapCheck {
         return MemoryLayout<HeapCheckState>.stride + Int(pages) + (limits.shadowChunks + 2) * chunkBytes
             + limits.objects * MemoryLayout<HeapObject>.stride + limits.quarantineEntries * 8
             + limits.stacks * stackWords * 8 + 2 * maxClasses * 8 + 64 * 8
+            + memoEntries(limits) * MemoryLayout<StackMemoEntry>.stride + 16
     }
+
+    static func memoEntries(_ limits: HeapCheckLimits) -> Int { limits.stackMemoCPUs * limits.stackMemoEntries }
 
     /// Lays the state out in `arena`; `pageTable` holds `pages` words within
     /// disp32 reach of any code (the inline check addresses it absolutely).
@@ -191,8 +244,11 @@ public enum HeapCheck {
               let quarantine = arena.allocate(bytes: limits.quarantineEntries * 8, alignment: 8),
               let stacks = arena.allocate(bytes: limits.stacks * stackWords * 8, alignment: 8),
               let sizes = arena.allocate(bytes: maxClasses * 8, alignment: 8),
-              let caches = arena.allocate(bytes: maxClasses * 8, alignment: 8)
+              let caches = arena.allocate(bytes: maxClasses * 8, alignment: 8),
+              let memo = arena.allocate(bytes: memoEntries(limits) * MemoryLayout<StackMemoEntry>.stride, alignment: 16)
         else { return nil }
+        let stackMemo = memo.bindMemory(to: StackMemoEntry.self, capacity: memoEntries(limits))
+        stackMemo.initialize(repeating: StackMemoEntry(), count: memoEntries(limits))
         clean.initializeMemory(as: UInt8.self, repeating: 0, count: chunkBytes + 64)
         let cleanChunk = clean.bindMemory(to: UInt8.self, capacity: chunkBytes + 64)
         for page in 0..<Int(pages) {
@@ -211,6 +267,7 @@ public enum HeapCheck {
             objects: objects.bindMemory(to: HeapObject.self, capacity: limits.objects),
             quarantine: quarantine.bindMemory(to: UInt64.self, capacity: limits.quarantineEntries),
             stackWords: stacks.bindMemory(to: UInt64.self, capacity: limits.stacks * stackWords),
+            stackMemo: stackMemo,
             classSize: sizes.bindMemory(to: UInt64.self, capacity: maxClasses),
             classCache: caches.bindMemory(to: UInt64.self, capacity: maxClasses),
             findings: findings))
@@ -237,6 +294,8 @@ public enum HeapCheck {
         var covered = CoveredAccesses()
         var open = JoinableChecks()
         var stretchStart = 0  // where the current straight stretch begins
+        // Registers holding `current`, loaded from %gs: in this block.
+        var current: UInt16 = 0
         let flat = state.pointee.flatShadow != nil
         for i in 0..<block.pointee.count {
             let insn = block.pointee[i]
@@ -245,6 +304,8 @@ public enum HeapCheck {
                 let written = Decoder.registerAccesses(insn, operands: operands).gprWritten
                 covered.forget(written: written)
                 open.forget(written: written)
+                current &= ~written
+                if let r = loadsCurrentTask(insn, operands, slot: state.pointee.currentTaskSlot) { current |= 1 << r.rawValue }
                 // A later access may not join a check that runs before a way out
                 // of the block (a branch, a fault that goes to a fixup): it might
                 // never happen. (Elided jumps end the stretch too: the slow path
@@ -273,6 +334,11 @@ public enum HeapCheck {
                 continue
             }
             guard let m = checkedOperand(insn, operands) else { continue }
+            // The running task's own task_struct: live as long as it runs.
+            if case .register(let base) = m.memory.base, m.memory.index == nil, current & (1 << base.rawValue) != 0,
+               m.memory.displacement >= 0, Int(m.memory.displacement) + m.size <= state.pointee.taskStructBytes {
+                continue
+            }
             // Bytes an earlier check in this block already covered, through the
             // same registers unchanged since: shadow changes only in the
             // allocator's hooks, which run at block starts.
@@ -334,6 +400,17 @@ public enum HeapCheck {
             j -= 1
         }
         return index
+    }
+
+    /// The register `mov r64, %gs:slot` loads (the running task's pointer, when
+    /// `slot` is current_task's), or nil.
+    static func loadsCurrentTask(_ insn: Instruction, _ operands: Operands, slot: Int64) -> GPR? {
+        guard slot >= 0, insn.mnemonic == .mov, operands.count == 2 else { return nil }
+        let destination = operands[0], source = operands[1]
+        guard destination.type == .register, destination.reg.cls == .gpr64, source.type == .memory,
+              source.mem.segment == 5, source.mem.base.cls == .none, source.mem.index.cls == .none,
+              source.mem.disp == slot else { return nil }
+        return GPR(rawValue: destination.reg.index)
     }
 
     /// In an inline check's argument (besides the size): check the first byte's
@@ -544,7 +621,7 @@ public enum HeapCheck {
         while a < end {
             let stop = min(end, (a | 0xFFF) &+ 1)
             if let page = pageIndex(s, a), let chunk = chunk(s, page: page) {
-                (chunk + Int((a & 0xFFF) >> 3)).update(repeating: value, count: Int((stop &- a &+ 7) >> 3))
+                s.pointee.host.fill(chunk + Int((a & 0xFFF) >> 3), value, Int((stop &- a &+ 7) >> 3))
             }
             a = stop
         }
@@ -661,21 +738,78 @@ public enum HeapCheck {
     /// After a call has returned (`returnAddress` not 0; `sp` its entry stack
     /// pointer), the walk starts in the caller: the slot that held the return
     /// address is below the stack pointer by then, and an interrupt may have
-    /// overwritten it.
+    /// overwritten it. `cpu`: the current one (its memo table).
     static func captureStack(_ s: UnsafeMutablePointer<HeapCheckState>, pc: UInt64, sp: UInt64, bp: UInt64,
-                             returnAddress: UInt64 = 0) -> UInt32 {
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: FindingLayout.maxFrames) { buffer in
+                             returnAddress: UInt64 = 0, cpu: UInt32) -> UInt32 {
+        // The caller is part of the key: functions free from many places at one depth.
+        let caller = returnAddress != 0 ? returnAddress : stackWord(sp, bp: 0)
+        let set = memoSet(s, cpu: cpu, pc: pc, sp: sp, caller: caller)
+        if let set {
+            for way in 0..<2 {
+                let e = set + way
+                if e.pointee.handle != 0, e.pointee.pc == pc, e.pointee.sp == sp, e.pointee.caller == caller,
+                   memoHolds(e, bp: bp) {
+                    set.pointee.recentWay = UInt8(way)
+                    s.pointee.statistics.stackMemoHits &+= 1
+                    return e.pointee.handle
+                }
+            }
+        }
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: FindingLayout.maxFrames + StackMemoEntry.maxReads) { buffer in
             let frames = buffer.baseAddress!
+            let reads = frames + FindingLayout.maxFrames
+            var count = Int32(StackMemoEntry.maxReads)
             let capacity = s.pointee.limits.stackDepth
             var depth: Int
             if returnAddress != 0 && capacity > 1 {
                 frames[0] = pc
-                depth = 1 + Int(s.pointee.host.captureStack(returnAddress, sp &+ 8, bp, frames + 1, Int32(capacity - 1)))
+                depth = 1 + Int(s.pointee.host.captureStack(returnAddress, sp &+ 8, bp, frames + 1, Int32(capacity - 1),
+                                                            reads, &count))
             } else {
-                depth = Int(s.pointee.host.captureStack(pc, sp, bp, frames, Int32(capacity)))
+                depth = Int(s.pointee.host.captureStack(pc, sp, bp, frames, Int32(capacity), reads, &count))
             }
-            return saveStack(s, frames, min(max(depth, 0), capacity))
+            let handle = saveStack(s, frames, min(max(depth, 0), capacity))
+            if let set, handle != 0, count >= 0, Int(count) <= StackMemoEntry.maxReads {
+                // Over the way used less recently.
+                let way = 1 - Int(set.pointee.recentWay)
+                let e = set + way
+                e.pointee.pc = pc
+                e.pointee.sp = sp
+                e.pointee.caller = caller
+                e.pointee.reads = count
+                for k in 0..<Int(count) {
+                    e.pointee.address[k] = reads[k]
+                    e.pointee.value[k] = stackWord(reads[k], bp: bp)
+                }
+                e.pointee.handle = handle
+                set.pointee.recentWay = UInt8(way)
+            }
+            return handle
         }
+    }
+
+    /// The memo's two entries (ways) for a stack from (pc, sp, caller) on `cpu`;
+    /// nil for CPUs without a table.
+    static func memoSet(_ s: UnsafeMutablePointer<HeapCheckState>, cpu: UInt32, pc: UInt64, sp: UInt64,
+                        caller: UInt64) -> UnsafeMutablePointer<StackMemoEntry>? {
+        let sets = s.pointee.limits.stackMemoEntries / 2
+        guard Int(cpu) < s.pointee.limits.stackMemoCPUs, sets > 0 else { return nil }
+        let hash = (pc ^ caller &* 0x9E37_79B9_7F4A_7C15 ^ (sp >> 3)) &* 0xFF51_AFD7_ED55_8CCD
+        return s.pointee.stackMemo + Int(cpu) * 2 * sets + 2 * (Int(truncatingIfNeeded: hash >> 40) % sets)
+    }
+
+    /// Whether every word the remembered walk read holds its value still.
+    static func memoHolds(_ e: UnsafeMutablePointer<StackMemoEntry>, bp: UInt64) -> Bool {
+        for k in 0..<Int(e.pointee.reads) where stackWord(e.pointee.address[k], bp: bp) != e.pointee.value[k] {
+            return false
+        }
+        return true
+    }
+
+    /// A stack word the walk read (on the stack the same sp is on: mapped), or bp.
+    @inline(__always) static func stackWord(_ address: UInt64, bp: UInt64) -> UInt64 {
+        address == StackMemoEntry.bpRegister ? bp
+            : UnsafeRawPointer(bitPattern: UInt(address))!.loadUnaligned(as: UInt64.self)
     }
 
     // MARK: allocation and free (called by the host's wraps)
@@ -716,7 +850,8 @@ public enum HeapCheck {
         o.allocCPU = s.pointee.host.currentTask(&pid, &comm[0])
         o.allocPid = pid
         let stack = captureStack(s, pc: call.pointee.function, sp: call.pointee.entryStackPointer,
-                                 bp: call.pointee.register(.rbp), returnAddress: call.pointee.returnAddress)
+                                 bp: call.pointee.register(.rbp), returnAddress: call.pointee.returnAddress,
+                                 cpu: o.allocCPU)
         s.pointee.host.lock()
         defer { s.pointee.host.unlock() }
         o.allocStack = stack
@@ -752,7 +887,7 @@ public enum HeapCheck {
             var comm: InlineArray<16, UInt8> = InlineArray(repeating: 0)
             var pid: UInt32 = 0
             let cpu = s.pointee.host.currentTask(&pid, &comm[0])
-            let stack = captureStack(s, pc: call.pointee.function, sp: sp, bp: bp)
+            let stack = captureStack(s, pc: call.pointee.function, sp: sp, bp: bp, cpu: cpu)
             s.pointee.host.lock()
             // Looked up again: the table may have moved entries meanwhile.
             guard let j = find(s, pointer), s.pointee.objects[j].state == HeapObject.live else {
@@ -1037,7 +1172,7 @@ public enum HeapCheck {
             }
             // The access's stack, then the object's history.
             let frames = (bytes.baseAddress! + O.accessStack + O.stackFrames).assumingMemoryBound(to: UInt64.self)
-            let depth = s.pointee.host.captureStack(pc, sp, bp, frames, Int32(FindingLayout.maxFrames))
+            let depth = s.pointee.host.captureStack(pc, sp, bp, frames, Int32(FindingLayout.maxFrames), nil, nil)
             w.u32(O.accessStack, UInt32(max(depth, 0)))
             s.pointee.host.lock()
             writeTrack(s, w, O.allocated, pid: object.allocPid, cpu: object.allocCPU, stack: object.allocStack)
