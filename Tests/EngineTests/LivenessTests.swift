@@ -10,6 +10,19 @@ import Testing
     /// Registers live before instruction `index` of the block decoded from `code`.
     /// `faultExits`: instructions whose faults continue at a fixup.
     func live(_ code: [UInt8], before index: Int = 0, faultExits: UInt64 = 0) -> UInt16 {
+        let instructions = decode(code)
+        let meta = UnsafeMutablePointer<MetaEntry>.allocate(capacity: 1)
+        defer { meta.deallocate() }
+        return instructions.withUnsafeBufferPointer { buffer in
+            var block = InstrumentedBlock(startPC: 0x1000, instructions: buffer.baseAddress!, count: buffer.count,
+                                          meta: meta, metaCapacity: 1, contextGSOffset: 0)
+            block.faultExits[0] = faultExits
+            return block.liveRegisters(before: index)
+        }
+    }
+
+    /// The instructions of `code`, decoded at 0x1000.
+    func decode(_ code: [UInt8]) -> [Instruction] {
         var instructions: [Instruction] = []
         var offset = 0
         while offset < code.count {
@@ -22,14 +35,7 @@ import Testing
             instructions.append(insn)
             offset += Int(insn.length)
         }
-        let meta = UnsafeMutablePointer<MetaEntry>.allocate(capacity: 1)
-        defer { meta.deallocate() }
-        return instructions.withUnsafeBufferPointer { buffer in
-            var block = InstrumentedBlock(startPC: 0x1000, instructions: buffer.baseAddress!, count: buffer.count,
-                                          meta: meta, metaCapacity: 1, contextGSOffset: 0)
-            block.faultExits[0] = faultExits
-            return block.liveRegisters(before: index)
-        }
+        return instructions
     }
 
     let r10: UInt16 = 1 << 10
@@ -49,18 +55,7 @@ import Testing
             0x4D, 0x8B, 0x1B,        // mov r11, [r11]
             0xC3,                    // ret
         ]
-        var instructions: [Instruction] = []
-        var offset = 0
-        while offset < code.count {
-            var insn = Instruction()
-            let status = code.withUnsafeBytes {
-                Decoder.decode(bytes: UnsafeRawBufferPointer(rebasing: $0[offset...]), address: 0x1000 + UInt64(offset),
-                               into: &insn)
-            }
-            #expect(status == .ok)
-            instructions.append(insn)
-            offset += Int(insn.length)
-        }
+        let instructions = decode(code)
         let meta = UnsafeMutablePointer<MetaEntry>.allocate(capacity: 1)
         defer { meta.deallocate() }
         for faults: UInt64 in [0, 0b100000] {
