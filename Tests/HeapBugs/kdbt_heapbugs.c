@@ -123,6 +123,38 @@ static noinline void cache_uaf(void)
 	sink = READ_ONCE(*(u64 *)(o + 8)); /* CACHE-UAF */
 }
 
+/* Sizes the compiler cannot know, and pointers whose object it cannot see, so
+ * that memset and memcpy run as the kernel's rep string functions and
+ * FORTIFY_SOURCE leaves the checking to heapcheck. */
+static volatile size_t rep_extra = 8;
+
+/* Out of bounds through a rep string (memset): 8 bytes past a 100-byte object. */
+static noinline void memset_oob(void)
+{
+	u8 *p = kmalloc(100, GFP_KERNEL), *q = p;
+
+	if (!p)
+		return;
+	OPTIMIZER_HIDE_VAR(q);
+	memset(q, 0, 100 + rep_extra); /* MEMSET-OOB */
+	kfree(p);
+}
+
+/* Use after free through a rep string (memcpy): 64 bytes read from a freed
+ * 96-byte object. */
+static noinline void memcpy_uaf(void)
+{
+	u8 *p = kmalloc(96, GFP_KERNEL), *q = p;
+	u8 buf[64];
+
+	if (!p)
+		return;
+	kfree(p);
+	OPTIMIZER_HIDE_VAR(q);
+	memcpy(buf, q, 8 * rep_extra); /* MEMCPY-UAF */
+	sink = buf[0];
+}
+
 /* Correct use of everything above: nothing may be reported. */
 static noinline void correct(void)
 {
@@ -198,6 +230,8 @@ static const struct {
 	{ "double-free", double_free, true },
 	{ "invalid-free", invalid_free, true },
 	{ "cache-uaf", cache_uaf, false },
+	{ "memset-oob", memset_oob, false },
+	{ "memcpy-uaf", memcpy_uaf, false },
 	{ "correct", correct, false },
 	{ "deep-recursion", stack_recursion, false },
 };
@@ -222,7 +256,7 @@ static const struct kernel_param_ops trigger_ops = {
 };
 module_param_cb(trigger, &trigger_ops, NULL, 0200);
 MODULE_PARM_DESC(trigger, "run a seeded bug: uaf-read uaf-write oob-right-read oob-right-write "
-		 "oob-left-read double-free invalid-free cache-uaf correct deep-recursion");
+		 "oob-left-read double-free invalid-free cache-uaf memset-oob memcpy-uaf correct deep-recursion");
 
 static int __init heapbugs_init(void)
 {

@@ -10,7 +10,7 @@ expect_status 0 "insmod kdbt.ko" -- insmod "$KDBT_KMOD"
 expect_status 0 "insmod kdbt_heapbugs.ko" -- insmod /kdbt/kdbt_heapbugs.ko
 # Natively the read and write bugs go unnoticed and do no harm; the bad frees
 # are refused, as nothing would keep them from the allocator.
-for t in uaf-read uaf-write oob-right-read oob-right-write oob-left-read cache-uaf correct; do
+for t in uaf-read uaf-write oob-right-read oob-right-write oob-left-read cache-uaf memset-oob memcpy-uaf correct; do
 	expect_status 0 "native: $t runs" -- trigger $t
 done
 expect_status 1 "native: double-free refused" -- trigger double-free
@@ -23,7 +23,8 @@ expect_status 0 "kdbt report: correct use is not reported" -- kdbt report --form
 cp /tmp/out /tmp/after-correct.json
 expect_status 0 "  ... no finding" -- sh -c '! grep -q "\"kind\"" /tmp/after-correct.json'
 
-for t in uaf-read uaf-write oob-right-read oob-right-write oob-left-read double-free invalid-free cache-uaf; do
+for t in uaf-read uaf-write oob-right-read oob-right-write oob-left-read double-free invalid-free cache-uaf \
+		memset-oob memcpy-uaf; do
 	expect_status 0 "trigger $t" -- trigger $t
 done
 expect_status 0 "kdbt report" -- kdbt report
@@ -53,6 +54,11 @@ check "BUG: KDBT: double-free in" "double-free: class" /tmp/report.txt
 check "BUG: KDBT: invalid-free in" "invalid-free: class" /tmp/report.txt
 check "BUG: KDBT: use-after-free in cache_uaf" "cache-uaf: class and function" /tmp/report.txt
 check "cache kdbt_heapbugs_obj" "cache-uaf: the cache named" /tmp/report.txt
+# Rep strings (the inline scan of their shadow, then the precise check).
+check "BUG: KDBT: slab-out-of-bounds in memset" "memset-oob: class and function" /tmp/report.txt
+check "Write of size 108 at addr" "memset-oob: the whole memset, 108 bytes" /tmp/report.txt
+check "BUG: KDBT: use-after-free in memcpy" "memcpy-uaf: class and function" /tmp/report.txt
+check "Read of size 64 at addr" "memcpy-uaf: read of 64 bytes" /tmp/report.txt
 check "Allocated by task" "allocation stacks" /tmp/report.txt
 check "Freed by task" "free stacks" /tmp/report.txt
 # Every stack reaches the seeded function: the allocator's entry, then its caller.

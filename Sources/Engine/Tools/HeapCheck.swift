@@ -117,7 +117,8 @@ public struct HeapCheckLimits {
     public var shadowChunks = 1 << 15
     public var stacks = 1 << 13
     public var stackDepth = 12
-    /// Remembered stacks (`StackMemoEntry`) per CPU, for the first `stackMemoCPUs`.
+    /// Remembered stacks (`StackMemoEntry`) per CPU, for the first `stackMemoCPUs`
+    /// (a power of two).
     public var stackMemoEntries = 1024
     public var stackMemoCPUs = 4
     public init() {}
@@ -144,6 +145,10 @@ struct StackMemoEntry {
     var reads: Int32 = 0
     /// In a set's first entry: the way hit or written last.
     var recentWay: UInt8 = 0
+    /// Whether the walk used the bp it started with, and which.
+    var usesBP = false
+    var bp: UInt64 = 0
+    /// The stack words (bp apart), `reads` of them.
     var address: InlineArray<16, UInt64> = InlineArray(repeating: 0)
     var value: InlineArray<16, UInt64> = InlineArray(repeating: 0)
 }
@@ -315,7 +320,7 @@ public enum HeapCheck {
                     stretchStart = i + 1
                 }
             }
-            if insn.isRepeated, let (kind, _) = RepString.kind(insn.mnemonic) {
+            if insn.isRepeated, let (kind, element) = RepString.kind(insn.mnemonic) {
                 // A whole rep string operation: its ranges, in Swift, first, unless
                 // they lie outside the direct map (copies to and from user memory).
                 let argument = RepString.argument(insn)
@@ -324,7 +329,9 @@ public enum HeapCheck {
                     // rsi's for lods, rdi's for the rest.
                     let check = InlineCheck(
                         memory: AsmMemory(base: .register(kind == .load ? .rsi : .rdi)), emitter: emitRepFastPath,
-                        emitterData: UnsafeMutableRawPointer(state), argument: kind == .move ? 1 : 0,
+                        emitterData: UnsafeMutableRawPointer(state),
+                        argument: (kind == .move ? 1 : 0)
+                            | (kind == .move || kind == .store ? UInt64(element) << 8 : 0),
                         slowFunction: address(of: repStringCheck), slowArgument: packed, temporaries: 1)
                     block.pointee.insert(.inlineCheck(check), before: i)
                 } else {
@@ -508,9 +515,6 @@ public enum HeapCheck {
     /// offset); both ends: one temporary for the last byte.
     static func emitFlatFastPath(_ site: UnsafeMutablePointer<InlineCheckSite>, flat: UnsafeMutablePointer<UInt8>,
                                  pages: UInt64, size: Int32, oneGranule: Bool) {
-        func absolute(_ p: UnsafeRawPointer) -> Int32 {
-            Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: p))))
-        }
         let cells = UnsafeRawPointer(flat + FlatShadow.constants(pages: pages))
         let shadow = absolute(flat)
         let offset = site.pointee.address
@@ -530,16 +534,91 @@ public enum HeapCheck {
         site.pointee.slowPath(if: .ne)
     }
 
+    /// The 32-bit absolute displacement of a module-space address.
+    static func absolute(_ p: UnsafeRawPointer) -> Int32 {
+        Int32(truncatingIfNeeded: Int64(bitPattern: UInt64(UInt(bitPattern: p))))
+    }
+
     /// A rep string instruction's fast path: nothing to check when its ranges
     /// start outside the direct map (user memory, vmalloc, the kernel image: no
     /// range runs from there into the direct map); otherwise the clean call
-    /// checks them whole. `argument` 1: rsi's range too (movs).
+    /// checks them whole, but for stos and movs over the flat shadow, whose
+    /// shadow is scanned inline (`emitFlatRepScan`). `argument` bit 0: rsi's
+    /// range too (movs); bits 8-15: the element size (stos, movs).
     static let emitRepFastPath: InlineCheckEmitter = { data, raw in
         let state = data!.assumingMemoryBound(to: HeapCheckState.self)
         let site = InlineCheckSite.from(raw)
-        for k in 0...Int(site.pointee.argument) {
+        let move = site.pointee.argument & 1 != 0
+        let element = Int((site.pointee.argument >> 8) & 0xFF)
+        if let flat = state.pointee.flatShadow, element != 0 {
+            emitFlatRepScan(site, flat: flat, pages: state.pointee.directMapPages, element: element, move: move)
+            return
+        }
+        for k in 0...(move ? 1 : 0) {
             emitPageIndex(state, site, of: k == 0 ? site.pointee.address : .rsi, into: site.pointee.temporary0)
             site.pointee.slowPath(if: .b)
+        }
+    }
+
+    /// Bytes a rep string may cover and still be checked inline.
+    static let repScanBytes = 1024
+
+    /// stos and movs of up to `repScanBytes` bytes over the flat shadow: each
+    /// range in the direct map has its shadow scanned inline, eight granules a
+    /// step, the last step overlapping the one before so that it ends at the
+    /// range's last granule (ranges of under eight granules read a little past
+    /// their end). Any non-zero shadow byte, a longer range, or the direction
+    /// flag set (memmove copying down) takes the clean call, whose precise check
+    /// decides: what passes here the precise check passes too. Most rep strings
+    /// are the kernel's own memsets and copies of whole objects (init_on_alloc,
+    /// struct copies, pipe and page-cache copies), a clean call each before.
+    static func emitFlatRepScan(_ site: UnsafeMutablePointer<InlineCheckSite>, flat: UnsafeMutablePointer<UInt8>,
+                                pages: UInt64, element: Int, move: Bool) {
+        let cells = UnsafeRawPointer(flat + FlatShadow.constants(pages: pages))
+        let shadow = absolute(flat)
+        let a = site.pointee.address, t = site.pointee.temporary0
+        site.pointee.assembler.pushf()
+        site.pointee.assembler.pop(t)
+        site.pointee.assembler.and(t, imm32: 0x400)  // DF
+        site.pointee.slowPath(if: .ne)
+        site.pointee.assembler.cmp(.rcx, imm32: Int32(repScanBytes / element))
+        site.pointee.slowPath(if: .a)
+        let ranges = move ? 2 : 1
+        for k in 0..<ranges {
+            if k == 1 { site.pointee.assembler.mov(a, .rsi) }  // movs: rdi's range first, then rsi's
+            site.pointee.assembler.sub(a, AsmMemory(base: .absolute, displacement: absolute(cells)))
+            site.pointee.assembler.cmp(a, AsmMemory(base: .absolute, displacement: absolute(cells + 8)))
+            // Outside the direct map: nothing to check in this range.
+            var skip = -1
+            if k == ranges - 1 {
+                site.pointee.done(if: .ae)
+            } else {
+                skip = site.pointee.assembler.count
+                site.pointee.assembler.jcc(.ae, to: site.pointee.assembler.address)  // patched below
+            }
+            // a = the first granule's shadow index, t = the last's less 7, or a.
+            site.pointee.assembler.lea(t, AsmMemory(base: .register(a), index: .rcx, scale: UInt8(element), displacement: -1))
+            site.pointee.assembler.shr(a, 3)
+            site.pointee.assembler.shr(t, 3)
+            site.pointee.assembler.lea(t, .at(t, -7))
+            site.pointee.assembler.cmp(t, a)
+            // jae rel32 (6 bytes) over `mov t, a` (3 bytes: REX.W 89 /r).
+            site.pointee.assembler.jcc(.ae, to: site.pointee.assembler.address + 6 + 3)
+            site.pointee.assembler.mov(t, a)
+            let top = site.pointee.assembler.address
+            site.pointee.assembler.cmp(AsmMemory(base: .absolute, index: a, scale: 1, displacement: shadow), imm8: 0)
+            site.pointee.slowPath(if: .ne)
+            site.pointee.assembler.add(a, imm32: 8)
+            site.pointee.assembler.cmp(a, t)
+            site.pointee.assembler.jcc(.b, to: top)
+            site.pointee.assembler.cmp(AsmMemory(base: .absolute, index: t, scale: 1, displacement: shadow), imm8: 0)
+            site.pointee.slowPath(if: .ne)
+            if skip >= 0 {
+                // jcc rel32 is 0F 8x disp32: the displacement ends it.
+                let end = site.pointee.assembler.origin + UInt64(skip + 6)
+                site.pointee.assembler.patch32(at: skip + 2,
+                                               UInt32(truncatingIfNeeded: site.pointee.assembler.address &- end))
+            }
         }
     }
 
@@ -742,7 +821,7 @@ public enum HeapCheck {
     static func captureStack(_ s: UnsafeMutablePointer<HeapCheckState>, pc: UInt64, sp: UInt64, bp: UInt64,
                              returnAddress: UInt64 = 0, cpu: UInt32) -> UInt32 {
         // The caller is part of the key: functions free from many places at one depth.
-        let caller = returnAddress != 0 ? returnAddress : stackWord(sp, bp: 0)
+        let caller = returnAddress != 0 ? returnAddress : stackWord(sp)
         let set = memoSet(s, cpu: cpu, pc: pc, sp: sp, caller: caller)
         if let set {
             for way in 0..<2 {
@@ -776,11 +855,19 @@ public enum HeapCheck {
                 e.pointee.pc = pc
                 e.pointee.sp = sp
                 e.pointee.caller = caller
-                e.pointee.reads = count
+                e.pointee.usesBP = false
+                e.pointee.bp = bp
+                var n = 0
                 for k in 0..<Int(count) {
-                    e.pointee.address[k] = reads[k]
-                    e.pointee.value[k] = stackWord(reads[k], bp: bp)
+                    if reads[k] == StackMemoEntry.bpRegister {
+                        e.pointee.usesBP = true
+                    } else {
+                        e.pointee.address[n] = reads[k]
+                        e.pointee.value[n] = stackWord(reads[k])
+                        n += 1
+                    }
                 }
+                e.pointee.reads = Int32(n)
                 e.pointee.handle = handle
                 set.pointee.recentWay = UInt8(way)
             }
@@ -792,24 +879,24 @@ public enum HeapCheck {
     /// nil for CPUs without a table.
     static func memoSet(_ s: UnsafeMutablePointer<HeapCheckState>, cpu: UInt32, pc: UInt64, sp: UInt64,
                         caller: UInt64) -> UnsafeMutablePointer<StackMemoEntry>? {
-        let sets = s.pointee.limits.stackMemoEntries / 2
+        let sets = s.pointee.limits.stackMemoEntries >> 1
         guard Int(cpu) < s.pointee.limits.stackMemoCPUs, sets > 0 else { return nil }
         let hash = (pc ^ caller &* 0x9E37_79B9_7F4A_7C15 ^ (sp >> 3)) &* 0xFF51_AFD7_ED55_8CCD
-        return s.pointee.stackMemo + Int(cpu) * 2 * sets + 2 * (Int(truncatingIfNeeded: hash >> 40) % sets)
+        return s.pointee.stackMemo + Int(cpu) * 2 * sets + 2 * (Int(truncatingIfNeeded: hash >> 40) & (sets - 1))
     }
 
     /// Whether every word the remembered walk read holds its value still.
     static func memoHolds(_ e: UnsafeMutablePointer<StackMemoEntry>, bp: UInt64) -> Bool {
-        for k in 0..<Int(e.pointee.reads) where stackWord(e.pointee.address[k], bp: bp) != e.pointee.value[k] {
+        if e.pointee.usesBP && e.pointee.bp != bp { return false }
+        for k in 0..<Int(e.pointee.reads) where stackWord(e.pointee.address[k]) != e.pointee.value[k] {
             return false
         }
         return true
     }
 
-    /// A stack word the walk read (on the stack the same sp is on: mapped), or bp.
-    @inline(__always) static func stackWord(_ address: UInt64, bp: UInt64) -> UInt64 {
-        address == StackMemoEntry.bpRegister ? bp
-            : UnsafeRawPointer(bitPattern: UInt(address))!.loadUnaligned(as: UInt64.self)
+    /// A stack word the walk read (on the stack the same sp is on: mapped; never 0).
+    @inline(__always) static func stackWord(_ address: UInt64) -> UInt64 {
+        UnsafeRawPointer(bitPattern: UInt(address)).unsafelyUnwrapped.loadUnaligned(as: UInt64.self)
     }
 
     // MARK: allocation and free (called by the host's wraps)
@@ -1422,7 +1509,9 @@ struct JoinedAccesses {
 /// words the inline check reads absolutely: the direct map's base and its size
 /// in bytes.
 public enum FlatShadow {
-    static let pad = 64
+    /// Zeros past the last page's shadow: a check of the direct map's last
+    /// bytes reads a little beyond (up to `HeapCheck.repScanBytes` / 8 + 8).
+    static let pad = 256
     public static func constants(pages: UInt64) -> Int { Int(pages) * HeapCheck.chunkBytes + pad }
     public static func bytes(pages: UInt64) -> Int { constants(pages: pages) + 16 }
 }
