@@ -107,14 +107,18 @@ struct HeapCheckStackMemoTests {
         #expect(walks == 2 && second != first)
         #expect(f.capture() == second && walks == 2)  // remembered anew
         f.stack[1] = 0x2222
-        #expect(f.capture() == first && walks == 2)  // two ways: both remembered
-        f.stack[1] = 0x2224
-        let third = f.capture()
-        #expect(walks == 3 && third != first && third != second)  // over the second, used less recently
+        #expect(f.capture() == first && walks == 2)  // several ways: both remembered
+        // Variants beyond the ways replace the oldest, round robin.
+        var handles: [UInt32] = [first, second]
+        for k in 2...StackMemoEntry.ways {
+            f.stack[1] = 0x2222 + UInt64(k)
+            handles.append(f.capture())
+        }
+        #expect(walks == StackMemoEntry.ways + 1)
         f.stack[1] = 0x2222
-        #expect(f.capture() == first && walks == 3)
-        f.stack[1] = 0x2223
-        #expect(f.capture() == second && walks == 4)  // the depot still has it
+        #expect(f.capture() == first && walks == StackMemoEntry.ways + 2)  // the first went; the depot still has it
+        f.stack[1] = 0x2222 + UInt64(StackMemoEntry.ways)
+        #expect(f.capture() == handles[StackMemoEntry.ways] && walks == StackMemoEntry.ways + 2)  // the newest stays
     }
 
     @Test func bpCountsOnlyWhenTheWalkUsedIt() {

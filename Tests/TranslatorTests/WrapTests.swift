@@ -21,6 +21,7 @@ struct WrapRecord {
     var returnDelta: UInt64 = 0
     var skipEven = false
     var skipped = 0
+    var noPostForOdd = false
     /// Live allocations (malloc wrapping): pointer slots, 0 when free.
     var live: InlineArray<64, UInt64> = InlineArray(repeating: 0)
     var unknownFrees = 0
@@ -41,6 +42,7 @@ let addPre: WrapHook = { raw, data in
         call.pointee.skip(returning: 5)
         return
     }
+    if record.pointee.noPostForOdd && call.pointee.argument(0) % 2 == 1 { call.pointee.skipPostHook() }
     call.pointee.setArgument(1, call.pointee.argument(1) &+ record.pointee.argumentDelta)
     call.pointee.userData = call.pointee.argument(0) &+ call.pointee.argument(1)
 }
@@ -154,6 +156,18 @@ struct WrapTests {
         #expect(try w.driver(n) == expected)
         #expect(w.record.pointee.skipped == 3 * n / 2)
         #expect(w.record.pointee.post == 3 * n / 2)
+        #expect(w.record.pointee.mismatches == 0)
+    }
+
+    @Test("a pre hook that has nothing for the return skips the post hook of that call only")
+    func skipPostHook() throws {
+        let w = Wrapped()
+        w.record.pointee.noPostForOdd = true
+        w.wrap(Self.addFunction, pre: addPre, post: addPost)
+        let n = 40
+        #expect(try w.driver(n) == kw_wrap_driver(n, 0))
+        #expect(w.record.pointee.pre == 3 * n)
+        #expect(w.record.pointee.post == 3 * n / 2)  // even arguments only
         #expect(w.record.pointee.mismatches == 0)
     }
 

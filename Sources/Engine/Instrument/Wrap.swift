@@ -34,6 +34,7 @@ public struct WrapCall {
     var skipValue: UInt64 = 0
     var skipRequested = false
     var redirectTarget: UInt64 = 0
+    var postHookWanted = true
 
     init(context: UnsafeMutableRawPointer, function: UInt64, returnAddress: UInt64, entryStackPointer: UInt64,
          userData: UInt64) {
@@ -70,6 +71,10 @@ public struct WrapCall {
         skipRequested = true
         skipValue = value
     }
+
+    /// Pre hook only: this call's post hook has nothing to do (nothing is
+    /// recorded for its return, which costs a clean call less).
+    public mutating func skipPostHook() { postHookWanted = false }
 
     /// Pre hook only: run the function at `address` in place of the wrapped one,
     /// with the arguments as they are now (change them first with setArgument);
@@ -278,7 +283,7 @@ extension Translator {
             }
             context.storeBytes(of: cachePC, toByteOffset: Int(ContextField.cleanCallReturn), as: UInt64.self)
         }
-        guard wrap.post != nil else { return }
+        guard wrap.post != nil, call.postHookWanted else { return }
         t.withLock {
             if t.markPostSite(returnAddress) {
                 t.pushFrame(WrapFrame(entryStackPointer: sp, returnAddress: returnAddress, userData: call.userData,

@@ -128,6 +128,11 @@ struct KernelHeapCheck {
         state.pointee.classCount = Int(kdbt_hc_classes(state.pointee.classSize, state.pointee.classCache,
                                                        Int32(HeapCheck.maxClasses)))
         guard state.pointee.classCount > 0 else { return nil }
+        state.pointee.classCacheLow = ~0
+        for c in 0..<state.pointee.classCount {
+            state.pointee.classCacheLow = min(state.pointee.classCacheLow, state.pointee.classCache[c])
+            state.pointee.classCacheHigh = max(state.pointee.classCacheHigh, state.pointee.classCache[c])
+        }
         kh.initialize(to: KernelHeapCheck(state: state, arena: block))
         guard t.register(HeapCheck.registration(state), storageBytes: 0) else { return nil }
         kdbt_hc_report_shadow(flat != nil ? UInt64(flatBytes) : 0)
@@ -216,6 +221,13 @@ struct KernelHeapCheck {
         } else {
             largePre(call, kh, size: size)
         }
+        postOnlyIfTracked(call)
+    }
+
+    /// The post hooks track what the pre hook tagged (userData); untagged calls
+    /// need none.
+    @inline(__always) static func postOnlyIfTracked(_ call: UnsafeMutablePointer<WrapCall>) {
+        if call.pointee.userData == 0 { call.pointee.skipPostHook() }
     }
 
     /// __kmalloc_node{,_track_caller}(size, flags, node[, caller]) ->
@@ -228,24 +240,28 @@ struct KernelHeapCheck {
         } else {
             largePre(call, kh, size: size)
         }
+        postOnlyIfTracked(call)
     }
 
     /// kmalloc_trace(cache, flags, size): only the cache changes.
     static let kmallocTracePre: WrapHook = { raw, data in
         let (call, kh) = context(raw, data)
         _ = takeClass(call, kh, size: call.pointee.argument(2), flags: call.pointee.argument(1), cacheArgument: 0)
+        postOnlyIfTracked(call)
     }
 
     /// kmalloc_node_trace(cache, flags, node, size).
     static let kmallocNodeTracePre: WrapHook = { raw, data in
         let (call, kh) = context(raw, data)
         _ = takeClass(call, kh, size: call.pointee.argument(3), flags: call.pointee.argument(1), cacheArgument: 0)
+        postOnlyIfTracked(call)
     }
 
     /// kmalloc_large{,_node}(size, flags[, node]): `redzone` more bytes.
     static let kmallocLargePre: WrapHook = { raw, data in
         let (call, kh) = context(raw, data)
         largePre(call, kh, size: call.pointee.argument(0))
+        postOnlyIfTracked(call)
     }
 
     /// Page-sized requests (argument 0 is the size) grow by the redzone.
@@ -274,6 +290,8 @@ struct KernelHeapCheck {
     }
 
     static func isOwnCache(_ s: UnsafeMutablePointer<HeapCheckState>, _ cache: UInt64) -> Bool {
+        // Nearly every cache asked about lies outside the span of ours.
+        guard cache >= s.pointee.classCacheLow && cache <= s.pointee.classCacheHigh else { return false }
         for c in 0..<s.pointee.classCount where s.pointee.classCache[c] == cache { return true }
         return false
     }
@@ -284,7 +302,10 @@ struct KernelHeapCheck {
         let s = kh.pointee.state
         let cache = call.pointee.argument(0)
         // Our own classes: a redirected kmalloc, tracked by its own wrap.
-        guard cache != 0, !isOwnCache(s, cache), HeapCheck.hasRoom(s) else { return }
+        guard cache != 0, !isOwnCache(s, cache), HeapCheck.hasRoom(s) else {
+            call.pointee.skipPostHook()
+            return
+        }
         call.pointee.userData = cache
     }
 

@@ -134,6 +134,9 @@ public struct HeapCheckLimits {
 /// other writer shares it.
 struct StackMemoEntry {
     static let maxReads = 16
+    /// Entries per set: stacks from one place that differ deeper down (one
+    /// function called from several paths).
+    static let ways = 4
     /// In `address`: the bp the walk started with (STACK_READ_BP in stackguard.c).
     static let bpRegister: UInt64 = 1
     var pc: UInt64 = 0
@@ -143,8 +146,8 @@ struct StackMemoEntry {
     /// 0: an empty entry.
     var handle: UInt32 = 0
     var reads: Int32 = 0
-    /// In a set's first entry: the way hit or written last.
-    var recentWay: UInt8 = 0
+    /// In a set's first entry: the way the next new stack goes to (round robin).
+    var nextWay: UInt8 = 0
     /// Whether the walk used the bp it started with, and which.
     var usesBP = false
     var bp: UInt64 = 0
@@ -207,6 +210,9 @@ public struct HeapCheckState {
     public var classSize: UnsafeMutablePointer<UInt64>
     public var classCache: UnsafeMutablePointer<UInt64>
     public var classCount = 0
+    /// The lowest and highest of the classes' caches.
+    public var classCacheLow: UInt64 = 0
+    public var classCacheHigh: UInt64 = 0
     /// Where findings go (shared with the other checking tools).
     var findings: UnsafeMutablePointer<FindingsRing>
     /// The %gs: offset of the running task's pointer (`current`), -1 when not
@@ -824,11 +830,10 @@ public enum HeapCheck {
         let caller = returnAddress != 0 ? returnAddress : stackWord(sp)
         let set = memoSet(s, cpu: cpu, pc: pc, sp: sp, caller: caller)
         if let set {
-            for way in 0..<2 {
+            for way in 0..<StackMemoEntry.ways {
                 let e = set + way
                 if e.pointee.handle != 0, e.pointee.pc == pc, e.pointee.sp == sp, e.pointee.caller == caller,
                    memoHolds(e, bp: bp) {
-                    set.pointee.recentWay = UInt8(way)
                     s.pointee.statistics.stackMemoHits &+= 1
                     return e.pointee.handle
                 }
@@ -850,7 +855,7 @@ public enum HeapCheck {
             let handle = saveStack(s, frames, min(max(depth, 0), capacity))
             if let set, handle != 0, count >= 0, Int(count) <= StackMemoEntry.maxReads {
                 // Over the way used less recently.
-                let way = 1 - Int(set.pointee.recentWay)
+                let way = Int(set.pointee.nextWay) % StackMemoEntry.ways
                 let e = set + way
                 e.pointee.pc = pc
                 e.pointee.sp = sp
@@ -869,20 +874,21 @@ public enum HeapCheck {
                 }
                 e.pointee.reads = Int32(n)
                 e.pointee.handle = handle
-                set.pointee.recentWay = UInt8(way)
+                set.pointee.nextWay = UInt8((way + 1) % StackMemoEntry.ways)
             }
             return handle
         }
     }
 
-    /// The memo's two entries (ways) for a stack from (pc, sp, caller) on `cpu`;
+    /// The memo set (`StackMemoEntry.ways` entries) for a stack from (pc, sp, caller) on `cpu`;
     /// nil for CPUs without a table.
     static func memoSet(_ s: UnsafeMutablePointer<HeapCheckState>, cpu: UInt32, pc: UInt64, sp: UInt64,
                         caller: UInt64) -> UnsafeMutablePointer<StackMemoEntry>? {
-        let sets = s.pointee.limits.stackMemoEntries >> 1
+        let ways = StackMemoEntry.ways
+        let sets = s.pointee.limits.stackMemoEntries / ways
         guard Int(cpu) < s.pointee.limits.stackMemoCPUs, sets > 0 else { return nil }
         let hash = (pc ^ caller &* 0x9E37_79B9_7F4A_7C15 ^ (sp >> 3)) &* 0xFF51_AFD7_ED55_8CCD
-        return s.pointee.stackMemo + Int(cpu) * 2 * sets + 2 * (Int(truncatingIfNeeded: hash >> 40) & (sets - 1))
+        return s.pointee.stackMemo + Int(cpu) * ways * sets + ways * (Int(truncatingIfNeeded: hash >> 40) & (sets - 1))
     }
 
     /// Whether every word the remembered walk read holds its value still.
