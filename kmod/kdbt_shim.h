@@ -80,6 +80,7 @@ u64 kdbt_host_kernel_ss(void);
 void *kdbt_host_return_page(void);
 int kdbt_host_is_function_start(u64 address);
 int kdbt_host_has_fault_fixup(u64 address);
+int kdbt_host_c_function_at(u64 address);
 bool kdbt_return_page_in_use(void);
 void kdbt_return_page_free(bool in_use);
 

@@ -16,6 +16,8 @@
 #include <asm/debugreg.h>
 #include <asm/desc.h>
 #include <asm/msr.h>
+#include <asm/unaligned.h>
+#include <linux/uaccess.h>
 
 #include "kdbt_shim.h"
 
@@ -49,6 +51,40 @@ int kdbt_host_is_function_start(u64 address)
 	if (!size_offset)
 		size_offset = (void *)symbol_lookup("kallsyms_lookup_size_offset");
 	return size_offset && size_offset(address, &size, &offset) && offset == 0;
+}
+
+/* Whether the function around address was compiled from C: it begins with the
+ * compiler's __fentry__ call (a 5-byte nop while ftrace leaves it alone, or a
+ * call to __fentry__ or ftrace's callers). Such a function returns by the psABI:
+ * its callers keep nothing in the caller-saved registers or the status flags
+ * across the call. Assembly functions, some with their own conventions
+ * (__get_user_*, the paravirt callee-save thunks), have no __fentry__ call;
+ * notrace C functions neither (they count as assembly). */
+int kdbt_host_c_function_at(u64 address)
+{
+	static int (*size_offset)(unsigned long addr, unsigned long *size, unsigned long *offset);
+	static unsigned long fentry, ftrace_caller, ftrace_regs_caller;
+	static const u8 nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	unsigned long size, offset, start, target;
+	u8 first[5];
+
+	if (!size_offset) {
+		size_offset = (void *)symbol_lookup("kallsyms_lookup_size_offset");
+		fentry = symbol_lookup("__fentry__");
+		ftrace_caller = symbol_lookup("ftrace_caller");
+		ftrace_regs_caller = symbol_lookup("ftrace_regs_caller");
+	}
+	if (!size_offset || !size_offset(address, &size, &offset))
+		return 0;
+	start = address - offset;
+	if (copy_from_kernel_nofault(first, (void *)start, sizeof(first)))
+		return 0;
+	if (!memcmp(first, nop5, sizeof(nop5)))
+		return 1;
+	if (first[0] != 0xe8)
+		return 0;
+	target = start + 5 + (long)get_unaligned((s32 *)(first + 1));
+	return target && (target == fentry || target == ftrace_caller || target == ftrace_regs_caller);
 }
 
 /* Whether a fault at address continues at an exception-table fixup (vmlinux's

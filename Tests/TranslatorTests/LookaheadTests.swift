@@ -80,6 +80,25 @@ import UserHost
         }
     }
 
+    @Test func aReturnFromACFunctionLeavesOnlyTheABIsRegistersLive() {
+        // jmp T; T: ret. The host says whether T's function keeps the psABI.
+        let runner = InProcessRunner()
+        let code: [UInt8] = [0xE9, 11, 0, 0, 0] + [UInt8](repeating: 0xCC, count: 11) + [0xC3] + [UInt8](repeating: 0xCC, count: 16)
+        func live() -> (UInt16, UInt16) {
+            code.withUnsafeBytes { buffer in
+                var jump = Instruction()
+                let address = UInt64(UInt(bitPattern: buffer.baseAddress!))
+                #expect(Decoder.decode(bytes: buffer, address: address, into: &jump) == .ok)
+                return (runner.translator.registersLive(after: jump), runner.translator.flagsLive(after: jump))
+            }
+        }
+        #expect(live() == (0xFFFF, Flag.status))  // nothing known: everything live
+        runner.translator.state.pointee.host.isCFunction = { _ in 1 }
+        #expect(live() == (Self.bits(.rax, .rdx, .rbx, .rsp, .rbp, .r12, .r13, .r14, .r15), 0))
+        runner.translator.state.pointee.host.isCFunction = { _ in 0 }
+        #expect(live() == (0xFFFF, Flag.status))  // assembly: unknown callers
+    }
+
     static func bits(_ registers: GPR...) -> UInt16 { registers.reduce(0) { $0 | 1 << UInt16($1.rawValue) } }
 
     @Test func registersOverwrittenBeforeReadAreDead() {

@@ -47,6 +47,8 @@ func kdbt_host_symbol(_ name: UnsafePointer<UInt8>) -> UInt64
 func kdbt_host_is_function_start(_ address: UInt64) -> Int32
 @_extern(c, "kdbt_host_has_fault_fixup")
 func kdbt_host_has_fault_fixup(_ address: UInt64) -> Int32
+@_extern(c, "kdbt_host_c_function_at")
+func kdbt_host_c_function_at(_ address: UInt64) -> Int32
 @_extern(c, "kdbt_host_return_page")
 func kdbt_host_return_page() -> UnsafeMutableRawPointer?
 @_extern(c, "kdbt_host_pti_enabled")
@@ -243,7 +245,8 @@ extension KernelHost {
             readCode: { destination, address, count in kdbt_host_read_code(destination, address, count) },
             lock: { kdbt_host_translator_lock() }, unlock: { kdbt_host_translator_unlock() },
             isFunctionStart: { kdbt_host_is_function_start($0) },
-            hasFaultFixup: { kdbt_host_has_fault_fixup($0) })
+            hasFaultFixup: { kdbt_host_has_fault_fixup($0) },
+            isCFunction: { kdbt_host_c_function_at($0) })
         guard let ts = arena.allocate(TakeoverState.self),
               let native = arena.allocate(bytes: 256 * 8, alignment: 8),
               let cache = arena.allocate(bytes: 256 * 8, alignment: 8),

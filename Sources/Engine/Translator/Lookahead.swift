@@ -18,6 +18,7 @@ extension Translator {
     /// The arithmetic flags that may be read after the block ending in `last`
     /// (a subset of `Flag.status`).
     func flagsLive(after last: Instruction) -> UInt16 {
+        if returnsByABI(last) { return 0 }
         let successor: UInt64
         switch last.controlFlow {
         case .none:
@@ -51,6 +52,7 @@ extension Translator {
             // undecodable instruction, another branch, or a read of a flag not yet
             // overwritten ends the search with those flags live.
             guard decodeOne(at: pc, into: &insn), insn.flagsRead & undetermined == 0 else { break }
+            if returnsByABI(insn) { return 0 }
             if insn.controlFlow == .jmp, let target = insn.directBranchTarget, !isBranchThunk(target) {
                 pc = target  // a direct jump: its target is the only way on
                 continue
@@ -66,6 +68,7 @@ extension Translator {
     /// The general-purpose registers that may be read after the block ending in
     /// `last`: every one unless its successor is known (as for the flags).
     func registersLive(after last: Instruction) -> UInt16 {
+        if returnsByABI(last) { return Translator.liveAfterReturn }
         switch last.controlFlow {
         case .none:
             return registersLive(at: last.nextAddress)
@@ -95,6 +98,7 @@ extension Translator {
                 if isWrapped(pc) || (state.pointee.postSiteCount > 0 && isPostSite(pc)) || isNativeExit(pc) { break }
             }
             guard decodeOne(at: pc, into: &insn), fixup?(pc) ?? 0 == 0 else { break }
+            if returnsByABI(insn) { return live | (undetermined & Translator.liveAfterReturn) }
             if insn.controlFlow == .jmp, let target = insn.directBranchTarget, !isBranchThunk(target) {
                 pc = target
                 continue
@@ -112,6 +116,23 @@ extension Translator {
             pc = insn.nextAddress
         }
         return live | undetermined
+    }
+
+    /// What a C function's caller may read after it returns: rax and rdx (the
+    /// return value), rsp, and the callee-saved rbx, rbp, r12 to r15.
+    static let liveAfterReturn: UInt16 = 0b1111_0000_0011_1101
+
+    /// Whether `insn` returns (`ret`, or a jump to the return thunk) from a
+    /// function the host knows to keep the psABI: its caller reads no
+    /// caller-saved register and no status flag before writing it. Returns from
+    /// assembly functions are unknown: some callers (inline asm with a short
+    /// clobber list) keep values in registers across those calls.
+    func returnsByABI(_ insn: Instruction) -> Bool {
+        guard let isC = state.pointee.host.isCFunction else { return false }
+        let returns = insn.controlFlow == .ret
+            || (insn.controlFlow == .jmp && insn.directBranchTarget == state.pointee.returnThunk
+                && state.pointee.returnThunk != 0)
+        return returns && isC(insn.address) != 0
     }
 
     /// Decodes the native instruction at `pc` (read through the host); false when

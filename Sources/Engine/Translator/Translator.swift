@@ -29,6 +29,10 @@ public struct TranslatorHostFunctions {
     /// (the kernel's exception table): a branch that liveness must see, since the
     /// fixup may read registers the straight path overwrites first; nil: never.
     public var hasFaultFixup: (@convention(c) (UInt64) -> Int32)?
+    /// Whether the code at an address belongs to a function that returns by the
+    /// psABI (compiled C): after its `ret`, only the return registers and the
+    /// callee-saved ones may be read, and no status flag; nil: never known.
+    public var isCFunction: (@convention(c) (UInt64) -> Int32)?
 
     public init(
         allocateCode: @convention(c) (Int, UInt64) -> UnsafeMutableRawPointer?,
@@ -36,8 +40,10 @@ public struct TranslatorHostFunctions {
         lock: (@convention(c) () -> Void)? = nil,
         unlock: (@convention(c) () -> Void)? = nil,
         isFunctionStart: (@convention(c) (UInt64) -> Int32)? = nil,
-        hasFaultFixup: (@convention(c) (UInt64) -> Int32)? = nil
+        hasFaultFixup: (@convention(c) (UInt64) -> Int32)? = nil,
+        isCFunction: (@convention(c) (UInt64) -> Int32)? = nil
     ) {
+        self.isCFunction = isCFunction
         self.allocateCode = allocateCode
         self.readCode = readCode
         self.lock = lock
