@@ -140,18 +140,18 @@ static noinline void memset_oob(void)
 	kfree(p);
 }
 
-/* Use after free through a rep string (memcpy): 64 bytes read from a freed
- * 96-byte object. */
+/* Use after free through a rep string (memcpy): 512 bytes read from a freed
+ * 1000-byte object. */
 static noinline void memcpy_uaf(void)
 {
-	u8 *p = kmalloc(96, GFP_KERNEL), *q = p;
-	u8 buf[64];
+	u8 *p = kmalloc(1000, GFP_KERNEL), *q = p;
+	u8 buf[512];
 
 	if (!p)
 		return;
 	kfree(p);
 	OPTIMIZER_HIDE_VAR(q);
-	memcpy(buf, q, 8 * rep_extra); /* MEMCPY-UAF */
+	memcpy(buf, q, 64 * rep_extra); /* MEMCPY-UAF */
 	sink = buf[0];
 }
 

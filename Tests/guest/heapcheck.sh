@@ -58,7 +58,7 @@ check "cache kdbt_heapbugs_obj" "cache-uaf: the cache named" /tmp/report.txt
 check "BUG: KDBT: slab-out-of-bounds in memset" "memset-oob: class and function" /tmp/report.txt
 check "Write of size 108 at addr" "memset-oob: the whole memset, 108 bytes" /tmp/report.txt
 check "BUG: KDBT: use-after-free in memcpy" "memcpy-uaf: class and function" /tmp/report.txt
-check "Read of size 64 at addr" "memcpy-uaf: read of 64 bytes" /tmp/report.txt
+check "Read of size 512 at addr" "memcpy-uaf: read of 512 bytes" /tmp/report.txt
 check "Allocated by task" "allocation stacks" /tmp/report.txt
 check "Freed by task" "free stacks" /tmp/report.txt
 # Every stack reaches the seeded function: the allocator's entry, then its caller.

@@ -567,11 +567,11 @@ public enum HeapCheck {
     }
 
     /// Bytes a rep string may cover and still be checked inline.
-    static let repScanBytes = 1024
+    static let repScanBytes = 4096
 
     /// stos and movs of up to `repScanBytes` bytes over the flat shadow: each
-    /// range in the direct map has its shadow scanned inline, eight granules a
-    /// step, the last step overlapping the one before so that it ends at the
+    /// range in the direct map has its shadow scanned inline, 32 granules a step,
+    /// then eight, the last step overlapping the one before so that it ends at the
     /// range's last granule (ranges of under eight granules read a little past
     /// their end). Any non-zero shadow byte, a longer range, or the direction
     /// flag set (memmove copying down) takes the clean call, whose precise check
@@ -583,6 +583,24 @@ public enum HeapCheck {
         let cells = UnsafeRawPointer(flat + FlatShadow.constants(pages: pages))
         let shadow = absolute(flat)
         let a = site.pointee.address, t = site.pointee.temporary0
+        // Branches to `bad` (a dirty shadow word), patched once it is placed: the
+        // site takes eight branches, the scan needs more.
+        var toBad: InlineArray<16, Int> = InlineArray(repeating: 0)
+        var badCount = 0
+        func jumpIfDirty(_ at: AsmMemory) {
+            site.pointee.assembler.cmp(at, imm8: 0)
+            toBad[badCount] = site.pointee.assembler.count
+            badCount += 1
+            site.pointee.assembler.jcc(.ne, to: site.pointee.assembler.address)
+        }
+        func word(_ index: GPR, _ offset: Int32 = 0) -> AsmMemory {
+            AsmMemory(base: .absolute, index: index, scale: 1, displacement: shadow &+ offset)
+        }
+        // jcc rel32 is 0F 8x disp32: the displacement ends it.
+        func patch(_ jcc: Int, to target: UInt64) {
+            let end = site.pointee.assembler.origin + UInt64(jcc + 6)
+            site.pointee.assembler.patch32(at: jcc + 2, UInt32(truncatingIfNeeded: target &- end))
+        }
         site.pointee.assembler.pushf()
         site.pointee.assembler.pop(t)
         site.pointee.assembler.and(t, imm32: 0x400)  // DF
@@ -602,30 +620,44 @@ public enum HeapCheck {
                 skip = site.pointee.assembler.count
                 site.pointee.assembler.jcc(.ae, to: site.pointee.assembler.address)  // patched below
             }
-            // a = the first granule's shadow index, t = the last's less 7, or a.
+            // a = the first granule's shadow index f; t = max(last - 7, f): where
+            // the last eight-granule step starts.
             site.pointee.assembler.lea(t, AsmMemory(base: .register(a), index: .rcx, scale: UInt8(element), displacement: -1))
             site.pointee.assembler.shr(a, 3)
             site.pointee.assembler.shr(t, 3)
             site.pointee.assembler.lea(t, .at(t, -7))
             site.pointee.assembler.cmp(t, a)
-            // jae rel32 (6 bytes) over `mov t, a` (3 bytes: REX.W 89 /r).
-            site.pointee.assembler.jcc(.ae, to: site.pointee.assembler.address + 6 + 3)
+            // jge rel32 (6 bytes) over `mov t, a` (3 bytes: REX.W 89 /r).
+            site.pointee.assembler.jcc(.ge, to: site.pointee.assembler.address + 6 + 3)
             site.pointee.assembler.mov(t, a)
-            let top = site.pointee.assembler.address
-            site.pointee.assembler.cmp(AsmMemory(base: .absolute, index: a, scale: 1, displacement: shadow), imm8: 0)
-            site.pointee.slowPath(if: .ne)
-            site.pointee.assembler.add(a, imm32: 8)
+            // 32 granules a step while a + 31 < last (t - 25, signed: below 0 for
+            // short ranges), then eight a step up to t, then t's eight.
+            site.pointee.assembler.lea(t, .at(t, -25))
+            let bulk = site.pointee.assembler.address
             site.pointee.assembler.cmp(a, t)
-            site.pointee.assembler.jcc(.b, to: top)
-            site.pointee.assembler.cmp(AsmMemory(base: .absolute, index: t, scale: 1, displacement: shadow), imm8: 0)
-            site.pointee.slowPath(if: .ne)
-            if skip >= 0 {
-                // jcc rel32 is 0F 8x disp32: the displacement ends it.
-                let end = site.pointee.assembler.origin + UInt64(skip + 6)
-                site.pointee.assembler.patch32(at: skip + 2,
-                                               UInt32(truncatingIfNeeded: site.pointee.assembler.address &- end))
-            }
+            let toTail = site.pointee.assembler.count
+            site.pointee.assembler.jcc(.g, to: site.pointee.assembler.address)
+            for step in 0..<4 { jumpIfDirty(word(a, Int32(8 * step))) }
+            site.pointee.assembler.add(a, imm32: 32)
+            site.pointee.assembler.jmp(to: bulk)
+            patch(toTail, to: site.pointee.assembler.address)
+            site.pointee.assembler.lea(t, .at(t, 25))
+            let tail = site.pointee.assembler.address
+            site.pointee.assembler.cmp(a, t)
+            let toLast = site.pointee.assembler.count
+            site.pointee.assembler.jcc(.ge, to: site.pointee.assembler.address)
+            jumpIfDirty(word(a))
+            site.pointee.assembler.add(a, imm32: 8)
+            site.pointee.assembler.jmp(to: tail)
+            patch(toLast, to: site.pointee.assembler.address)
+            jumpIfDirty(word(t))
+            if skip >= 0 { patch(skip, to: site.pointee.assembler.address) }
         }
+        // Clean: the last compare left ZF set. A dirty word arrives with it clear.
+        site.pointee.done(if: .e)
+        let bad = site.pointee.assembler.address
+        for i in 0..<badCount { patch(toBad[i], to: bad) }
+        site.pointee.slowPath(if: .ne)
     }
 
     /// `page` = the direct-map page index of the address in `register`, compared
@@ -1516,8 +1548,8 @@ struct JoinedAccesses {
 /// in bytes.
 public enum FlatShadow {
     /// Zeros past the last page's shadow: a check of the direct map's last
-    /// bytes reads a little beyond (up to `HeapCheck.repScanBytes` / 8 + 8).
-    static let pad = 256
+    /// bytes reads a little beyond (up to `HeapCheck.repScanBytes` / 8 + 32).
+    static let pad = 1024
     public static func constants(pages: UInt64) -> Int { Int(pages) * HeapCheck.chunkBytes + pad }
     public static func bytes(pages: UInt64) -> Int { constants(pages: pages) + 16 }
 }
