@@ -42,15 +42,23 @@ u64 kdbt_host_symbol(const char *name)
 	return symbol_lookup(name);
 }
 
-/* Function starts by kallsyms: where a call, not a return, enters kdbt's text. */
-int kdbt_host_is_function_start(u64 address)
+/* The offset of address in its function, by kallsyms; false when unknown. */
+static bool function_offset(u64 address, unsigned long *offset)
 {
 	static int (*size_offset)(unsigned long addr, unsigned long *size, unsigned long *offset);
-	unsigned long size, offset;
+	unsigned long size;
 
 	if (!size_offset)
 		size_offset = (void *)symbol_lookup("kallsyms_lookup_size_offset");
-	return size_offset && size_offset(address, &size, &offset) && offset == 0;
+	return size_offset && size_offset(address, &size, offset);
+}
+
+/* Function starts by kallsyms: where a call, not a return, enters kdbt's text. */
+int kdbt_host_is_function_start(u64 address)
+{
+	unsigned long offset;
+
+	return function_offset(address, &offset) && offset == 0;
 }
 
 /* Whether the function around address was compiled from C: it begins with the
@@ -62,19 +70,17 @@ int kdbt_host_is_function_start(u64 address)
  * notrace C functions neither (they count as assembly). */
 int kdbt_host_c_function_at(u64 address)
 {
-	static int (*size_offset)(unsigned long addr, unsigned long *size, unsigned long *offset);
 	static unsigned long fentry, ftrace_caller, ftrace_regs_caller;
 	static const u8 nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
-	unsigned long size, offset, start, target;
+	unsigned long offset, start, target;
 	u8 first[5];
 
-	if (!size_offset) {
-		size_offset = (void *)symbol_lookup("kallsyms_lookup_size_offset");
+	if (!fentry) {
 		fentry = symbol_lookup("__fentry__");
 		ftrace_caller = symbol_lookup("ftrace_caller");
 		ftrace_regs_caller = symbol_lookup("ftrace_regs_caller");
 	}
-	if (!size_offset || !size_offset(address, &size, &offset))
+	if (!function_offset(address, &offset))
 		return 0;
 	start = address - offset;
 	if (copy_from_kernel_nofault(first, (void *)start, sizeof(first)))

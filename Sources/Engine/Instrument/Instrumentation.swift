@@ -377,15 +377,7 @@ public struct InstrumentedBlock {
         if livenessKnown && index >= 0 && index < count {
             return flagsDeadBefore[index >> 6] & (1 << UInt64(index & 63)) != 0
         }
-        var live = flagsLiveAtEnd
-        var i = count - 1
-        while i >= index {
-            let insn = instructions[i]
-            if isSideExit(i) { live |= flagsLive(atSideExit: i) }
-            live = (live & ~Self.killedFlags(insn)) | insn.flagsRead
-            i -= 1
-        }
-        return live & Flag.status == 0
+        return walkLiveness(downTo: index) { _, _, _ in }.flags & Flag.status == 0
     }
 
     /// The first position at or after `index` where the arithmetic flags are dead,
@@ -399,17 +391,8 @@ public struct InstrumentedBlock {
             }
             return nil
         }
-        // One backward pass computes liveness before every instruction.
-        var live = flagsLiveAtEnd
         var best: Int? = nil
-        var i = count - 1
-        while i >= index {
-            let insn = instructions[i]
-            if isSideExit(i) { live |= flagsLive(atSideExit: i) }
-            live = (live & ~Self.killedFlags(insn)) | insn.flagsRead
-            if live & Flag.status == 0 { best = i }
-            i -= 1
-        }
+        _ = walkLiveness(downTo: index) { i, _, flags in if flags & Flag.status == 0 { best = i } }
         return best
     }
 
@@ -424,45 +407,21 @@ public struct InstrumentedBlock {
     /// flags set before the faulting instruction.
     public func liveRegisters(before index: Int) -> UInt16 {
         if livenessKnown && index >= 0 && index < count { return registersLiveBefore[index] }
-        var live = registersLiveAtEnd
-        var operands = Operands()
-        var exits = 0
-        for i in 0..<count where isSideExit(i) { exits += 1 }
-        var i = count - 1
-        while i >= index {
-            let insn = instructions[i]
-            if isSideExit(i) {
-                exits -= 1
-                live |= exits < Self.maxSideExits ? sideExitRegisters[exits] : 0xFFFF
-            }
-            if faultsToFixup(i) {
-                live = 0xFFFF
-                i -= 1
-                continue
-            }
-            Decoder.decodeOperands(insn, into: &operands)
-            live = (live & ~Self.killedRegisters(insn, operands)) | Self.readRegisters(insn, operands)
-            i -= 1
-        }
-        return live
+        return walkLiveness(downTo: index) { _, _, _ in }.registers
     }
 
-    /// Fills `registersLiveBefore` and `flagsDeadBefore` (the answers of
-    /// `liveRegisters(before:)` and `arithmeticFlagsDead(before:)` for every
-    /// instruction) in one backward pass; call once the block's end, side exits
-    /// and fault exits are final. Blocks longer than the tables keep the per-query
-    /// passes.
-    mutating func computeLiveness() {
-        livenessKnown = false
-        guard count <= 128 else { return }
+    /// The backward pass every liveness answer comes from: from the block's end
+    /// down to instruction `index`, `visit(i, registers, flags)` with what may be
+    /// read at or after instruction i; returns that for `index` (the end's when
+    /// `index` is past the last instruction).
+    func walkLiveness(downTo index: Int, _ visit: (Int, UInt16, UInt16) -> Void) -> (registers: UInt16, flags: UInt16) {
         var live = registersLiveAtEnd
         var flags = flagsLiveAtEnd
         var operands = Operands()
         var exits = 0
         for i in 0..<count where isSideExit(i) { exits += 1 }
-        flagsDeadBefore = InlineArray(repeating: 0)
         var i = count - 1
-        while i >= 0 {
+        while i >= max(index, 0) {
             let insn = instructions[i]
             if isSideExit(i) {
                 exits -= 1
@@ -476,10 +435,27 @@ public struct InstrumentedBlock {
                 live = (live & ~Self.killedRegisters(insn, operands)) | Self.readRegisters(insn, operands)
             }
             flags = (flags & ~Self.killedFlags(insn)) | insn.flagsRead
-            registersLiveBefore[i] = live
-            if flags & Flag.status == 0 { flagsDeadBefore[i >> 6] |= 1 << UInt64(i & 63) }
+            visit(i, live, flags)
             i -= 1
         }
+        return (live, flags)
+    }
+
+    /// Fills `registersLiveBefore` and `flagsDeadBefore` (the answers of
+    /// `liveRegisters(before:)` and `arithmeticFlagsDead(before:)` for every
+    /// instruction) in one pass; call once the block's end, side exits and fault
+    /// exits are final. Blocks longer than the tables walk once per question.
+    mutating func computeLiveness() {
+        livenessKnown = false
+        guard count <= 128 else { return }
+        var registers: InlineArray<128, UInt16> = InlineArray(repeating: 0xFFFF)
+        var dead: InlineArray<2, UInt64> = InlineArray(repeating: 0)
+        _ = walkLiveness(downTo: 0) { i, live, flags in
+            registers[i] = live
+            if flags & Flag.status == 0 { dead[i >> 6] |= 1 << UInt64(i & 63) }
+        }
+        registersLiveBefore = registers
+        flagsDeadBefore = dead
         livenessKnown = true
     }
 

@@ -128,11 +128,11 @@ extension Translator {
     /// assembly functions are unknown: some callers (inline asm with a short
     /// clobber list) keep values in registers across those calls.
     func returnsByABI(_ insn: Instruction) -> Bool {
-        guard let isC = state.pointee.host.isCFunction else { return false }
         let returns = insn.controlFlow == .ret
             || (insn.controlFlow == .jmp && insn.directBranchTarget == state.pointee.returnThunk
                 && state.pointee.returnThunk != 0)
-        return returns && isC(insn.address) != 0
+        guard returns, let isC = state.pointee.host.isCFunction else { return false }
+        return isC(insn.address) != 0
     }
 
     /// Decodes the native instruction at `pc` (read through the host); false when
