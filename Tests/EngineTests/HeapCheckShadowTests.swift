@@ -9,6 +9,9 @@
 import Protocol
 import Testing
 
+/// What the stand-in allocator got back from the quarantine: (cache, pointer).
+nonisolated(unsafe) private var releasedObjects: [(UInt64, UInt64)] = []
+
 @Suite("heapcheck shadow", .serialized)
 struct HeapCheckShadowTests {
     static let pages = 4
@@ -45,7 +48,12 @@ struct HeapCheckShadowTests {
             context = .allocate(byteCount: 0x400, alignment: 64)
             context.initializeMemory(as: UInt8.self, repeating: 0, count: 0x400)
             let host = HeapCheckHostFunctions(
-                captureStack: { _, _, _, _, _, _, _ in 0 }, currentTask: { _, _ in 0 }, release: { _, _ in },
+                captureStack: { _, _, _, _, _, _, count in
+                    count?.pointee = -1  // no stack words known: never memoized
+                    return 0
+                },
+                currentTask: { _, _ in 0 },
+                release: { cache, pointer in releasedObjects.append((cache, pointer)) },
                 describeCache: { _, _, _ in 0 }, lock: {}, unlock: {}, now: { 0 })
             var a = Arena(base: arena, capacity: bytes)
             state = HeapCheck.create(in: &a, host: host, limits: limits, directMapBase: UInt64(UInt(bitPattern: memory)),
@@ -101,6 +109,70 @@ struct HeapCheckShadowTests {
         // From page 0 (no shadow) into page 1.
         #expect(f.firstBad(offset: 2048, size: 5000) == nil)
         #expect(f.firstBad(offset: 2048, size: 5100) == 7096)
+    }
+
+    @Test("fill sets exactly the granules of its range, short or long, across pages, both layouts",
+          arguments: [true, false])
+    func fillSetsItsRangeOnly(flat: Bool) {
+        let f = Fixture(flatShadow: flat)
+        f.poison(page: 1, offset: 0, bytes: 3 * 4096, 0)
+        // Every length up to past the stores' limit (64 shadow bytes), some long
+        // ones, from starts inside a page and a few granules before its end.
+        let lengths = Array(1...70) + [100, 512, 600]
+        for start in [4096, 4096 + 8, 4096 + 24, 2 * 4096 - 16] {
+            for granules in lengths {
+                HeapCheck.fill(f.state, f.base + UInt64(start), UInt64(granules * 8), ShadowByte.slabFree)
+                var wrong = 0
+                for granule in (4096 / 8)..<(4 * 4096 / 8) {
+                    let inside = granule * 8 >= start && granule * 8 < start + granules * 8
+                    let byte = HeapCheck.shadowByte(f.state, f.base + UInt64(granule * 8))
+                    if byte != (inside ? ShadowByte.slabFree : 0) { wrong += 1 }
+                }
+                #expect(wrong == 0, "start \(start), \(granules) granules")
+                HeapCheck.fill(f.state, f.base + UInt64(start), UInt64(granules * 8), 0)
+            }
+        }
+    }
+
+    @Test("frees go to the quarantine, which gives the oldest back past its limit; double and invalid frees stay",
+          arguments: [true, false])
+    func quarantine(flat: Bool) {
+        let f = Fixture(flatShadow: flat)
+        releasedObjects = []
+        f.state.pointee.quarantineLimit = 100
+        let stack = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
+        defer { stack.deallocate() }
+        stack.initialize(repeating: 0x3000, count: 4)
+        var call = WrapCall(context: f.context, function: 0x1000, returnAddress: 0x2000,
+                            entryStackPointer: UInt64(UInt(bitPattern: stack)), userData: 0)
+        let cache: UInt64 = 0xCAC4E
+        let objects = (0..<3).map { f.base + 4096 + UInt64($0 * 64) }
+        for o in objects {
+            HeapCheck.track(f.state, &call, start: o, size: 40, origin: HeapObject.fromNamedCache, sizeClass: 0,
+                            cache: cache, slot: 48)
+        }
+        #expect(f.state.pointee.objectCount == 3)
+        #expect(HeapCheck.free(f.state, &call, pointer: objects[0]))
+        #expect(HeapCheck.free(f.state, &call, pointer: objects[1]))
+        #expect(releasedObjects.isEmpty)
+        #expect(HeapCheck.shadowByte(f.state, objects[0]) == ShadowByte.slabFree)
+        // 120 quarantined bytes: over 100, so the oldest goes back, its shadow
+        // "unknown" again.
+        #expect(HeapCheck.free(f.state, &call, pointer: objects[2]))
+        #expect(releasedObjects.count == 1 && releasedObjects.first! == (cache, objects[0]))
+        #expect(HeapCheck.shadowByte(f.state, objects[0]) == 0)
+        #expect(HeapCheck.shadowByte(f.state, objects[1]) == ShadowByte.slabFree)
+        #expect(f.state.pointee.objectCount == 2)
+        // A second free is reported and kept from the allocator; a pointer never
+        // tracked is the allocator's.
+        let findings = f.ring.pointee.count
+        #expect(HeapCheck.free(f.state, &call, pointer: objects[1]))
+        #expect(f.ring.pointee.count == findings + 1)
+        #expect(!HeapCheck.free(f.state, &call, pointer: f.base + 3 * 4096))
+        #expect(releasedObjects.count == 1)
+        HeapCheck.releaseAll(f.state)
+        #expect(releasedObjects.map { $0.1 } == [objects[0], objects[1], objects[2]])
+        #expect(f.state.pointee.objectCount == 0 && f.state.pointee.quarantineCount == 0)
     }
 
     @Test("a partial granule: the accessible bytes pass, the next one is bad", arguments: [true, false])

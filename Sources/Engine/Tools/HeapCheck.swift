@@ -730,27 +730,96 @@ public enum HeapCheck {
     }
 
     /// Sets the shadow of [start, start+bytes) (granule-aligned start) to `value`
-    /// where shadow exists: one page's run of shadow bytes at a time, since
-    /// objects of a page or more (task_struct, names_cache) are common.
+    /// where shadow exists.
     static func fill(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64, _ bytes: UInt64, _ value: UInt8) {
+        if let run = shadowRun(s, start, bytes) {
+            fillRun(s, run, value, Int((bytes &+ 7) >> 3))
+        } else {
+            fillByPage(s, start, bytes, value)
+        }
+    }
+
+    /// The shadow of [start, start+bytes) when it is one run of bytes: always in
+    /// the flat shadow, within a page with chunks. nil: elsewhere, or no shadow.
+    @inline(__always) static func shadowRun(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64,
+                                            _ bytes: UInt64) -> UnsafeMutablePointer<UInt8>? {
+        guard bytes > 0, let first = pageIndex(s, start) else { return nil }
+        let offset = Int((start & 0xFFF) >> 3)
+        if let flat = s.pointee.flatShadow {
+            guard pageIndex(s, start &+ bytes &- 1) != nil else { return nil }
+            return flat + first * chunkBytes + offset
+        }
+        guard (start &+ bytes &- 1) >> 12 == start >> 12, let chunk = chunk(s, page: first) else { return nil }
+        return chunk + offset
+    }
+
+    /// `fill` across pages with chunks: a page's run of shadow bytes at a time.
+    @inline(never) static func fillByPage(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64, _ bytes: UInt64,
+                                          _ value: UInt8) {
         var a = start
         let end = start &+ bytes
         while a < end {
             let stop = min(end, (a | 0xFFF) &+ 1)
             if let page = pageIndex(s, a), let chunk = chunk(s, page: page) {
-                s.pointee.host.fill(chunk + Int((a & 0xFFF) >> 3), value, Int((stop &- a &+ 7) >> 3))
+                fillRun(s, chunk + Int((a & 0xFFF) >> 3), value, Int((stop &- a &+ 7) >> 3))
             }
             a = stop
         }
     }
 
+    /// `count` shadow bytes from `p`. Most objects have a few words of shadow:
+    /// stored here (overlapping stores at the ends), where a call to the host's
+    /// fill (rep stos, which QEMU steps through an element at a time) would cost
+    /// more; long runs go to it.
+    @inline(__always) static func fillRun(_ s: UnsafeMutablePointer<HeapCheckState>, _ p: UnsafeMutablePointer<UInt8>,
+                                          _ value: UInt8, _ count: Int) {
+        let raw = UnsafeMutableRawPointer(p)
+        let word = UInt64(value) &* 0x0101_0101_0101_0101
+        if count >= 8 {
+            guard count <= 64 else {
+                s.pointee.host.fill(p, value, count)
+                return
+            }
+            // Not a loop: the compiler makes store loops memset calls, and the
+            // kernel's memset is rep stosb.
+            raw.storeBytes(of: word, as: UInt64.self)
+            raw.storeBytes(of: word, toByteOffset: count &- 8, as: UInt64.self)
+            guard count > 16 else { return }
+            raw.storeBytes(of: word, toByteOffset: 8, as: UInt64.self)
+            guard count > 24 else { return }
+            raw.storeBytes(of: word, toByteOffset: 16, as: UInt64.self)
+            guard count > 32 else { return }
+            raw.storeBytes(of: word, toByteOffset: 24, as: UInt64.self)
+            guard count > 40 else { return }
+            raw.storeBytes(of: word, toByteOffset: 32, as: UInt64.self)
+            guard count > 48 else { return }
+            raw.storeBytes(of: word, toByteOffset: 40, as: UInt64.self)
+            guard count > 56 else { return }
+            raw.storeBytes(of: word, toByteOffset: 48, as: UInt64.self)
+        } else if count >= 4 {
+            raw.storeBytes(of: UInt32(truncatingIfNeeded: word), as: UInt32.self)
+            raw.storeBytes(of: UInt32(truncatingIfNeeded: word), toByteOffset: count &- 4, as: UInt32.self)
+        } else if count > 0 {
+            p[0] = value
+            p[count >> 1] = value
+            p[count &- 1] = value
+        }
+    }
+
     /// Object [start, start+size) accessible, the rest of its slot `redzone`.
     static func shadowLive(_ s: UnsafeMutablePointer<HeapCheckState>, _ o: HeapObject, redzone: UInt8) {
-        let full = o.size & ~7
-        fill(s, o.start, full, 0)
-        if o.size & 7 != 0 { fill(s, o.start &+ full, 8, UInt8(o.size & 7)) }
-        let used = (o.size + 7) & ~7
-        if o.slot > used && redzone != 0 { fill(s, o.start &+ used, o.slot - used, redzone) }
+        let used = (o.size &+ 7) & ~7
+        let slot = max(o.slot, used)
+        guard let run = shadowRun(s, o.start, slot) else {
+            fillByPage(s, o.start, o.size & ~7, 0)
+            if o.size & 7 != 0 { fillByPage(s, o.start &+ (o.size & ~7), 8, UInt8(o.size & 7)) }
+            if slot > used && redzone != 0 { fillByPage(s, o.start &+ used, slot &- used, redzone) }
+            return
+        }
+        let full = Int(o.size >> 3)
+        fillRun(s, run, 0, full)
+        if o.size & 7 != 0 { run[full] = UInt8(o.size & 7) }
+        if slot > used && redzone != 0 { fillRun(s, run + Int(used >> 3), redzone, Int((slot &- used) >> 3)) }
     }
 
     // MARK: object table (linear probing, backward-shift deletion)
@@ -771,13 +840,17 @@ public enum HeapCheck {
 
     static func insert(_ s: UnsafeMutablePointer<HeapCheckState>, _ o: HeapObject) -> Bool {
         let mask = s.pointee.limits.objects - 1
-        if let existing = find(s, o.start) {
-            s.pointee.objects[existing] = o  // a stale entry (its free went unseen)
-            return true
+        // One probe: the entry for `start` if there is one, else the first empty
+        // slot (no tombstones, so the run ends there).
+        var i = home(s, o.start)
+        while s.pointee.objects[i].start != 0 {
+            if s.pointee.objects[i].start == o.start {
+                s.pointee.objects[i] = o  // a stale entry (its free went unseen)
+                return true
+            }
+            i = (i + 1) & mask
         }
         guard s.pointee.objectCount * 4 < s.pointee.limits.objects * 3 else { return false }
-        var i = home(s, o.start)
-        while s.pointee.objects[i].start != 0 { i = (i + 1) & mask }
         s.pointee.objects[i] = o
         s.pointee.objectCount += 1
         return true
@@ -974,12 +1047,13 @@ public enum HeapCheck {
         var pid: UInt32 = 0
         o.allocCPU = s.pointee.host.currentTask(&pid, &comm[0])
         o.allocPid = pid
-        let stack = captureStack(s, pc: call.pointee.function, sp: call.pointee.entryStackPointer,
-                                 bp: call.pointee.register(.rbp), returnAddress: call.pointee.returnAddress,
-                                 cpu: o.allocCPU)
         s.pointee.host.lock()
         defer { s.pointee.host.unlock() }
-        o.allocStack = stack
+        // Under the lock: the stack depot is shared (the memo, per CPU, nearly
+        // always answers, for less than another lock round trip would cost).
+        o.allocStack = captureStack(s, pc: call.pointee.function, sp: call.pointee.entryStackPointer,
+                                    bp: call.pointee.register(.rbp), returnAddress: call.pointee.returnAddress,
+                                    cpu: o.allocCPU)
         let kind = origin == HeapObject.fromClass ? ShadowPageKind.ownClass(sizeClass) : ShadowPageKind.shared
         guard ensureShadow(s, o.start, o.slot, kind: kind), insert(s, o) else {
             s.pointee.statistics.untracked += 1
@@ -993,57 +1067,57 @@ public enum HeapCheck {
     /// A free (kfree, kmem_cache_free) of `pointer`, called from the wrap's pre
     /// hook. True when heapcheck keeps the object (quarantined, or the free was
     /// bad and reported): the allocator must not see it. False: not ours, let the
-    /// allocator have it.
+    /// allocator have it. One lock round trip: the free stack is taken under the
+    /// lock, and the objects the quarantine gives back are taken out with it.
     public static func free(_ s: UnsafeMutablePointer<HeapCheckState>, _ call: UnsafeMutablePointer<WrapCall>,
                             pointer: UInt64) -> Bool {
         guard pointer > 4096 else { return false }  // NULL and ZERO_SIZE_PTR
         let sp = call.pointee.entryStackPointer
         let bp = call.pointee.register(.rbp)
         s.pointee.host.lock()
-        if let i = find(s, pointer) {
-            if s.pointee.objects[i].state == HeapObject.quarantined {
-                let o = s.pointee.objects[i]
-                s.pointee.host.unlock()
-                report(s, kind: .doubleFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
-                       sp: sp, bp: bp, object: o)
-                return true
+        guard let i = find(s, pointer) else {
+            // Untracked: an object from before this attach, or a pointer into a
+            // tracked one (an invalid free). Only heapcheck's own classes are
+            // searched, and only one slot back: elsewhere an untracked pointer
+            // is simply not ours.
+            var inside: HeapObject? = nil
+            if let page = pageIndex(s, pointer), let c = ShadowPageKind.sizeClass(s.pointee.pageKind[page]),
+               let j = containing(s, pointer, reach: s.pointee.classSize[c]) {
+                inside = s.pointee.objects[j]
             }
             s.pointee.host.unlock()
-            var comm: InlineArray<16, UInt8> = InlineArray(repeating: 0)
-            var pid: UInt32 = 0
-            let cpu = s.pointee.host.currentTask(&pid, &comm[0])
-            let stack = captureStack(s, pc: call.pointee.function, sp: sp, bp: bp, cpu: cpu)
-            s.pointee.host.lock()
-            // Looked up again: the table may have moved entries meanwhile.
-            guard let j = find(s, pointer), s.pointee.objects[j].state == HeapObject.live else {
-                s.pointee.host.unlock()
-                return true
-            }
-            s.pointee.objects[j].state = HeapObject.quarantined
-            s.pointee.objects[j].freePid = pid
-            s.pointee.objects[j].freeCPU = cpu
-            s.pointee.objects[j].freeStack = stack
-            let o = s.pointee.objects[j]
-            fill(s, o.start, (o.size + 7) & ~7, ShadowByte.slabFree)
-            enqueue(s, pointer, o.size)
-            s.pointee.statistics.quarantined += 1
-            s.pointee.host.unlock()
-            drainQuarantine(s)
+            guard let object = inside else { return false }
+            report(s, kind: .invalidFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
+                   sp: sp, bp: bp, object: object)
             return true
         }
-        // Untracked: an object from before this attach, or a pointer into a
-        // tracked one (an invalid free). Only heapcheck's own classes are
-        // searched, and only one slot back: elsewhere an untracked pointer is
-        // simply not ours.
-        var inside: HeapObject? = nil
-        if let page = pageIndex(s, pointer), let c = ShadowPageKind.sizeClass(s.pointee.pageKind[page]),
-           let i = containing(s, pointer, reach: s.pointee.classSize[c]) {
-            inside = s.pointee.objects[i]
+        if s.pointee.objects[i].state == HeapObject.quarantined {
+            let o = s.pointee.objects[i]
+            s.pointee.host.unlock()
+            report(s, kind: .doubleFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
+                   sp: sp, bp: bp, object: o)
+            return true
         }
-        s.pointee.host.unlock()
-        guard let object = inside else { return false }
-        report(s, kind: .invalidFree, address: pointer, size: 0, write: false, pc: call.pointee.function,
-               sp: sp, bp: bp, object: object)
+        var comm: InlineArray<16, UInt8> = InlineArray(repeating: 0)
+        var pid: UInt32 = 0
+        let cpu = s.pointee.host.currentTask(&pid, &comm[0])
+        let stack = captureStack(s, pc: call.pointee.function, sp: sp, bp: bp, cpu: cpu)
+        s.pointee.objects[i].state = HeapObject.quarantined
+        s.pointee.objects[i].freePid = pid
+        s.pointee.objects[i].freeCPU = cpu
+        s.pointee.objects[i].freeStack = stack
+        let size = s.pointee.objects[i].size
+        fill(s, pointer, (size + 7) & ~7, ShadowByte.slabFree)
+        enqueue(s, pointer, size)
+        s.pointee.statistics.quarantined += 1
+        let more = withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ExpiredObjects.words) { buffer in
+            var expired = ExpiredObjects(words: buffer.baseAddress!)
+            takeExpired(s, into: &expired)
+            s.pointee.host.unlock()
+            release(s, expired)
+            return expired.count == ExpiredObjects.capacity
+        }
+        if more { drainQuarantine(s) }
         return true
     }
 
@@ -1055,34 +1129,53 @@ public enum HeapCheck {
         s.pointee.quarantineBytes &+= size
     }
 
-    /// Gives the oldest quarantined objects back until the quarantine is within
-    /// its limits. The allocator is called without the lock.
-    static func drainQuarantine(_ s: UnsafeMutablePointer<HeapCheckState>) {
-        while true {
-            s.pointee.host.lock()
-            let over = s.pointee.quarantineBytes > s.pointee.quarantineLimit
-                || s.pointee.quarantineCount >= s.pointee.limits.quarantineEntries - 1
-            guard over, s.pointee.quarantineCount > 0 else {
-                s.pointee.host.unlock()
-                return
-            }
+    /// Objects out of the quarantine, for the allocator (which is called
+    /// without the lock held): (cache, pointer) pairs in a caller's buffer.
+    struct ExpiredObjects {
+        static let capacity = 8
+        static let words = 2 * capacity
+        let words: UnsafeMutablePointer<UInt64>
+        var count = 0
+    }
+
+    /// With the lock held: takes the oldest quarantined objects out, while the
+    /// quarantine is over its limits, up to `ExpiredObjects.capacity` of them.
+    static func takeExpired(_ s: UnsafeMutablePointer<HeapCheckState>, into expired: inout ExpiredObjects) {
+        while expired.count < ExpiredObjects.capacity && s.pointee.quarantineCount > 0
+            && (s.pointee.quarantineBytes > s.pointee.quarantineLimit
+                || s.pointee.quarantineCount >= s.pointee.limits.quarantineEntries - 1) {
             let pointer = s.pointee.quarantine[s.pointee.quarantineHead]
             s.pointee.quarantineHead = (s.pointee.quarantineHead + 1) & (s.pointee.limits.quarantineEntries - 1)
             s.pointee.quarantineCount -= 1
-            var cache: UInt64 = 0
-            var found = false
-            if let i = find(s, pointer) {
-                let o = s.pointee.objects[i]
-                s.pointee.quarantineBytes &-= min(o.size, s.pointee.quarantineBytes)
-                cache = o.cache
-                // The slot goes back to "unknown": the allocator touches free slots.
-                fill(s, o.start, (o.slot + 7) & ~7, 0)
-                remove(s, at: i)
-                found = true
-                s.pointee.statistics.released += 1
+            guard let i = find(s, pointer) else { continue }
+            let o = s.pointee.objects[i]
+            s.pointee.quarantineBytes &-= min(o.size, s.pointee.quarantineBytes)
+            // The slot goes back to "unknown": the allocator touches free slots.
+            fill(s, o.start, (o.slot + 7) & ~7, 0)
+            remove(s, at: i)
+            s.pointee.statistics.released += 1
+            expired.words[2 * expired.count] = o.cache
+            expired.words[2 * expired.count + 1] = pointer
+            expired.count += 1
+        }
+    }
+
+    static func release(_ s: UnsafeMutablePointer<HeapCheckState>, _ expired: ExpiredObjects) {
+        for k in 0..<expired.count { s.pointee.host.release(expired.words[2 * k], expired.words[2 * k + 1]) }
+    }
+
+    /// Gives the oldest quarantined objects back until the quarantine is within
+    /// its limits.
+    static func drainQuarantine(_ s: UnsafeMutablePointer<HeapCheckState>) {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ExpiredObjects.words) { buffer in
+            while true {
+                var expired = ExpiredObjects(words: buffer.baseAddress!)
+                s.pointee.host.lock()
+                takeExpired(s, into: &expired)
+                s.pointee.host.unlock()
+                release(s, expired)
+                if expired.count < ExpiredObjects.capacity { return }
             }
-            s.pointee.host.unlock()
-            if found { s.pointee.host.release(cache, pointer) }
         }
     }
 
