@@ -115,4 +115,9 @@ void kdbt_findings_unlock(void);
 void kdbt_findings_keep(const void *records, const void *keys, long count, long record_bytes, u64 dropped);
 long kdbt_findings_kept(const void **records, u64 *dropped);
 void kdbt_findings_exit(void);
+
+/* memory.c: what engine.o's memcpy, memmove and memset calls become. */
+void *kdbt_memcpy(void *dest, const void *src, size_t n);
+void *kdbt_memmove(void *dest, const void *src, size_t n);
+void *kdbt_memset(void *dest, int c, size_t n);
 #endif

@@ -118,8 +118,10 @@ public struct HeapCheckLimits {
     public var stacks = 1 << 13
     public var stackDepth = 12
     /// Remembered stacks (`StackMemoEntry`) per CPU, for the first `stackMemoCPUs`
-    /// (a power of two).
-    public var stackMemoEntries = 1024
+    /// (a power of two). Many: the kernel's per-syscall stack offset puts each
+    /// syscall's chain at one of 64 depths, each its own entry (1024 left
+    /// mmap/munmap's stacks walked half the time, 4096 a sixth).
+    public var stackMemoEntries = 4096
     public var stackMemoCPUs = 4
     public init() {}
 }
