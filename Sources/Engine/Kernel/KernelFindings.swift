@@ -66,8 +66,8 @@ enum KernelFindings {
         guard let ring = arena.allocate(FindingsRing.self),
               let memory = arena.allocate(bytes: FindingsRing.bytes(capacity: capacity), alignment: 8)
         else { return nil }
-        ring.initialize(to: FindingsRing(memory: memory, capacity: capacity, lock: { kdbt_findings_lock() },
-                                         unlock: { kdbt_findings_unlock() }))
+        ring.initialize(to: FindingsRing(memory: memory, capacity: capacity, lock: kdbt_findings_lock,
+                                         unlock: kdbt_findings_unlock))
         return ring
     }
 

@@ -107,15 +107,12 @@ struct KernelHeapCheck {
                 if let f = flat { kdbt_host_module_data_free(f) }
             }
         }
+        // The shim's functions themselves, not closures calling them: each
+        // closure is two more calls on every allocation and free.
         let host = HeapCheckHostFunctions(
-            captureStack: { pc, sp, bp, frames, capacity, reads, count in
-                kdbt_hc_capture_stack(pc, sp, bp, frames, capacity, reads, count)
-            },
-            currentTask: { pid, comm in kdbt_hc_current_task(pid, comm) },
-            release: { cache, pointer in kdbt_hc_release(cache, pointer) },
-            describeCache: { cache, name, size in kdbt_hc_describe_cache(cache, name, size) },
-            lock: { kdbt_hc_lock() }, unlock: { kdbt_hc_unlock() }, now: { kdbt_host_ktime_ns() },
-            fill: { p, value, count in kdbt_hc_fill(p, value, count) })
+            captureStack: kdbt_hc_capture_stack, currentTask: kdbt_hc_current_task, release: kdbt_hc_release,
+            describeCache: kdbt_hc_describe_cache, lock: kdbt_hc_lock, unlock: kdbt_hc_unlock, now: kdbt_host_ktime_ns,
+            fill: kdbt_hc_fill)
         guard let kh = arena.allocate(KernelHeapCheck.self),
               let state = HeapCheck.create(
                 in: &arena, host: host, limits: limits, directMapBase: kdbt_hc_direct_map_base(), pages: pages,

@@ -243,10 +243,9 @@ extension KernelHost {
         let functions = TranslatorHostFunctions(
             allocateCode: { bytes, near in kdbt_host_code_alloc(bytes, near) },
             readCode: { destination, address, count in kdbt_host_read_code(destination, address, count) },
-            lock: { kdbt_host_translator_lock() }, unlock: { kdbt_host_translator_unlock() },
-            isFunctionStart: { kdbt_host_is_function_start($0) },
-            hasFaultFixup: { kdbt_host_has_fault_fixup($0) },
-            isCFunction: { kdbt_host_c_function_at($0) })
+            lock: kdbt_host_translator_lock, unlock: kdbt_host_translator_unlock,
+            isFunctionStart: kdbt_host_is_function_start, hasFaultFixup: kdbt_host_has_fault_fixup,
+            isCFunction: kdbt_host_c_function_at)
         guard let ts = arena.allocate(TakeoverState.self),
               let native = arena.allocate(bytes: 256 * 8, alignment: 8),
               let cache = arena.allocate(bytes: 256 * 8, alignment: 8),
