@@ -115,24 +115,6 @@ s64 kdbt_hc_task_struct_bytes(void)
 	return sizeof(struct task_struct);
 }
 
-/* Fills n shadow bytes with value: 8 at a time (rep stosq) between the unaligned
- * ends. As fast as memset's rep stosb on hardware; QEMU (TCG, and -icount in
- * the benchmarks) steps through each repetition, a byte at a time for stosb. */
-void kdbt_hc_fill(u8 *p, u8 value, long n)
-{
-	while (n > 0 && ((unsigned long)p & 7)) {
-		*p++ = value;
-		n--;
-	}
-	if (n >= 8) {
-		memset64((u64 *)p, value * 0x0101010101010101ull, n >> 3);
-		p += n & ~7l;
-		n &= 7;
-	}
-	while (n-- > 0)
-		*p++ = value;
-}
-
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm)
 {
 	*pid = task_pid_nr(current);

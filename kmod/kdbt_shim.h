@@ -88,7 +88,6 @@ void kdbt_return_page_free(bool in_use);
 int kdbt_heapcheck_init(unsigned long (*lookup)(const char *name));
 int kdbt_hc_classes(u64 *sizes, u64 *caches, int capacity);
 int kdbt_hc_capture_stack(u64 pc, u64 sp, u64 bp, u64 *frames, int capacity, u64 *reads, int *nreads);
-void kdbt_hc_fill(u8 *p, u8 value, long n);
 s64 kdbt_hc_current_task_slot(void);
 s64 kdbt_hc_task_struct_bytes(void);
 u32 kdbt_hc_current_task(u32 *pid, u8 *comm);

@@ -25,8 +25,6 @@ func kdbt_hc_capture_stack(_ pc: UInt64, _ sp: UInt64, _ bp: UInt64, _ frames: U
 func kdbt_hc_current_task_slot() -> Int64
 @_extern(c, "kdbt_hc_task_struct_bytes")
 func kdbt_hc_task_struct_bytes() -> Int64
-@_extern(c, "kdbt_hc_fill")
-func kdbt_hc_fill(_ p: UnsafeMutablePointer<UInt8>, _ value: UInt8, _ count: Int)
 @_extern(c, "kdbt_hc_current_task")
 func kdbt_hc_current_task(_ pid: UnsafeMutablePointer<UInt32>, _ comm: UnsafeMutablePointer<UInt8>) -> UInt32
 @_extern(c, "kdbt_hc_release")
@@ -111,8 +109,7 @@ struct KernelHeapCheck {
         // closure is two more calls on every allocation and free.
         let host = HeapCheckHostFunctions(
             captureStack: kdbt_hc_capture_stack, currentTask: kdbt_hc_current_task, release: kdbt_hc_release,
-            describeCache: kdbt_hc_describe_cache, lock: kdbt_hc_lock, unlock: kdbt_hc_unlock, now: kdbt_host_ktime_ns,
-            fill: kdbt_hc_fill)
+            describeCache: kdbt_hc_describe_cache, lock: kdbt_hc_lock, unlock: kdbt_hc_unlock, now: kdbt_host_ktime_ns)
         guard let kh = arena.allocate(KernelHeapCheck.self),
               let state = HeapCheck.create(
                 in: &arena, host: host, limits: limits, directMapBase: kdbt_hc_direct_map_base(), pages: pages,

@@ -49,9 +49,6 @@ public struct HeapCheckHostFunctions {
     public var lock: @convention(c) () -> Void
     public var unlock: @convention(c) () -> Void
     public var now: @convention(c) () -> UInt64
-    /// Sets `count` shadow bytes to a value (memset by default; the kernel's
-    /// stores eight bytes a step).
-    public var fill: @convention(c) (UnsafeMutablePointer<UInt8>, UInt8, Int) -> Void
 
     public init(captureStack: @convention(c) (UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>, Int32,
                                               UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<Int32>?) -> Int32,
@@ -59,11 +56,7 @@ public struct HeapCheckHostFunctions {
                 release: @convention(c) (UInt64, UInt64) -> Void,
                 describeCache: @convention(c) (UInt64, UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>) -> Int32,
                 lock: @convention(c) () -> Void, unlock: @convention(c) () -> Void,
-                now: @convention(c) () -> UInt64,
-                fill: @convention(c) (UnsafeMutablePointer<UInt8>, UInt8, Int) -> Void = { p, v, n in
-                    p.update(repeating: v, count: n)
-                }) {
-        self.fill = fill
+                now: @convention(c) () -> UInt64) {
         self.captureStack = captureStack
         self.currentTask = currentTask
         self.release = release
@@ -769,43 +762,11 @@ public enum HeapCheck {
         }
     }
 
-    /// `count` shadow bytes from `p`. Most objects have a few words of shadow:
-    /// stored here (overlapping stores at the ends), where a call to the host's
-    /// fill (rep stos, which QEMU steps through an element at a time) would cost
-    /// more; long runs go to it.
+    /// `count` shadow bytes from `p`: a memset, which the kernel build points at
+    /// kmod/memory.c (eight bytes a step).
     @inline(__always) static func fillRun(_ s: UnsafeMutablePointer<HeapCheckState>, _ p: UnsafeMutablePointer<UInt8>,
                                           _ value: UInt8, _ count: Int) {
-        let raw = UnsafeMutableRawPointer(p)
-        let word = UInt64(value) &* 0x0101_0101_0101_0101
-        if count >= 8 {
-            guard count <= 64 else {
-                s.pointee.host.fill(p, value, count)
-                return
-            }
-            // Not a loop: the compiler makes store loops memset calls, and the
-            // kernel's memset is rep stosb.
-            raw.storeBytes(of: word, as: UInt64.self)
-            raw.storeBytes(of: word, toByteOffset: count &- 8, as: UInt64.self)
-            guard count > 16 else { return }
-            raw.storeBytes(of: word, toByteOffset: 8, as: UInt64.self)
-            guard count > 24 else { return }
-            raw.storeBytes(of: word, toByteOffset: 16, as: UInt64.self)
-            guard count > 32 else { return }
-            raw.storeBytes(of: word, toByteOffset: 24, as: UInt64.self)
-            guard count > 40 else { return }
-            raw.storeBytes(of: word, toByteOffset: 32, as: UInt64.self)
-            guard count > 48 else { return }
-            raw.storeBytes(of: word, toByteOffset: 40, as: UInt64.self)
-            guard count > 56 else { return }
-            raw.storeBytes(of: word, toByteOffset: 48, as: UInt64.self)
-        } else if count >= 4 {
-            raw.storeBytes(of: UInt32(truncatingIfNeeded: word), as: UInt32.self)
-            raw.storeBytes(of: UInt32(truncatingIfNeeded: word), toByteOffset: count &- 4, as: UInt32.self)
-        } else if count > 0 {
-            p[0] = value
-            p[count >> 1] = value
-            p[count &- 1] = value
-        }
+        p.update(repeating: value, count: count)
     }
 
     /// Object [start, start+size) accessible, the rest of its slot `redzone`.
@@ -998,13 +959,24 @@ public enum HeapCheck {
         return s.pointee.stackMemo + Int(cpu) * ways * sets + ways * (Int(truncatingIfNeeded: hash >> 40) & (sets - 1))
     }
 
-    /// Whether every word the remembered walk read holds its value still.
+    /// Whether every word the remembered walk read holds its value still. Two
+    /// words a step, differences or-ed together: nearly every entry checked is
+    /// the one that holds (a tenth of a stack's cost went to this loop's
+    /// bounds and branches).
     static func memoHolds(_ e: UnsafeMutablePointer<StackMemoEntry>, bp: UInt64) -> Bool {
         if e.pointee.usesBP && e.pointee.bp != bp { return false }
-        for k in 0..<Int(e.pointee.reads) where stackWord(e.pointee.address[k]) != e.pointee.value[k] {
-            return false
+        let n = min(Int(e.pointee.reads), StackMemoEntry.maxReads)
+        let raw = UnsafeRawPointer(e)
+        let addresses = (raw + MemoryLayout<StackMemoEntry>.offset(of: \.address)!).assumingMemoryBound(to: UInt64.self)
+        let values = (raw + MemoryLayout<StackMemoEntry>.offset(of: \.value)!).assumingMemoryBound(to: UInt64.self)
+        var differ: UInt64 = 0
+        var k = 0
+        while k &+ 1 < n {
+            differ |= (stackWord(addresses[k]) ^ values[k]) | (stackWord(addresses[k &+ 1]) ^ values[k &+ 1])
+            k &+= 2
         }
-        return true
+        if k < n { differ |= stackWord(addresses[k]) ^ values[k] }
+        return differ == 0
     }
 
     /// A stack word the walk read (on the stack the same sp is on: mapped; never 0).
