@@ -183,7 +183,7 @@ extension Translator {
 
     // MARK: frames: 4-way buckets keyed by the entry stack pointer
 
-    static let frameWays = 4  // popFrames' InlineArray holds a bucket
+    static let frameWays = 4  // wrapReturn's buffer holds a bucket
 
     func frameBucket(_ sp: UInt64) -> Int {
         let buckets = state.pointee.limits.wrapFrameEntries / Translator.frameWays
@@ -194,35 +194,36 @@ extension Translator {
     }
 
     func pushFrame(_ frame: WrapFrame) {
-        let base = frameBucket(frame.entryStackPointer)
-        var free = -1
+        let bucket = state.pointee.wrapFrames + frameBucket(frame.entryStackPointer)
+        var free: UnsafeMutablePointer<WrapFrame>? = nil
         for w in 0..<Translator.frameWays {
-            let slot = state.pointee.wrapFrames[base + w]
+            let slot = bucket + w
             // Same key: that frame is dead (a live call now sits at its stack slot).
-            if slot.entryStackPointer == frame.entryStackPointer && slot.wrap == frame.wrap { free = base + w; break }
-            if slot.entryStackPointer == 0 && free < 0 { free = base + w }
+            if slot.pointee.entryStackPointer == frame.entryStackPointer && slot.pointee.wrap == frame.wrap {
+                slot.pointee = frame
+                return
+            }
+            if free == nil && slot.pointee.entryStackPointer == 0 { free = slot }
         }
-        guard free >= 0 else {
+        guard let free else {
             state.pointee.stats.wrapFramesDropped += 1
             return
         }
-        state.pointee.wrapFrames[free] = frame
+        free.pointee = frame
     }
 
     /// Removes the frames of the call returning to `returnAddress` with the stack
     /// pointer at `entryStackPointer` + 8 (one per wrap with a post hook) into
-    /// `frames`; returns how many.
+    /// `frames` (room for `frameWays`); returns how many.
     func popFrames(entryStackPointer sp: UInt64, returnAddress: UInt64,
-                   into frames: inout InlineArray<4, WrapFrame>) -> Int {
-        let base = frameBucket(sp)
+                   into frames: UnsafeMutablePointer<WrapFrame>) -> Int {
+        let bucket = state.pointee.wrapFrames + frameBucket(sp)
         var count = 0
-        for w in 0..<Translator.frameWays {
-            let slot = state.pointee.wrapFrames[base + w]
-            if slot.entryStackPointer == sp && slot.returnAddress == returnAddress {
-                state.pointee.wrapFrames[base + w].entryStackPointer = 0
-                frames[count] = slot
-                count += 1
-            }
+        for w in 0..<Translator.frameWays
+        where bucket[w].entryStackPointer == sp && bucket[w].returnAddress == returnAddress {
+            (frames + count).initialize(to: bucket[w])
+            bucket[w].entryStackPointer = 0
+            count += 1
         }
         return count
     }
@@ -302,23 +303,24 @@ extension Translator {
         let entrySP = sp &- 8
         // This call's frames, one per wrap with a post hook, all in one bucket:
         // taken out under one lock, their hooks run after it.
-        var frames: InlineArray<4, WrapFrame> = InlineArray(repeating: WrapFrame())
-        var count = 0
-        t.withLock { count = t.popFrames(entryStackPointer: entrySP, returnAddress: pc, into: &frames) }
-        // Innermost hooks last in, first out: the wrap registered last returns
-        // first. A bucket holds at most four frames: the highest wrap index left
-        // each time, no walk over every registered wrap.
-        var left = count
-        while left > 0 {
-            var pick = 0
-            for k in 1..<left where frames[k].wrap > frames[pick].wrap { pick = k }
-            let frame = frames[pick]
-            left -= 1
-            frames[pick] = frames[left]
-            let wrap = t.state.pointee.wraps[frame.wrap]
-            var call = WrapCall(context: context, function: wrap.address, returnAddress: pc,
-                                entryStackPointer: entrySP, userData: frame.userData)
-            withUnsafeMutablePointer(to: &call) { wrap.post!(UnsafeMutableRawPointer($0), wrap.data) }
+        withUnsafeTemporaryAllocation(of: WrapFrame.self, capacity: Translator.frameWays) { buffer in
+            let frames = buffer.baseAddress!
+            var left = 0
+            t.withLock { left = t.popFrames(entryStackPointer: entrySP, returnAddress: pc, into: frames) }
+            // Innermost hooks last in, first out: the wrap registered last
+            // returns first. A bucket holds at most four frames: the highest wrap
+            // index left each time, no walk over every registered wrap.
+            while left > 0 {
+                var pick = 0
+                for k in 1..<left where frames[k].wrap > frames[pick].wrap { pick = k }
+                let frame = frames[pick]
+                left -= 1
+                frames[pick] = frames[left]
+                let wrap = t.state.pointee.wraps[frame.wrap]
+                var call = WrapCall(context: context, function: wrap.address, returnAddress: pc,
+                                    entryStackPointer: entrySP, userData: frame.userData)
+                withUnsafeMutablePointer(to: &call) { wrap.post!(UnsafeMutableRawPointer($0), wrap.data) }
+            }
         }
     }
 }
