@@ -728,7 +728,7 @@ public enum HeapCheck {
     /// where shadow exists.
     static func fill(_ s: UnsafeMutablePointer<HeapCheckState>, _ start: UInt64, _ bytes: UInt64, _ value: UInt8) {
         if let run = shadowRun(s, start, bytes) {
-            fillRun(s, run, value, Int((bytes &+ 7) >> 3))
+            fillRun(run, value, Int((bytes &+ 7) >> 3))
         } else {
             fillByPage(s, start, bytes, value)
         }
@@ -756,7 +756,7 @@ public enum HeapCheck {
         while a < end {
             let stop = min(end, (a | 0xFFF) &+ 1)
             if let page = pageIndex(s, a), let chunk = chunk(s, page: page) {
-                fillRun(s, chunk + Int((a & 0xFFF) >> 3), value, Int((stop &- a &+ 7) >> 3))
+                fillRun(chunk + Int((a & 0xFFF) >> 3), value, Int((stop &- a &+ 7) >> 3))
             }
             a = stop
         }
@@ -764,8 +764,7 @@ public enum HeapCheck {
 
     /// `count` shadow bytes from `p`: a memset, which the kernel build points at
     /// kmod/memory.c (eight bytes a step).
-    @inline(__always) static func fillRun(_ s: UnsafeMutablePointer<HeapCheckState>, _ p: UnsafeMutablePointer<UInt8>,
-                                          _ value: UInt8, _ count: Int) {
+    @inline(__always) static func fillRun(_ p: UnsafeMutablePointer<UInt8>, _ value: UInt8, _ count: Int) {
         p.update(repeating: value, count: count)
     }
 
@@ -780,9 +779,9 @@ public enum HeapCheck {
             return
         }
         let full = Int(o.size >> 3)
-        fillRun(s, run, 0, full)
+        fillRun(run, 0, full)
         if o.size & 7 != 0 { run[full] = UInt8(o.size & 7) }
-        if slot > used && redzone != 0 { fillRun(s, run + Int(used >> 3), redzone, Int((slot &- used) >> 3)) }
+        if slot > used && redzone != 0 { fillRun(run + Int(used >> 3), redzone, Int((slot &- used) >> 3)) }
     }
 
     // MARK: object table (linear probing, backward-shift deletion)
