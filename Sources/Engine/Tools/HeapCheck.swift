@@ -1083,14 +1083,7 @@ public enum HeapCheck {
         fill(s, pointer, (size + 7) & ~7, ShadowByte.slabFree)
         enqueue(s, pointer, size)
         s.pointee.statistics.quarantined += 1
-        let more = withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ExpiredObjects.words) { buffer in
-            var expired = ExpiredObjects(words: buffer.baseAddress!)
-            takeExpired(s, into: &expired)
-            s.pointee.host.unlock()
-            release(s, expired)
-            return expired.count == ExpiredObjects.capacity
-        }
-        if more { drainQuarantine(s) }
+        drainQuarantine(s, lockHeld: true)
         return true
     }
 
@@ -1138,12 +1131,15 @@ public enum HeapCheck {
     }
 
     /// Gives the oldest quarantined objects back until the quarantine is within
-    /// its limits.
-    static func drainQuarantine(_ s: UnsafeMutablePointer<HeapCheckState>) {
+    /// its limits. `lockHeld`: the caller holds the lock, released here (a free
+    /// takes its expired objects out in its own lock round trip; inlined there).
+    @inline(__always) static func drainQuarantine(_ s: UnsafeMutablePointer<HeapCheckState>, lockHeld: Bool = false) {
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: ExpiredObjects.words) { buffer in
+            var locked = lockHeld
             while true {
                 var expired = ExpiredObjects(words: buffer.baseAddress!)
-                s.pointee.host.lock()
+                if !locked { s.pointee.host.lock() }
+                locked = false
                 takeExpired(s, into: &expired)
                 s.pointee.host.unlock()
                 release(s, expired)
